@@ -1,0 +1,115 @@
+/*
+ * cred.h: the credential store. Accounts, the addresses they own, and the
+ * verifiers each mechanism needs, all derived once when the password is set.
+ * No plaintext or reversibly encrypted password is ever stored.
+ *
+ * Verifiers (one row per kind per account):
+ *   PASSWORD_HASH  crypt(3) yescrypt string ($y$...), for PLAIN and LOGIN
+ *   CRAM_MD5       HMAC-MD5 inner and outer key state after one block (as
+ *                  Dovecot's CRAM-MD5 scheme), for CRAM-MD5
+ *   SCRAM_SHA1/256 salt, iterations, StoredKey, ServerKey (RFC 5802 section 3)
+ *   NT             MD4(UTF-16LE(password)) (MS-NLMP 3.3.1), for NTLM
+ *
+ * All functions are thread-safe: each thread gets its own SQLite connection.
+ * Lookups are tri-state: 1 found, 0 not found, -1 store error (-> 454).
+ */
+#ifndef SG_CRED_H
+#define SG_CRED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum sg_cred_kind {
+	SG_CRED_NONE = 0,
+	SG_CRED_PASSWORD_HASH,
+	SG_CRED_CRAM_MD5,
+	SG_CRED_SCRAM_SHA1,
+	SG_CRED_SCRAM_SHA256,
+	SG_CRED_NT,
+};
+
+#define SG_SCRAM_SALT_LEN 16
+#define SG_SCRAM_KEY_MAX 32 /* SHA-256 */
+
+struct sg_verifier {
+	enum sg_cred_kind kind;
+	union {
+		char crypt[256];               /* PASSWORD_HASH */
+		struct {
+			uint32_t inner[4];     /* MD5 state after (key ^ ipad) */
+			uint32_t outer[4];     /* MD5 state after (key ^ opad) */
+		} cram;
+		struct {
+			unsigned iterations;
+			uint8_t salt[SG_SCRAM_SALT_LEN];
+			size_t key_len;        /* 20 (SHA-1) or 32 (SHA-256) */
+			uint8_t stored_key[SG_SCRAM_KEY_MAX];
+			uint8_t server_key[SG_SCRAM_KEY_MAX];
+		} scram;
+		uint8_t nt[16];
+	} u;
+};
+
+struct sg_account {
+	int64_t id;
+	char login[256];
+	bool disabled;
+};
+
+struct sg_cred_store;
+
+/* Open (creating the schema, file mode 0600) the SQLite database at path. */
+int sg_cred_open(const char *path, struct sg_cred_store **store_r, const char **error_r);
+void sg_cred_close(struct sg_cred_store **store);
+
+/* Find an account by login (exact, case-sensitive as stored; a login that is
+ * an address matches case-insensitively in its domain). When kind is not
+ * NONE, also load that verifier into *v (v->kind = NONE if the account has
+ * none of that kind). */
+int sg_cred_lookup(struct sg_cred_store *s, const char *login, enum sg_cred_kind kind,
+		   struct sg_account *acct, struct sg_verifier *v);
+
+/* Verify a password against the stored hash. Runs the same hash work when the
+ * account does not exist. Returns 1 (ok, acct filled), 0 (refused; *reason_r is
+ * "unknown_account", "wrong_password" or "disabled"), -1 (store error). */
+int sg_cred_check_password(struct sg_cred_store *s, const char *login, const char *password,
+			   struct sg_account *acct, const char **reason_r);
+
+/* Does the account own this envelope address (exact address, or @domain)? 1/0/-1 */
+int sg_cred_owns_address(struct sg_cred_store *s, const char *login, const char *address);
+/* Which account receives mail for this address? 1 (login_r filled) / 0 / -1. */
+int sg_cred_find_owner(struct sg_cred_store *s, const char *address, char *login_r, size_t size);
+/* Is the domain local (some account owns an address or @domain in it)? 1/0/-1 */
+int sg_cred_domain_is_local(struct sg_cred_store *s, const char *domain);
+
+/* Administration (CLI). Each returns 0 or -1 with *error_r set. */
+struct sg_cred_params {
+	unsigned scram_iterations;     /* 0 = 4096 */
+};
+int sg_cred_add(struct sg_cred_store *s, const char *login, const char *password,
+		const struct sg_cred_params *p, const char **error_r);
+int sg_cred_set_password(struct sg_cred_store *s, const char *login, const char *password,
+			 const struct sg_cred_params *p, const char **error_r);
+int sg_cred_set_disabled(struct sg_cred_store *s, const char *login, bool disabled,
+			 const char **error_r);
+int sg_cred_delete(struct sg_cred_store *s, const char *login, const char **error_r);
+int sg_cred_add_address(struct sg_cred_store *s, const char *login, const char *address,
+			const char **error_r);
+int sg_cred_del_address(struct sg_cred_store *s, const char *login, const char *address,
+			const char **error_r);
+/* Calls cb for each account (addresses space-separated). */
+int sg_cred_list(struct sg_cred_store *s,
+		 void (*cb)(void *ctx, const struct sg_account *a, const char *addresses), void *ctx,
+		 const char **error_r);
+/* Bumped on every change (passwd, disable, del): auth caches compare it. */
+uint64_t sg_cred_generation(struct sg_cred_store *s);
+
+/* Verifier derivation (verifier.c), used by sg_cred_add/set_password and tests. */
+int sg_verifier_derive(enum sg_cred_kind kind, const char *password, unsigned scram_iterations,
+		       struct sg_verifier *v);
+/* Text form stored in the database, and back. */
+int sg_verifier_format(const struct sg_verifier *v, char *out, size_t size);
+int sg_verifier_parse(enum sg_cred_kind kind, const char *text, struct sg_verifier *v);
+
+#endif
