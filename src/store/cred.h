@@ -29,7 +29,8 @@ enum sg_cred_kind {
 	SG_CRED_NT,
 };
 
-#define SG_SCRAM_SALT_LEN 16
+#define SG_SCRAM_SALT_LEN 16 /* generated salts */
+#define SG_SCRAM_SALT_MAX 64
 #define SG_SCRAM_KEY_MAX 32 /* SHA-256 */
 
 struct sg_verifier {
@@ -42,7 +43,8 @@ struct sg_verifier {
 		} cram;
 		struct {
 			unsigned iterations;
-			uint8_t salt[SG_SCRAM_SALT_LEN];
+			uint8_t salt[SG_SCRAM_SALT_MAX];
+			size_t salt_len;
 			size_t key_len;        /* 20 (SHA-1) or 32 (SHA-256) */
 			uint8_t stored_key[SG_SCRAM_KEY_MAX];
 			uint8_t server_key[SG_SCRAM_KEY_MAX];
@@ -108,6 +110,9 @@ uint64_t sg_cred_generation(struct sg_cred_store *s);
 /* Verifier derivation (verifier.c), used by sg_cred_add/set_password and tests. */
 int sg_verifier_derive(enum sg_cred_kind kind, const char *password, unsigned scram_iterations,
 		       struct sg_verifier *v);
+/* SCRAM with a given salt (RFC test vectors); kind is SCRAM_SHA1 or SCRAM_SHA256. */
+int sg_verifier_derive_scram(enum sg_cred_kind kind, const char *password, const uint8_t *salt,
+			     size_t salt_len, unsigned iterations, struct sg_verifier *v);
 /* Text form stored in the database, and back. */
 int sg_verifier_format(const struct sg_verifier *v, char *out, size_t size);
 int sg_verifier_parse(enum sg_cred_kind kind, const char *text, struct sg_verifier *v);
