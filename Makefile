@@ -18,7 +18,7 @@ build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
 run: build
-	sh scripts/run-demo $(BUILD)/smtpgate
+	sh scripts/run-demo $(BUILD)/src/smtpgate
 
 check: build
 	sh tests/run $(BUILD)

@@ -7,5 +7,8 @@
 #define SG_CLI_H
 
 int sg_cmd_version(int argc, char **argv);
+int sg_cmd_probe(int argc, char **argv);
+int sg_cmd_serve(int argc, char **argv);
+int sg_cmd_user(int argc, char **argv);
 
 #endif

@@ -9,7 +9,10 @@ static const struct sg_subcommand {
 	int (*run)(int argc, char **argv);
 	const char *summary;
 } subcommands[] = {
+	{"serve", sg_cmd_serve, "run the SMTP server (sandbox: capture, never deliver)"},
 	{"version", sg_cmd_version, "print the version and the libraries in use"},
+	{"probe", sg_cmd_probe, "test a server's SMTP AUTH with decoded transcripts and a diagnosis"},
+	{"user", sg_cmd_user, "manage accounts: add, passwd, disable, enable, del, list, address"},
 };
 
 static void usage(FILE *f)

@@ -121,6 +121,10 @@ struct sg_mech {
 	unsigned flags;
 	int strength;                  /* EHLO lists the highest first */
 	enum sg_cred_kind cred;        /* verifier needed from the store, or NONE */
+	/* Client-first mechanism, no initial response given: the driver sends
+	 * "334 " followed by this text unencoded (MS-SMTPNTLM: "ntlm supported"),
+	 * or an empty "334 " when NULL, without calling server_step. */
+	const char *empty_challenge_text;
 	/* May this mechanism be offered on a connection with this env? (NULL = yes) */
 	bool (*server_available)(const struct sg_sasl_server_env *env);
 	void *(*server_start)(const struct sg_sasl_server_env *env);

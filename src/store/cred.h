@@ -85,7 +85,17 @@ int sg_cred_find_owner(struct sg_cred_store *s, const char *address, char *login
 /* Is the domain local (some account owns an address or @domain in it)? 1/0/-1 */
 int sg_cred_domain_is_local(struct sg_cred_store *s, const char *domain);
 
-/* Administration (CLI). Each returns 0 or -1 with *error_r set. */
+/* Validation used by the store and the CLI (0, or -1 with *error_r).
+ * A login is 1..255 bytes, no control characters, spaces, NUL or '/', and is
+ * not "." or ".." (it names the account's Maildir). An address is
+ * "local@domain" (exactly one '@', both parts non-empty) or "@domain" (every
+ * address in the domain); no spaces or control characters. */
+int sg_cred_validate_login(const char *login, const char **error_r);
+int sg_cred_validate_address(const char *address, const char **error_r);
+
+/* Administration (CLI). Each returns 0 or -1 with *error_r set; the message
+ * lives in a thread-local buffer valid until the next store call on the same
+ * thread. Every change bumps the generation in the same transaction. */
 struct sg_cred_params {
 	unsigned scram_iterations;     /* 0 = 4096 */
 };

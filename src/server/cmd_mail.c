@@ -1,0 +1,220 @@
+/*
+ * MAIL and RCPT (RFC 5321 4.1.1.2, 4.1.1.3) with the policy decisions:
+ * authentication required on submission, sender ownership, relay control
+ * and local recipients on mx.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "server/server.h"
+#include "server/session.h"
+#include "smtp/cmd.h"
+
+static bool auth_required(const struct sg_session *s)
+{
+	return s->lst->cfg->role != SG_ROLE_MX;
+}
+
+void cmd_mail(struct sg_session *s, char *args)
+{
+	if (!(s->state & (ST_READY | ST_MAIL | ST_RCPT))) {
+		sess_error(s, SG_R_BAD_SEQ_EHLO);
+		return;
+	}
+	if (s->state & (ST_MAIL | ST_RCPT)) {
+		sess_error(s, SG_R_NESTED_MAIL);
+		return;
+	}
+	if (s->lst->cfg->require_tls && !sess_tls(s)) {
+		sess_error(s, SG_R_TLS_REQUIRED);
+		return;
+	}
+	if (auth_required(s) && !s->authenticated) {
+		sess_error(s, SG_R_AUTH_REQUIRED);
+		return;
+	}
+	struct sg_path_cmd pc;
+	switch (sg_cmd_parse_path(args, "FROM:", true, &pc)) {
+	case SG_PATH_OK:
+		break;
+	case SG_PATH_BAD_ADDRESS:
+	case SG_PATH_TOO_LONG:
+	case SG_PATH_NEED_UTF8:
+		sess_error(s, SG_R_BAD_SENDER_SYNTAX);
+		return;
+	case SG_PATH_SYNTAX:
+		sess_error(s, SG_R_PARAM_SYNTAX);
+		return;
+	}
+	const struct sg_config *cfg = &s->srv->cfg;
+	bool smtputf8 = false;
+	unsigned long long size = 0;
+	for (size_t i = 0; i < pc.nparams; i++) {
+		const struct sg_param *p = &pc.params[i];
+		if (strcmp(p->key, "SIZE") == 0) { /* RFC 1870 */
+			uint64_t v;
+			if (p->value == NULL || sg_parse_u64(p->value, 0, UINT64_MAX, &v) < 0) {
+				sess_error(s, SG_R_PARAM_SYNTAX);
+				return;
+			}
+			if (v > cfg->max_message_size) {
+				sess_error(s, SG_R_TOO_BIG);
+				return;
+			}
+			size = v;
+		} else if (strcmp(p->key, "BODY") == 0) { /* RFC 6152 */
+			if (p->value == NULL ||
+			    (strcasecmp(p->value, "7BIT") != 0 && strcasecmp(p->value, "8BITMIME") != 0)) {
+				sess_error(s, SG_R_PARAM_SYNTAX);
+				return;
+			}
+		} else if (strcmp(p->key, "SMTPUTF8") == 0) { /* RFC 6531 3.4 */
+			if (p->value != NULL) {
+				sess_error(s, SG_R_PARAM_SYNTAX);
+				return;
+			}
+			smtputf8 = true;
+		} else if (strcmp(p->key, "AUTH") == 0) {
+			/* RFC 4954 5: the original submitter; xtext, "<>" for unknown.
+			 * Accepted and ignored: we never relay it further. */
+			char who[SG_PATH_MAX + 1];
+			if (p->value == NULL || sg_xtext_decode(p->value, who, sizeof(who)) < 0) {
+				sess_error(s, SG_R_PARAM_SYNTAX);
+				return;
+			}
+		} else {
+			sess_error(s, SG_R_PARAM_UNKNOWN);
+			return;
+		}
+	}
+	if (pc.utf8 && !smtputf8) {
+		sess_error(s, SG_R_UTF8_REQUIRED);
+		return;
+	}
+	char pv[300];
+	if (s->authenticated && s->lst->cfg->sender_enforce && pc.path[0] != '\0') {
+		int r = sg_cred_owns_address(s->srv->creds, s->login, pc.path);
+		if (r < 0) {
+			sess_reply(s, SG_R_LOCAL_ERROR);
+			return;
+		}
+		if (r == 0) {
+			sg_log(SG_INFO, "mail", "sid=%s login=%s from=%s result=rejected reason=not_owned",
+			       s->id, s->login, sg_log_value(pc.path, pv, sizeof(pv)));
+			sess_error(s, SG_R_SENDER_NOT_OWNED, s->login);
+			return;
+		}
+	}
+	sg_strlcpy(s->mail_from, pc.path, sizeof(s->mail_from));
+	s->smtputf8 = smtputf8;
+	s->declared_size = size;
+	s->state = ST_MAIL;
+	sg_log(SG_INFO, "mail", "sid=%s login=%s from=%s size=%llu result=ok", s->id, sess_log_login(s),
+	       sg_log_value(pc.path[0] ? pc.path : "<>", pv, sizeof(pv)), size);
+	sess_reply(s, SG_R_MAIL_OK);
+}
+
+static bool domain_is_local(struct sg_session *s, const char *domain, int *err)
+{
+	if (strcasecmp(domain, s->srv->cfg.hostname) == 0 || strcasecmp(domain, "localhost") == 0)
+		return true;
+	int r = sg_cred_domain_is_local(s->srv->creds, domain);
+	if (r < 0)
+		*err = 1;
+	return r == 1;
+}
+
+static void add_owner(struct sg_session *s, const char *login)
+{
+	for (size_t i = 0; i < s->nowners; i++)
+		if (strcmp(s->owners[i], login) == 0)
+			return;
+	if (s->nowners < sizeof(s->owners) / sizeof(s->owners[0]))
+		s->owners[s->nowners++] = sg_strdup(login);
+}
+
+void cmd_rcpt(struct sg_session *s, char *args)
+{
+	if (!(s->state & (ST_MAIL | ST_RCPT))) {
+		sess_error(s, SG_R_BAD_SEQ_MAIL);
+		return;
+	}
+	struct sg_path_cmd pc;
+	/* RFC 5321 4.1.1.3: <Postmaster> without a domain must be accepted. */
+	bool postmaster = strncasecmp(args, "TO:", 3) == 0 &&
+			  (strcasecmp(args + 3, "<postmaster>") == 0 || strcasecmp(args + 3, " <postmaster>") == 0);
+	if (postmaster) {
+		memset(&pc, 0, sizeof(pc));
+		if (snprintf(pc.path, sizeof(pc.path), "postmaster@%s", s->srv->cfg.hostname) >=
+		    (int)sizeof(pc.path)) {
+			sess_error(s, SG_R_BAD_RCPT_SYNTAX);
+			return;
+		}
+	} else {
+		switch (sg_cmd_parse_path(args, "TO:", false, &pc)) {
+		case SG_PATH_OK:
+			break;
+		case SG_PATH_BAD_ADDRESS:
+		case SG_PATH_TOO_LONG:
+		case SG_PATH_NEED_UTF8:
+			sess_error(s, SG_R_BAD_RCPT_SYNTAX);
+			return;
+		case SG_PATH_SYNTAX:
+			sess_error(s, SG_R_PARAM_SYNTAX);
+			return;
+		}
+	}
+	if (pc.nparams > 0) {
+		sess_error(s, SG_R_PARAM_UNKNOWN);
+		return;
+	}
+	if (pc.utf8 && !s->smtputf8) {
+		sess_error(s, SG_R_UTF8_REQUIRED);
+		return;
+	}
+	if (s->nrcpts >= s->srv->cfg.max_recipients) {
+		sess_reply(s, SG_R_TOO_MANY_RCPTS);
+		return;
+	}
+	char pv[300];
+	sg_log_value(pc.path, pv, sizeof(pv));
+	if (!s->authenticated) {
+		/* mx without AUTH: local recipients only, never relay (no client
+		 * address is trusted, loopback included). */
+		const char *at = strrchr(pc.path, '@');
+		int err = 0;
+		bool local = at != NULL && domain_is_local(s, at + 1, &err);
+		if (err) {
+			sess_reply(s, SG_R_LOCAL_ERROR);
+			return;
+		}
+		if (!local) {
+			sg_log(SG_INFO, "rcpt", "sid=%s client=%s to=%s result=rejected reason=relay_denied",
+			       s->id, s->client_ip, pv);
+			sess_error(s, SG_R_RELAY_DENIED);
+			return;
+		}
+		char owner[SG_LOGIN_MAX + 1];
+		int r = sg_cred_find_owner(s->srv->creds, pc.path, owner, sizeof(owner));
+		if (r < 0) {
+			sess_reply(s, SG_R_LOCAL_ERROR);
+			return;
+		}
+		if (r == 0) {
+			sg_log(SG_INFO, "rcpt", "sid=%s client=%s to=%s result=rejected reason=no_such_user",
+			       s->id, s->client_ip, pv);
+			sess_error(s, SG_R_NO_SUCH_USER);
+			return;
+		}
+		add_owner(s, owner);
+	}
+	s->rcpts = sg_realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*s->rcpts));
+	sg_strlcpy(s->rcpts[s->nrcpts++].addr, pc.path, sizeof(s->rcpts[0].addr));
+	s->state = ST_RCPT;
+	sg_log(SG_INFO, "rcpt", "sid=%s login=%s to=%s result=ok", s->id, sess_log_login(s), pv);
+	sess_reply(s, SG_R_RCPT_OK);
+}

@@ -1,0 +1,92 @@
+/*
+ * config.h: the configuration of `serve`, from defaults, then the config file
+ * (--config), then the command line. One small INI-style file:
+ *
+ *   # comment
+ *   hostname = mail.example.test
+ *   max_message_size = 26214400
+ *   [listener submission]
+ *   role = submission
+ *   listen = 127.0.0.1:2587
+ *
+ * Every key has a default; an unknown key, a bad value or a duplicate
+ * listener is an error naming the file and line.
+ */
+#ifndef SG_CONFIG_H
+#define SG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "sasl/mech.h"
+
+enum sg_role { SG_ROLE_MX, SG_ROLE_SUBMISSION, SG_ROLE_SUBMISSIONS };
+
+#define SG_MAX_LISTENERS 16
+
+struct sg_listener_cfg {
+	char name[32];
+	enum sg_role role;
+	char host[64];
+	unsigned port;
+	bool sender_enforce;          /* 553 5.7.1 for addresses the account does not own */
+	bool bare_lf_normalize;       /* accept bare LF as a line end in DATA */
+	bool require_tls;             /* 530 5.7.0 Must issue a STARTTLS command first */
+	bool plaintext_without_tls;   /* offer PLAIN/LOGIN before TLS (never by default) */
+	char mechanisms[512];         /* space-separated; "" = every available one */
+};
+
+struct sg_config {
+	char hostname[256];
+	char data_dir[1024];
+	char tls_cert[1024];
+	char tls_key[1024];
+	char tls_client_ca[1024];
+	char user[64];                /* drop privileges to this user when started as root */
+	char log_level[16];
+	bool syslog;
+	unsigned long long max_message_size;
+	unsigned max_recipients;
+	unsigned max_line;            /* command line, octets without CRLF */
+	unsigned max_errors;
+	unsigned max_auth_attempts;   /* per connection */
+	unsigned max_connections;
+	unsigned max_connections_per_ip;
+	unsigned auth_fail_delay_ms;
+	unsigned timeout_command_ms;  /* RFC 5321 4.5.3.2.7: 5 minutes */
+	unsigned timeout_data_ms;     /* 4.5.3.2.5: 3 minutes per data block */
+	unsigned timeout_tls_ms;
+	unsigned timeout_session_ms;
+	unsigned workers;             /* threads for hashing and fsync */
+	bool sender_enforce;          /* default for listeners */
+	/* mechanism settings (strings owned by this struct) */
+	struct sg_sasl_config sasl;
+	char ntlm_domain[64];
+	char oauth_secret_file[1024];
+	char oauth_jwks_file[1024];
+	char oauth_issuer[256];
+	char oauth_audience[256];
+	char oauth_login_claim[32];
+	char oauth_scope[128];
+	char gss_keytab[1024];
+	char gss_service[64];
+	char gss_realm[128];
+	char gss_map_domain[256];
+	size_t nlisteners;
+	struct sg_listener_cfg listeners[SG_MAX_LISTENERS];
+};
+
+void sg_config_defaults(struct sg_config *c);
+/* Parse a file over the current values. 0, or -1 with a message in err. */
+int sg_config_load(struct sg_config *c, const char *path, char *err, size_t errsize);
+/* Parse text (for tests and the fuzzer); name is used in messages. */
+int sg_config_parse(struct sg_config *c, const char *text, const char *name, char *err,
+		    size_t errsize);
+/* "--listen ROLE=ADDR:PORT" */
+int sg_config_add_listen(struct sg_config *c, const char *spec, char *err, size_t errsize);
+/* Fill in default listeners when none were configured; point sasl strings at
+ * the owned fields. Call once after loading. */
+void sg_config_finish(struct sg_config *c);
+const char *sg_role_name(enum sg_role r);
+
+#endif

@@ -1,0 +1,273 @@
+#include "server/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/pool.h"
+#include "core/tls.h"
+#include "core/util.h"
+#include "server/session.h"
+#include "smtp/reply.h"
+#include "store/cred.h"
+#include "store/mail.h"
+
+/* How long a stopping server waits for sessions in DATA. */
+#define STOP_GRACE_MS 10000
+
+static void addr_to_str(const struct sockaddr *sa, char *ip, size_t size, unsigned *port)
+{
+	ip[0] = '\0';
+	*port = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, ip, (socklen_t)size);
+		*port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, (socklen_t)size);
+		*port = ntohs(in6->sin6_port);
+	}
+}
+
+static void refuse(int fd, const struct sg_server *srv, enum sg_reply_id id)
+{
+	const struct sg_reply *r = sg_reply_get(id);
+	char line[512];
+	int n = snprintf(line, sizeof(line), "%u %s ", r->code, r->enhanced);
+	n += snprintf(line + n, sizeof(line) - (size_t)n, r->text, srv->cfg.hostname);
+	n += snprintf(line + n, sizeof(line) - (size_t)n, "\r\n");
+	/* best effort: the socket is fresh, the send buffer empty */
+	ssize_t w = send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)w;
+	close(fd);
+}
+
+static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		      void *arg)
+{
+	struct sg_listener *l = arg;
+	struct sg_server *srv = l->srv;
+	char ip[64];
+	unsigned port;
+	addr_to_str(sa, ip, sizeof(ip), &port);
+	if (srv->stopping) {
+		refuse(fd, srv, SG_R_SHUTDOWN);
+		return;
+	}
+	if (srv->nsessions >= srv->cfg.max_connections) {
+		sg_log(SG_WARN, "refused", "client=%s reason=max_connections", ip);
+		refuse(fd, srv, SG_R_TOO_MANY_CONN);
+		return;
+	}
+	unsigned same_ip = 0;
+	for (struct sg_session *s = srv->sessions; s != NULL; s = s->next)
+		if (strcmp(s->client_ip, ip) == 0)
+			same_ip++;
+	if (same_ip >= srv->cfg.max_connections_per_ip) {
+		sg_log(SG_WARN, "refused", "client=%s reason=max_connections_per_ip", ip);
+		refuse(fd, srv, SG_R_TOO_MANY_CONN);
+		return;
+	}
+	l->accepted++;
+	struct sg_session *s = sess_new(l, fd, ip, port, l->cfg->port);
+	if (s == NULL)
+		return;
+	s->next = srv->sessions;
+	if (srv->sessions != NULL)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+}
+
+void sg_server_session_gone(struct sg_server *srv, struct sg_session *s)
+{
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	srv->nsessions--;
+	if (srv->stopping && srv->nsessions == 0)
+		event_base_loopexit(srv->base, NULL);
+}
+
+static int mkdir_private(const char *path, char *err, size_t errsize)
+{
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errsize, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int setup_tls(struct sg_server *srv, char *err, size_t errsize)
+{
+	struct sg_config *c = &srv->cfg;
+	const char *error = NULL;
+	if (c->tls_cert[0] == '\0' || c->tls_key[0] == '\0') {
+		char dir[1100];
+		snprintf(dir, sizeof(dir), "%s/tls", c->data_dir);
+		if (mkdir_private(dir, err, errsize) < 0)
+			return -1;
+		if (snprintf(c->tls_cert, sizeof(c->tls_cert), "%s/cert.pem", dir) >= (int)sizeof(c->tls_cert) ||
+		    snprintf(c->tls_key, sizeof(c->tls_key), "%s/key.pem", dir) >= (int)sizeof(c->tls_key)) {
+			snprintf(err, errsize, "data dir path too long");
+			return -1;
+		}
+		if (access(c->tls_cert, R_OK) != 0 || access(c->tls_key, R_OK) != 0) {
+			if (sg_tls_make_selfsigned(c->tls_cert, c->tls_key, c->hostname, &error) < 0) {
+				snprintf(err, errsize, "self-signed certificate: %s", error);
+				return -1;
+			}
+			sg_log(SG_INFO, "tls_selfsigned", "cert=%s key=%s", c->tls_cert, c->tls_key);
+		}
+	}
+	if (sg_tls_server_ctx_new(c->tls_cert, c->tls_key, c->sasl.tls_client_ca, &srv->tls, &error) < 0) {
+		snprintf(err, errsize, "TLS: %s", error);
+		return -1;
+	}
+	return 0;
+}
+
+static int bind_listener(struct sg_server *srv, struct sg_listener *l, char *err, size_t errsize)
+{
+	const struct sg_listener_cfg *lc = l->cfg;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
+	struct addrinfo *ai = NULL;
+	char port[8];
+	snprintf(port, sizeof(port), "%u", lc->port);
+	int r = getaddrinfo(lc->host, port, &hints, &ai);
+	if (r != 0) {
+		snprintf(err, errsize, "listener %s: address '%s': %s", lc->name, lc->host, gai_strerror(r));
+		return -1;
+	}
+	l->srv = srv;
+	l->evl = evconnlistener_new_bind(srv->base, on_accept, l,
+					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+					 1024, ai->ai_addr, (int)ai->ai_addrlen);
+	freeaddrinfo(ai);
+	if (l->evl == NULL) {
+		snprintf(err, errsize, "listener %s: cannot listen on %s:%u: %s", lc->name, lc->host,
+			 lc->port, strerror(errno));
+		return -1;
+	}
+	sg_log(SG_INFO, "listen", "listener=%s role=%s addr=%s:%u tls=%s", lc->name,
+	       sg_role_name(lc->role), lc->host, lc->port,
+	       lc->role == SG_ROLE_SUBMISSIONS ? "implicit" : "starttls");
+	return 0;
+}
+
+int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
+{
+	struct sg_config *c = &srv->cfg;
+	const char *error = NULL;
+	umask(077);
+	if (mkdir_private(c->data_dir, err, errsize) < 0)
+		return -1;
+	char path[1100];
+	snprintf(path, sizeof(path), "%s/smtpgate.db", c->data_dir);
+	if (sg_cred_open(path, &srv->creds, &error) < 0) {
+		snprintf(err, errsize, "account database %s: %s", path, error);
+		return -1;
+	}
+	if (sg_mail_open(c->data_dir, &srv->mail, &error) < 0) {
+		snprintf(err, errsize, "mail store: %s", error);
+		return -1;
+	}
+	if (setup_tls(srv, err, errsize) < 0)
+		return -1;
+	evthread_use_pthreads();
+	srv->base = event_base_new();
+	if (srv->base == NULL) {
+		snprintf(err, errsize, "event_base_new failed");
+		return -1;
+	}
+	srv->pool = sg_pool_new(srv->base, c->workers);
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		srv->listeners[i].cfg = &c->listeners[i];
+		if (bind_listener(srv, &srv->listeners[i], err, errsize) < 0)
+			return -1;
+		srv->nlisteners++;
+	}
+	return 0;
+}
+
+static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct sg_server *srv = arg;
+	sg_log(SG_WARN, "stop", "grace period over, %u sessions cut", srv->nsessions);
+	event_base_loopexit(srv->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct sg_server *srv = arg;
+	if (srv->stopping) {
+		event_base_loopexit(srv->base, NULL);
+		return;
+	}
+	srv->stopping = true;
+	sg_log(SG_INFO, "stop", "signal=%d sessions=%u", (int)sig, srv->nsessions);
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		evconnlistener_disable(srv->listeners[i].evl);
+	struct sg_session *next;
+	for (struct sg_session *s = srv->sessions; s != NULL; s = next) {
+		next = s->next;
+		sess_shutdown(s);
+	}
+	if (srv->nsessions == 0) {
+		event_base_loopexit(srv->base, NULL);
+		return;
+	}
+	srv->stop_timer = evtimer_new(srv->base, on_stop_timer, srv);
+	struct timeval tv = {STOP_GRACE_MS / 1000, 0};
+	evtimer_add(srv->stop_timer, &tv);
+}
+
+int sg_server_run(struct sg_server *srv)
+{
+	signal(SIGPIPE, SIG_IGN);
+	srv->sigterm_ev = evsignal_new(srv->base, SIGTERM, on_signal, srv);
+	srv->sigint_ev = evsignal_new(srv->base, SIGINT, on_signal, srv);
+	evsignal_add(srv->sigterm_ev, NULL);
+	evsignal_add(srv->sigint_ev, NULL);
+	sg_log(SG_INFO, "ready", "hostname=%s data_dir=%s", srv->cfg.hostname, srv->cfg.data_dir);
+	event_base_dispatch(srv->base);
+	return 0;
+}
+
+void sg_server_deinit(struct sg_server *srv)
+{
+	/* Workers first: jobs still out complete and release their sessions. */
+	sg_pool_free(&srv->pool);
+	while (srv->sessions != NULL)
+		sess_free(srv->sessions);
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		if (srv->listeners[i].evl != NULL)
+			evconnlistener_free(srv->listeners[i].evl);
+	if (srv->sigterm_ev != NULL)
+		event_free(srv->sigterm_ev);
+	if (srv->sigint_ev != NULL)
+		event_free(srv->sigint_ev);
+	if (srv->stop_timer != NULL)
+		event_free(srv->stop_timer);
+	sg_tls_ctx_free(&srv->tls);
+	sg_mail_close(&srv->mail);
+	sg_cred_close(&srv->creds);
+	if (srv->base != NULL)
+		event_base_free(srv->base);
+	sg_log(SG_INFO, "stopped", "ok");
+}

@@ -1,0 +1,365 @@
+/*
+ * session.c: connection callbacks, the command table and the dispatcher.
+ * Command handlers are in cmd_*.c.
+ */
+#include "server/session.h"
+
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/conn.h"
+#include "core/log.h"
+#include "core/secret.h"
+#include "core/util.h"
+#include "server/server.h"
+#include "smtp/cmd.h"
+
+#define ST_ANY_SESSION (ST_GREETED | ST_READY | ST_MAIL | ST_RCPT)
+
+static const struct sess_cmd {
+	const char *verb;
+	unsigned states;   /* where it may run; elsewhere the handler's own 503 */
+	void (*run)(struct sg_session *s, char *args);
+} commands[] = {
+	{"EHLO", ST_ANY_SESSION, cmd_ehlo},
+	{"HELO", ST_ANY_SESSION, cmd_helo},
+	{"STARTTLS", ST_ANY_SESSION, cmd_starttls},
+	{"AUTH", ST_ANY_SESSION, cmd_auth},
+	{"MAIL", ST_ANY_SESSION, cmd_mail},
+	{"RCPT", ST_ANY_SESSION, cmd_rcpt},
+	{"DATA", ST_ANY_SESSION, cmd_data},
+	{"RSET", ST_ANY_SESSION, cmd_rset},
+	{"NOOP", ST_ANY_SESSION, cmd_noop},
+	{"VRFY", ST_ANY_SESSION, cmd_vrfy},
+	{"HELP", ST_ANY_SESSION, cmd_help},
+	{"QUIT", ST_ANY_SESSION, cmd_quit},
+};
+
+static void on_read(void *ctx);
+static void on_event(void *ctx, enum sg_conn_event ev);
+static const struct sg_conn_cbs conn_cbs = {on_read, on_event};
+
+static void on_life_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct sg_session *s = arg;
+	sg_log(SG_INFO, "timeout", "sid=%s limit=session", s->id);
+	sess_close(s, SG_R_TIMEOUT);
+}
+
+bool sess_tls(const struct sg_session *s)
+{
+	return sg_conn_info(s->conn)->tls;
+}
+
+const char *sess_log_login(const struct sg_session *s)
+{
+	return s->authenticated ? s->login : "";
+}
+
+static void greet(struct sg_session *s)
+{
+	s->state = ST_GREETED;
+	sess_reply(s, SG_R_GREETING, s->srv->cfg.hostname);
+	sg_conn_set_timeout(s->conn, s->srv->cfg.timeout_command_ms);
+}
+
+struct sg_session *sess_new(struct sg_listener *lst, int fd, const char *ip, unsigned port,
+			    unsigned local_port)
+{
+	struct sg_server *srv = lst->srv;
+	struct sg_session *s = sg_calloc(1, sizeof(*s));
+	s->srv = srv;
+	s->lst = lst;
+	s->started_ms = sg_now_ms();
+	snprintf(s->id, sizeof(s->id), "%08llx%04x", (unsigned long long)(++srv->session_seq),
+		 (unsigned)(s->started_ms & 0xffff));
+	sg_strlcpy(s->client_ip, ip, sizeof(s->client_ip));
+	s->client_port = port;
+	s->local_port = local_port;
+	s->line_size = 12288 + 1 > srv->cfg.max_line + 1 ? 12288 + 1 : srv->cfg.max_line + 1;
+	s->line = sg_malloc(s->line_size + 1);
+	sg_buf_init(&s->body, srv->cfg.max_message_size);
+	bool implicit = lst->cfg->role == SG_ROLE_SUBMISSIONS;
+	s->conn = sg_conn_new(srv->base, fd, implicit ? srv->tls : NULL, &conn_cbs, s);
+	if (s->conn == NULL) {
+		sg_log(SG_ERROR, "connect", "sid=%s client=%s error=\"connection setup failed\"", s->id,
+		       ip);
+		free(s->line);
+		free(s);
+		return NULL;
+	}
+	s->life_ev = evtimer_new(srv->base, on_life_timeout, s);
+	struct timeval tv = {srv->cfg.timeout_session_ms / 1000, (srv->cfg.timeout_session_ms % 1000) * 1000};
+	evtimer_add(s->life_ev, &tv);
+	sg_log(SG_INFO, "connect", "sid=%s listener=%s role=%s client=%s port=%u", s->id,
+	       lst->cfg->name, sg_role_name(lst->cfg->role), ip, port);
+	if (implicit) {
+		s->state = ST_HANDSHAKE;
+		sg_conn_set_timeout(s->conn, srv->cfg.timeout_tls_ms);
+	} else {
+		greet(s);
+	}
+	return s;
+}
+
+void sess_free(struct sg_session *s)
+{
+	if (s->job != NULL) {
+		/* A worker is using this session's state (mechanism, env): drop
+		 * the connection now, free the rest when the job comes back. */
+		s->zombie = true;
+		s->state = ST_CLOSING;
+		sg_conn_free(&s->conn);
+		if (s->life_ev != NULL)
+			evtimer_del(s->life_ev);
+		if (s->delay_ev != NULL)
+			evtimer_del(s->delay_ev);
+		return;
+	}
+	auth_abort(s);
+	sess_reset_txn(s);
+	sg_log(SG_INFO, "disconnect", "sid=%s client=%s login=%s duration_ms=%llu", s->id,
+	       s->client_ip, sess_log_login(s), (unsigned long long)(sg_now_ms() - s->started_ms));
+	sg_conn_free(&s->conn);
+	if (s->delay_ev != NULL)
+		event_free(s->delay_ev);
+	if (s->life_ev != NULL)
+		event_free(s->life_ev);
+	sg_buf_free(&s->body);
+	free(s->rcpts);
+	free(s->line);
+	struct sg_server *srv = s->srv;
+	sg_server_session_gone(srv, s);
+	free(s);
+}
+
+bool sess_in_data(const struct sg_session *s)
+{
+	return (s->state & (ST_DATA | ST_BUSY)) != 0 || s->body.len > 0;
+}
+
+void sess_shutdown(struct sg_session *s)
+{
+	if (s->state & (ST_CLOSING))
+		return;
+	if (s->state & (ST_DATA | ST_BUSY))
+		return; /* finishes its transaction first; server.c bounds the wait */
+	sess_close(s, SG_R_SHUTDOWN);
+}
+
+static void vreply(struct sg_session *s, const struct sg_reply *r, va_list ap)
+{
+	char text[512];
+	vsnprintf(text, sizeof(text), r->text, ap);
+	char line[600];
+	int n = r->enhanced != NULL ? snprintf(line, sizeof(line), "%u %s %s\r\n", r->code, r->enhanced, text)
+				    : snprintf(line, sizeof(line), "%u %s\r\n", r->code, text);
+	if (n < 0 || (size_t)n >= sizeof(line))
+		n = (int)sizeof(line) - 1;
+	sg_conn_write(s->conn, line, (size_t)n);
+	if (r->code >= 400)
+		sg_log(SG_DEBUG, "reply", "sid=%s code=%u enhanced=%s", s->id, r->code,
+		       r->enhanced ? r->enhanced : "-");
+}
+
+void sess_reply(struct sg_session *s, enum sg_reply_id id, ...)
+{
+	va_list ap;
+	va_start(ap, id);
+	vreply(s, sg_reply_get(id), ap);
+	va_end(ap);
+}
+
+void sess_reply_raw(struct sg_session *s, const char *text)
+{
+	sg_conn_write(s->conn, text, strlen(text));
+}
+
+void sess_close(struct sg_session *s, enum sg_reply_id id)
+{
+	if (s->state & ST_CLOSING)
+		return;
+	if ((int)id >= 0)
+		sess_reply(s, id, s->srv->cfg.hostname);
+	s->state = ST_CLOSING;
+	sg_conn_shutdown(s->conn);
+}
+
+void sess_error(struct sg_session *s, enum sg_reply_id id, ...)
+{
+	va_list ap;
+	va_start(ap, id);
+	vreply(s, sg_reply_get(id), ap);
+	va_end(ap);
+	if (++s->errors >= s->srv->cfg.max_errors) {
+		sg_log(SG_INFO, "too_many_errors", "sid=%s client=%s errors=%u", s->id, s->client_ip,
+		       s->errors);
+		sess_close(s, SG_R_TOO_MANY_ERRORS);
+	}
+}
+
+void sess_reset_txn(struct sg_session *s)
+{
+	s->mail_from[0] = '\0';
+	s->smtputf8 = false;
+	s->declared_size = 0;
+	free(s->rcpts);
+	s->rcpts = NULL;
+	s->nrcpts = 0;
+	for (size_t i = 0; i < s->nowners; i++)
+		free(s->owners[i]);
+	s->nowners = 0;
+	sg_buf_reset(&s->body);
+	if (s->state & (ST_MAIL | ST_RCPT | ST_DATA))
+		s->state = ST_READY;
+}
+
+static void job_work(struct sg_job *job);
+static void job_done(struct sg_job *job, bool cancelled);
+
+void sess_submit(struct sg_session *s, struct sess_job *j)
+{
+	j->s = s;
+	j->job.work = job_work;
+	j->job.done = job_done;
+	s->job = j;
+	s->state |= ST_BUSY;
+	sg_conn_pause(s->conn);
+	sg_pool_submit(s->srv->pool, &j->job);
+}
+
+static void job_work(struct sg_job *job)
+{
+	struct sess_job *j = (struct sess_job *)job;
+	if (j->kind == JOB_AUTH_STEP)
+		auth_job_work(j);
+	else
+		store_job_work(j);
+}
+
+static void job_done(struct sg_job *job, bool cancelled)
+{
+	struct sess_job *j = (struct sess_job *)job;
+	struct sg_session *s = j->s;
+	s->job = NULL;
+	s->state &= ~ST_BUSY;
+	if (s->zombie) {
+		sess_job_free(j);
+		sess_free(s);
+		return;
+	}
+	if (s->state & ST_CLOSING) {
+		if (j->kind == JOB_STORE && j->store_rc == 0)
+			sg_log(SG_WARN, "stored_unconfirmed", "sid=%s id=%s", s->id, j->id);
+		sess_job_free(j);
+		return;
+	}
+	if (j->kind == JOB_AUTH_STEP)
+		auth_job_done(s, j);
+	else
+		store_job_done(s, j);
+	sess_job_free(j);
+	if (!(s->state & (ST_CLOSING | ST_BUSY)) && s->delay_ev == NULL)
+		sg_conn_resume(s->conn);
+}
+
+static void dispatch(struct sg_session *s, char *line, size_t len)
+{
+	if (strlen(line) != len) {
+		sess_error(s, SG_R_SYNTAX); /* NUL in a command line */
+		return;
+	}
+	char verb[16];
+	const char *args;
+	if (sg_cmd_split(line, verb, &args) < 0) {
+		sg_log(SG_DEBUG, "command", "sid=%s unrecognized", s->id);
+		sess_error(s, SG_R_SYNTAX);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(commands[i].verb, verb) != 0)
+			continue;
+		if (!(s->state & commands[i].states)) {
+			sess_error(s, SG_R_BAD_SEQ_EHLO);
+			return;
+		}
+		commands[i].run(s, (char *)args);
+		return;
+	}
+	sess_error(s, SG_R_SYNTAX);
+}
+
+static void on_read(void *ctx)
+{
+	struct sg_session *s = ctx;
+	/* Process as many pipelined commands as are buffered; replies are
+	 * queued and leave in one write (RFC 2920). */
+	while (!(s->state & (ST_BUSY | ST_CLOSING | ST_HANDSHAKE)) && s->delay_ev == NULL) {
+		if (s->state & ST_DATA) {
+			if (sg_conn_input_len(s->conn) == 0)
+				return;
+			cmd_data_input(s);
+			continue;
+		}
+		size_t cap = (s->state & ST_AUTH) ? 12288 + 1 : s->srv->cfg.max_line + 1;
+		if (cap > s->line_size)
+			cap = s->line_size;
+		size_t len = 0;
+		int r = sg_conn_read_line(s->conn, s->line, cap, &len);
+		if (r == 0)
+			return;
+		if (r < 0) {
+			if (s->state & ST_AUTH)
+				cmd_auth_too_long(s);
+			else
+				sess_error(s, SG_R_LINE_TOO_LONG);
+			continue;
+		}
+		if (s->state & ST_AUTH)
+			cmd_auth_line(s, s->line, len);
+		else
+			dispatch(s, s->line, len);
+		/* AUTH lines hold secrets */
+		sg_wipe(s->line, len);
+	}
+}
+
+static void on_event(void *ctx, enum sg_conn_event ev)
+{
+	struct sg_session *s = ctx;
+	switch (ev) {
+	case SG_CONN_TLS_DONE: {
+		const struct sg_conn_info *i = sg_conn_info(s->conn);
+		sg_log(SG_INFO, "tls", "sid=%s version=%s cipher=%s client_cert=%s", s->id, i->version,
+		       i->cipher, i->cert_verified ? "verified" : i->cert_subject[0] ? "unverified" : "none");
+		if (s->state & ST_HANDSHAKE) {
+			if (!s->after_starttls)
+				greet(s); /* implicit TLS: the greeting comes after the handshake */
+			else {
+				s->state = ST_GREETED; /* after STARTTLS: the client speaks first */
+				sg_conn_set_timeout(s->conn, s->srv->cfg.timeout_command_ms);
+			}
+		}
+		return;
+	}
+	case SG_CONN_TIMEOUT:
+		sg_log(SG_INFO, "timeout", "sid=%s client=%s state=%#x", s->id, s->client_ip, s->state);
+		sess_close(s, SG_R_TIMEOUT);
+		return;
+	case SG_CONN_TLS_FAILED:
+		sg_log(SG_INFO, "tls_failed", "sid=%s client=%s", s->id, s->client_ip);
+		break;
+	case SG_CONN_EOF:
+	case SG_CONN_ERROR:
+		if (!s->quit)
+			sg_log(SG_INFO, "lost", "sid=%s client=%s state=%#x reason=%s", s->id, s->client_ip,
+			       s->state, ev == SG_CONN_EOF ? "eof" : "error");
+		break;
+	case SG_CONN_CLOSED:
+		break;
+	}
+	sess_free(s);
+}

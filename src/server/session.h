@@ -1,0 +1,165 @@
+/*
+ * session.h: one SMTP session, an explicit state machine (RFC 5321 4.1.4):
+ *
+ *   HANDSHAKE -> GREETED -> READY (EHLO/HELO) -> MAIL -> RCPT -> DATA -> READY
+ *                              \-> AUTH exchange -> READY
+ *   STARTTLS: READY -> HANDSHAKE -> GREETED (EHLO and AUTH forgotten, RFC 3207 4.2)
+ *   BUSY: waiting for a worker (AUTH step, message commit); no input is read.
+ *
+ * Commands come from one table (session.c): verb, the states it is allowed
+ * in, and the handler in cmd_<verb>.c. Every reply goes through
+ * sess_reply(), which takes an id from the reply table (smtp/reply.h).
+ */
+#ifndef SG_SESSION_H
+#define SG_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/pool.h"
+#include "sasl/mech.h"
+#include "smtp/data.h"
+#include "smtp/reply.h"
+
+struct sg_server;
+struct sg_listener;
+struct sg_conn;
+struct event;
+
+enum sess_state {
+	ST_HANDSHAKE = 1u << 0,
+	ST_GREETED = 1u << 1,
+	ST_READY = 1u << 2,
+	ST_MAIL = 1u << 3,
+	ST_RCPT = 1u << 4,
+	ST_DATA = 1u << 5,
+	ST_AUTH = 1u << 6,
+	ST_BUSY = 1u << 7,
+	ST_CLOSING = 1u << 8,
+};
+
+struct sess_rcpt {
+	char addr[257];
+};
+
+struct sess_job {
+	struct sg_job job;
+	struct sg_session *s;
+	int kind;                       /* JOB_AUTH_STEP or JOB_STORE */
+	/* AUTH */
+	bool start;
+	bool no_input;                  /* server-first start: step gets in == NULL */
+	struct sg_buf in;               /* secret */
+	struct sg_buf out;
+	enum sg_mech_status status;
+	struct sg_mech_result res;
+	/* STORE */
+	int store_rc;
+	char id[64];
+	const char *error;
+	char *logins[64];
+	size_t nlogins;
+	struct sg_buf prefix;
+	struct sg_buf body;
+};
+
+struct sg_session {
+	struct sg_session *next, *prev;
+	struct sg_server *srv;
+	struct sg_listener *lst;
+	struct sg_conn *conn;
+	char id[24];
+	char client_ip[64];
+	unsigned client_port;
+	unsigned local_port;
+	unsigned state;
+	bool esmtp;
+	char helo[256];
+	uint64_t started_ms;
+	/* authentication */
+	bool authenticated;
+	char login[SG_LOGIN_MAX + 1];
+	const char *auth_mech_name;
+	const struct sg_mech *mech;
+	void *mech_state;
+	bool mech_first_step;
+	struct sg_sasl_server_env env;
+	uint8_t cb_data[64];
+	unsigned auth_failures;
+	uint64_t auth_started_ms;
+	/* abuse counters */
+	unsigned errors;
+	/* transaction */
+	char mail_from[257];
+	bool smtputf8;
+	unsigned long long declared_size;
+	struct sess_rcpt *rcpts;
+	size_t nrcpts;
+	char *owners[64];               /* inboxes (mx, unauthenticated) */
+	size_t nowners;
+	unsigned txn_seq;
+	struct sg_data_reader dr;
+	struct sg_buf body;
+	/* I/O */
+	char *line;
+	size_t line_size;
+	struct sess_job *job;           /* in flight on the pool, or NULL */
+	struct event *delay_ev;         /* failed-AUTH delay */
+	struct event *life_ev;          /* whole-session limit */
+	enum sg_reply_id delayed_reply;
+	bool delayed_close;
+	bool quit;
+	bool after_starttls;
+	bool zombie;            /* connection gone, a job still out */
+};
+
+struct sg_session *sess_new(struct sg_listener *lst, int fd, const char *ip, unsigned port,
+			    unsigned local_port);
+void sess_free(struct sg_session *s);
+/* Server stopping: close idle sessions now, others after their transaction. */
+void sess_shutdown(struct sg_session *s);
+bool sess_in_data(const struct sg_session *s);
+
+/* Used by the command handlers (cmd_*.c). */
+void sess_reply(struct sg_session *s, enum sg_reply_id id, ...);
+void sess_reply_raw(struct sg_session *s, const char *text);
+/* Count a protocol error; past max_errors the session ends with 421. */
+void sess_error(struct sg_session *s, enum sg_reply_id id, ...);
+void sess_reset_txn(struct sg_session *s);
+void sess_close(struct sg_session *s, enum sg_reply_id id);
+void sess_submit(struct sg_session *s, struct sess_job *j);
+bool sess_tls(const struct sg_session *s);
+const char *sess_log_login(const struct sg_session *s);
+
+void cmd_ehlo(struct sg_session *s, char *args);
+void cmd_helo(struct sg_session *s, char *args);
+void cmd_starttls(struct sg_session *s, char *args);
+void cmd_auth(struct sg_session *s, char *args);
+void cmd_auth_line(struct sg_session *s, char *line, size_t len);
+void cmd_auth_too_long(struct sg_session *s);
+void cmd_mail(struct sg_session *s, char *args);
+void cmd_rcpt(struct sg_session *s, char *args);
+void cmd_data(struct sg_session *s, char *args);
+void cmd_data_input(struct sg_session *s);
+void cmd_rset(struct sg_session *s, char *args);
+void cmd_noop(struct sg_session *s, char *args);
+void cmd_vrfy(struct sg_session *s, char *args);
+void cmd_help(struct sg_session *s, char *args);
+void cmd_quit(struct sg_session *s, char *args);
+
+/* AUTH and STORE job completion (on the loop). */
+void auth_job_done(struct sg_session *s, struct sess_job *j);
+void store_job_done(struct sg_session *s, struct sess_job *j);
+void auth_abort(struct sg_session *s);
+/* Worker side of the jobs, and their release. */
+void auth_job_work(struct sess_job *j);
+void store_job_work(struct sess_job *j);
+void sess_job_free(struct sess_job *j);
+/* Mechanisms offered on this connection, strongest first (for EHLO). */
+size_t auth_offered(struct sg_session *s, const struct sg_mech **out, size_t max);
+
+enum { JOB_AUTH_STEP = 1, JOB_STORE = 2 };
+
+#endif

@@ -1,0 +1,993 @@
+/*
+ * cred_sqlite.c: the credential store (cred.h) on SQLite 3.
+ *
+ * Connections: a mutex-protected pool; a thread takes one for the length of a
+ * call and gives it back, so no connection is ever used by two threads at
+ * once (SQLITE_OPEN_NOMUTEX) and there is at most one per concurrent caller.
+ * WAL mode, busy_timeout 5000 ms, synchronous=NORMAL, foreign keys on.
+ *
+ * Schema:
+ *   meta(key PRIMARY KEY, value)       'generation' counter, 'schema' version
+ *   accounts(id, login UNIQUE, domain, disabled, created, updated)
+ *       domain = lower-cased domain when the login is an address, else NULL
+ *   verifiers(account_id, kind, value) kind = sg_cred_kind_name(), value =
+ *       sg_verifier_format() text; one row per (account_id, kind)
+ *   addresses(account_id, address UNIQUE, domain)
+ *       address = "local@domain" or "@domain", the domain part lower-cased
+ *
+ * The generation lives in the database (meta) and every change increments it
+ * inside its own transaction, so a change made by another process (the CLI)
+ * is seen by the next sg_cred_generation() call of the server.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "core/log.h"
+#include "core/secret.h"
+#include "core/util.h"
+#include "store/cred.h"
+#include "store/verifier.h"
+
+/* A yescrypt hash of a password nobody knows: unknown logins run the same
+ * crypt work as known ones (cred.h: "not found" costs as much as "wrong"). */
+static const char dummy_hash[] = "$y$j9T$ceFi1N08iqAQCvEi9vriv1$k7EhQXyqfJwLpuobGDD3h6RJHOdBB0TOoaI32JgRSO5";
+
+static const enum sg_cred_kind all_kinds[] = {
+	SG_CRED_PASSWORD_HASH, SG_CRED_CRAM_MD5, SG_CRED_SCRAM_SHA1, SG_CRED_SCRAM_SHA256, SG_CRED_NT,
+};
+#define N_KINDS (sizeof(all_kinds) / sizeof(all_kinds[0]))
+
+struct conn {
+	sqlite3 *db;
+	struct conn *next;
+};
+
+struct sg_cred_store {
+	char *path;
+	pthread_mutex_t lock;
+	struct conn *idle;
+	_Atomic uint64_t last_generation;
+};
+
+static _Thread_local char errbuf[512];
+
+static const char *errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *errf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
+	va_end(ap);
+	return errbuf;
+}
+
+static void set_err(const char **error_r, const char *msg)
+{
+	if (error_r != NULL)
+		*error_r = msg;
+}
+
+/* ---- validation and normalisation ---- */
+
+static bool bad_char(unsigned char c)
+{
+	return c <= 0x20 || c == 0x7f;
+}
+
+int sg_cred_validate_login(const char *login, const char **error_r)
+{
+	if (login == NULL || login[0] == '\0') {
+		set_err(error_r, "login must not be empty");
+		return -1;
+	}
+	size_t n = strlen(login);
+	if (n > 255) {
+		set_err(error_r, "login is longer than 255 bytes");
+		return -1;
+	}
+	if (strcmp(login, ".") == 0 || strcmp(login, "..") == 0) {
+		set_err(error_r, "login must not be '.' or '..'");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)login[i];
+		if (bad_char(c) || c == '/') {
+			set_err(error_r, "login must not contain spaces, control characters or '/'");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int sg_cred_validate_address(const char *address, const char **error_r)
+{
+	if (address == NULL || address[0] == '\0') {
+		set_err(error_r, "address must not be empty");
+		return -1;
+	}
+	size_t n = strlen(address);
+	if (n > 320) {
+		set_err(error_r, "address is too long");
+		return -1;
+	}
+	const char *at = strchr(address, '@');
+	if (at == NULL || strchr(at + 1, '@') != NULL) {
+		set_err(error_r, errf("address '%.255s' must contain exactly one '@'", address));
+		return -1;
+	}
+	if (at[1] == '\0') {
+		set_err(error_r, errf("address '%.255s' has an empty domain", address));
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (bad_char((unsigned char)address[i])) {
+			set_err(error_r, "address must not contain spaces or control characters");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Lower-case the part after the last '@' (if any). out has room for 321+. */
+static bool norm_domain_part(const char *in, char *out, size_t size)
+{
+	if (!sg_strlcpy(out, in, size))
+		return false;
+	char *at = strrchr(out, '@');
+	if (at != NULL)
+		sg_lower(at + 1);
+	return true;
+}
+
+/* Is this login an address (exactly one '@', both sides non-empty)? Returns
+ * the domain part or NULL. */
+static const char *login_domain(const char *login)
+{
+	const char *at = strchr(login, '@');
+	if (at == NULL || at == login || at[1] == '\0' || strchr(at + 1, '@') != NULL)
+		return NULL;
+	return at + 1;
+}
+
+static const char *addr_domain(const char *address)
+{
+	const char *at = strchr(address, '@');
+	return at != NULL ? at + 1 : NULL;
+}
+
+/* ---- connections ---- */
+
+static int exec_sql(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		sg_log(SG_ERROR, "cred_db", "error=\"%s\"", msg != NULL ? msg : sqlite3_errmsg(db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+static sqlite3 *conn_open(const char *path, const char **error_r)
+{
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		set_err(error_r, errf("cannot open %s: %s", path,
+				      db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	if (exec_sql(db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;") != 0) {
+		set_err(error_r, errf("cannot configure %s: %s", path, sqlite3_errmsg(db)));
+		sqlite3_close(db);
+		return NULL;
+	}
+	return db;
+}
+
+static struct conn *conn_get(struct sg_cred_store *s)
+{
+	pthread_mutex_lock(&s->lock);
+	struct conn *c = s->idle;
+	if (c != NULL)
+		s->idle = c->next;
+	pthread_mutex_unlock(&s->lock);
+	if (c != NULL)
+		return c;
+	const char *err = NULL;
+	sqlite3 *db = conn_open(s->path, &err);
+	if (db == NULL) {
+		sg_log(SG_ERROR, "cred_db", "error=\"%s\"", err != NULL ? err : "open failed");
+		return NULL;
+	}
+	c = sg_calloc(1, sizeof(*c));
+	c->db = db;
+	return c;
+}
+
+static void conn_put(struct sg_cred_store *s, struct conn *c)
+{
+	if (c == NULL)
+		return;
+	/* never hand back a connection stuck inside a transaction */
+	if (!sqlite3_get_autocommit(c->db))
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	pthread_mutex_lock(&s->lock);
+	c->next = s->idle;
+	s->idle = c;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static const char schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+	"INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', 0), ('schema', 1);"
+	"CREATE TABLE IF NOT EXISTS accounts("
+	" id INTEGER PRIMARY KEY,"
+	" login TEXT NOT NULL UNIQUE,"
+	" domain TEXT,"
+	" disabled INTEGER NOT NULL DEFAULT 0,"
+	" created INTEGER NOT NULL,"
+	" updated INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS accounts_domain ON accounts(domain);"
+	"CREATE TABLE IF NOT EXISTS verifiers("
+	" account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+	" kind TEXT NOT NULL,"
+	" value TEXT NOT NULL,"
+	" PRIMARY KEY(account_id, kind));"
+	"CREATE TABLE IF NOT EXISTS addresses("
+	" account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+	" address TEXT NOT NULL UNIQUE,"
+	" domain TEXT NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS addresses_account ON addresses(account_id);"
+	"CREATE INDEX IF NOT EXISTS addresses_domain ON addresses(domain);";
+
+int sg_cred_open(const char *path, struct sg_cred_store **store_r, const char **error_r)
+{
+	*store_r = NULL;
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		set_err(error_r, errf("cannot create %s: %s", path, strerror(errno)));
+		return -1;
+	}
+	close(fd);
+	sqlite3 *db = conn_open(path, error_r);
+	if (db == NULL)
+		return -1;
+	sqlite3_stmt *st = NULL;
+	bool ok = false;
+	/* journal_mode=WAL persists in the file; it cannot run inside a transaction */
+	if (sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW &&
+	    strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0)
+		ok = true;
+	sqlite3_finalize(st);
+	if (!ok) {
+		set_err(error_r, errf("cannot switch %s to WAL mode: %s", path, sqlite3_errmsg(db)));
+		sqlite3_close(db);
+		return -1;
+	}
+	if (exec_sql(db, "BEGIN IMMEDIATE") != 0 || exec_sql(db, schema_sql) != 0 ||
+	    exec_sql(db, "COMMIT") != 0) {
+		set_err(error_r, errf("cannot create the schema in %s: %s", path, sqlite3_errmsg(db)));
+		sqlite3_close(db);
+		return -1;
+	}
+	struct sg_cred_store *s = sg_calloc(1, sizeof(*s));
+	s->path = sg_strdup(path);
+	pthread_mutex_init(&s->lock, NULL);
+	struct conn *c = sg_calloc(1, sizeof(*c));
+	c->db = db;
+	s->idle = c;
+	*store_r = s;
+	(void)sg_cred_generation(s);
+	return 0;
+}
+
+void sg_cred_close(struct sg_cred_store **store)
+{
+	struct sg_cred_store *s = *store;
+	if (s == NULL)
+		return;
+	*store = NULL;
+	while (s->idle != NULL) {
+		struct conn *c = s->idle;
+		s->idle = c->next;
+		sqlite3_close(c->db);
+		free(c);
+	}
+	pthread_mutex_destroy(&s->lock);
+	free(s->path);
+	free(s);
+}
+
+/* ---- small statement helpers ---- */
+
+static sqlite3_stmt *prep(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		sg_log(SG_ERROR, "cred_db", "prepare failed error=\"%s\"", sqlite3_errmsg(db));
+		return NULL;
+	}
+	return st;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+}
+
+/* Run a statement with one or two text parameters that returns at most one
+ * row with an integer column: 1 (row, *out set), 0 (no row), -1. */
+static int query_int(sqlite3 *db, const char *sql, const char *a, const char *b, int64_t *out)
+{
+	sqlite3_stmt *st = prep(db, sql);
+	if (st == NULL)
+		return -1;
+	if (a != NULL)
+		bind_text(st, 1, a);
+	if (b != NULL)
+		bind_text(st, 2, b);
+	int rc = sqlite3_step(st), ret;
+	if (rc == SQLITE_ROW) {
+		if (out != NULL)
+			*out = sqlite3_column_int64(st, 0);
+		ret = 1;
+	} else if (rc == SQLITE_DONE) {
+		ret = 0;
+	} else {
+		sg_log(SG_ERROR, "cred_db", "query failed error=\"%s\"", sqlite3_errmsg(db));
+		ret = -1;
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+static int bump_generation(sqlite3 *db)
+{
+	return exec_sql(db, "UPDATE meta SET value = value + 1 WHERE key = 'generation'");
+}
+
+uint64_t sg_cred_generation(struct sg_cred_store *s)
+{
+	struct conn *c = conn_get(s);
+	if (c == NULL)
+		return atomic_load(&s->last_generation);
+	int64_t g = 0;
+	if (query_int(c->db, "SELECT value FROM meta WHERE key = 'generation'", NULL, NULL, &g) == 1)
+		atomic_store(&s->last_generation, (uint64_t)g);
+	conn_put(s, c);
+	return atomic_load(&s->last_generation);
+}
+
+/* ---- lookups ---- */
+
+/* Load the account row (and one verifier) on an open connection. */
+static int lookup_on(sqlite3 *db, const char *login, enum sg_cred_kind kind,
+		     struct sg_account *acct, struct sg_verifier *v)
+{
+	char norm[512];
+	if (v != NULL)
+		v->kind = SG_CRED_NONE;
+	if (login == NULL || !norm_domain_part(login, norm, sizeof(norm)) ||
+	    sg_cred_validate_login(norm, NULL) != 0)
+		return 0;
+	sqlite3_stmt *st = prep(db, "SELECT id, login, disabled FROM accounts WHERE login = ?1");
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, norm);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		sqlite3_finalize(st);
+		return 0;
+	}
+	if (rc != SQLITE_ROW) {
+		sg_log(SG_ERROR, "cred_db", "lookup failed error=\"%s\"", sqlite3_errmsg(db));
+		sqlite3_finalize(st);
+		return -1;
+	}
+	struct sg_account a = {0};
+	a.id = sqlite3_column_int64(st, 0);
+	sg_strlcpy(a.login, (const char *)sqlite3_column_text(st, 1), sizeof(a.login));
+	a.disabled = sqlite3_column_int(st, 2) != 0;
+	sqlite3_finalize(st);
+	if (acct != NULL)
+		*acct = a;
+	if (kind == SG_CRED_NONE || v == NULL)
+		return 1;
+	st = prep(db, "SELECT value FROM verifiers WHERE account_id = ?1 AND kind = ?2");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, a.id);
+	bind_text(st, 2, sg_cred_kind_name(kind));
+	rc = sqlite3_step(st);
+	int ret = 1;
+	if (rc == SQLITE_ROW) {
+		const char *text = (const char *)sqlite3_column_text(st, 0);
+		if (sg_verifier_parse(kind, text, v) != 0) {
+			sg_log(SG_ERROR, "cred_db", "corrupt verifier account_id=%lld kind=%s",
+			       (long long)a.id, sg_cred_kind_name(kind));
+			ret = -1;
+		}
+	} else if (rc != SQLITE_DONE) {
+		sg_log(SG_ERROR, "cred_db", "lookup failed error=\"%s\"", sqlite3_errmsg(db));
+		ret = -1;
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int sg_cred_lookup(struct sg_cred_store *s, const char *login, enum sg_cred_kind kind,
+		   struct sg_account *acct, struct sg_verifier *v)
+{
+	struct conn *c = conn_get(s);
+	if (c == NULL)
+		return -1;
+	int ret = lookup_on(c->db, login, kind, acct, v);
+	conn_put(s, c);
+	return ret;
+}
+
+int sg_cred_check_password(struct sg_cred_store *s, const char *login, const char *password,
+			   struct sg_account *acct, const char **reason_r)
+{
+	struct sg_account a;
+	struct sg_verifier v;
+	int found = sg_cred_lookup(s, login, SG_CRED_PASSWORD_HASH, &a, &v);
+	if (found < 0) {
+		sg_wipe(&v, sizeof(v));
+		set_err(reason_r, "store_error");
+		return -1;
+	}
+	bool have_hash = found == 1 && v.kind == SG_CRED_PASSWORD_HASH;
+	int ok = sg_verifier_check_crypt(have_hash ? v.u.crypt : dummy_hash,
+					 password != NULL ? password : "");
+	sg_wipe(&v, sizeof(v));
+	if (found == 0) {
+		set_err(reason_r, "unknown_account");
+		return 0;
+	}
+	if (ok < 0) {
+		set_err(reason_r, "store_error");
+		return -1;
+	}
+	if (!have_hash || ok == 0) {
+		set_err(reason_r, "wrong_password");
+		return 0;
+	}
+	if (a.disabled) {
+		set_err(reason_r, "disabled");
+		return 0;
+	}
+	if (acct != NULL)
+		*acct = a;
+	set_err(reason_r, "ok");
+	return 1;
+}
+
+/* Normalise a query address; false when it cannot be a stored address. */
+static bool norm_address(const char *address, char *out, size_t size)
+{
+	return address != NULL && sg_cred_validate_address(address, NULL) == 0 &&
+	       norm_domain_part(address, out, size);
+}
+
+int sg_cred_owns_address(struct sg_cred_store *s, const char *login, const char *address)
+{
+	char addr[512], lnorm[512];
+	if (!norm_address(address, addr, sizeof(addr)) || login == NULL ||
+	    !norm_domain_part(login, lnorm, sizeof(lnorm)))
+		return 0;
+	if (strcmp(addr, lnorm) == 0 && login_domain(lnorm) != NULL) {
+		/* the login itself is the address: owned if the account exists */
+		struct sg_account a;
+		return sg_cred_lookup(s, lnorm, SG_CRED_NONE, &a, NULL);
+	}
+	const char *dom = addr_domain(addr);
+	char catchall[512];
+	snprintf(catchall, sizeof(catchall), "@%s", dom);
+	struct conn *c = conn_get(s);
+	if (c == NULL)
+		return -1;
+	sqlite3_stmt *st = prep(c->db, "SELECT 1 FROM addresses JOIN accounts ON accounts.id = addresses.account_id"
+				       " WHERE accounts.login = ?1 AND addresses.address IN (?2, ?3) LIMIT 1");
+	int ret = -1;
+	if (st != NULL) {
+		bind_text(st, 1, lnorm);
+		bind_text(st, 2, addr);
+		bind_text(st, 3, catchall);
+		int rc = sqlite3_step(st);
+		ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+		sqlite3_finalize(st);
+	}
+	conn_put(s, c);
+	return ret;
+}
+
+/* Text query returning one login: 1/0/-1. */
+static int query_login(sqlite3 *db, const char *sql, const char *arg, char *login_r, size_t size)
+{
+	sqlite3_stmt *st = prep(db, sql);
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, arg);
+	int rc = sqlite3_step(st), ret;
+	if (rc == SQLITE_ROW) {
+		ret = sg_strlcpy(login_r, (const char *)sqlite3_column_text(st, 0), size) ? 1 : -1;
+	} else if (rc == SQLITE_DONE) {
+		ret = 0;
+	} else {
+		sg_log(SG_ERROR, "cred_db", "query failed error=\"%s\"", sqlite3_errmsg(db));
+		ret = -1;
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int sg_cred_find_owner(struct sg_cred_store *s, const char *address, char *login_r, size_t size)
+{
+	char addr[512];
+	if (!norm_address(address, addr, sizeof(addr)) || addr[0] == '@')
+		return 0;
+	char catchall[512];
+	snprintf(catchall, sizeof(catchall), "@%s", addr_domain(addr));
+	struct conn *c = conn_get(s);
+	if (c == NULL)
+		return -1;
+	/* exact address, then a login equal to it, then the @domain catch-all */
+	static const char q_addr[] = "SELECT accounts.login FROM addresses JOIN accounts ON "
+				     "accounts.id = addresses.account_id WHERE addresses.address = ?1";
+	static const char q_login[] = "SELECT login FROM accounts WHERE login = ?1";
+	int ret = query_login(c->db, q_addr, addr, login_r, size);
+	if (ret == 0)
+		ret = query_login(c->db, q_login, addr, login_r, size);
+	if (ret == 0)
+		ret = query_login(c->db, q_addr, catchall, login_r, size);
+	conn_put(s, c);
+	return ret;
+}
+
+int sg_cred_domain_is_local(struct sg_cred_store *s, const char *domain)
+{
+	char d[300];
+	if (domain == NULL || domain[0] == '\0' || !sg_strlcpy(d, domain, sizeof(d)))
+		return 0;
+	sg_lower(d);
+	struct conn *c = conn_get(s);
+	if (c == NULL)
+		return -1;
+	int ret = query_int(c->db, "SELECT 1 FROM addresses WHERE domain = ?1 LIMIT 1", d, NULL, NULL);
+	if (ret == 0)
+		ret = query_int(c->db, "SELECT 1 FROM accounts WHERE domain = ?1 LIMIT 1", d, NULL, NULL);
+	conn_put(s, c);
+	return ret;
+}
+
+/* ---- administration ---- */
+
+struct derived {
+	struct sg_verifier v[N_KINDS];
+	char text[N_KINDS][SG_VERIFIER_TEXT_MAX];
+};
+
+static void derived_wipe(struct derived *d)
+{
+	sg_wipe(d, sizeof(*d));
+	free(d);
+}
+
+/* Derive every verifier before taking the write lock (yescrypt is slow). */
+static struct derived *derive_all(const char *password, const struct sg_cred_params *p,
+				  const char **error_r)
+{
+	if (password == NULL || password[0] == '\0') {
+		set_err(error_r, "password must not be empty");
+		return NULL;
+	}
+	unsigned iter = p != NULL && p->scram_iterations != 0 ? p->scram_iterations
+							      : SG_SCRAM_ITER_DEFAULT;
+	struct derived *d = sg_calloc(1, sizeof(*d));
+	for (size_t i = 0; i < N_KINDS; i++) {
+		if (sg_verifier_derive(all_kinds[i], password, iter, &d->v[i]) != 0 ||
+		    sg_verifier_format(&d->v[i], d->text[i], sizeof(d->text[i])) != 0) {
+			set_err(error_r, all_kinds[i] == SG_CRED_NT
+						 ? "password is not valid UTF-8"
+						 : errf("cannot derive the %s verifier",
+							sg_cred_kind_name(all_kinds[i])));
+			derived_wipe(d);
+			return NULL;
+		}
+	}
+	return d;
+}
+
+static int write_verifiers(sqlite3 *db, int64_t id, const struct derived *d)
+{
+	sqlite3_stmt *del = prep(db, "DELETE FROM verifiers WHERE account_id = ?1");
+	if (del == NULL)
+		return -1;
+	sqlite3_bind_int64(del, 1, id);
+	int rc = sqlite3_step(del);
+	sqlite3_finalize(del);
+	if (rc != SQLITE_DONE)
+		return -1;
+	sqlite3_stmt *st = prep(db, "INSERT INTO verifiers(account_id, kind, value) VALUES (?1, ?2, ?3)");
+	if (st == NULL)
+		return -1;
+	int ret = 0;
+	for (size_t i = 0; i < N_KINDS && ret == 0; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, id);
+		bind_text(st, 2, sg_cred_kind_name(all_kinds[i]));
+		bind_text(st, 3, d->text[i]);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			ret = -1;
+	}
+	sqlite3_clear_bindings(st);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* Start a write transaction; on failure report a store error. */
+static struct conn *begin_write(struct sg_cred_store *s, const char **error_r)
+{
+	struct conn *c = conn_get(s);
+	if (c == NULL) {
+		set_err(error_r, errf("cannot open the credential database %s", s->path));
+		return NULL;
+	}
+	if (exec_sql(c->db, "BEGIN IMMEDIATE") != 0) {
+		set_err(error_r, errf("database busy or unwritable: %s", sqlite3_errmsg(c->db)));
+		conn_put(s, c);
+		return NULL;
+	}
+	return c;
+}
+
+/* Commit with a generation bump, or roll back. Returns 0/-1. */
+static int end_write(struct sg_cred_store *s, struct conn *c, int ret, const char **error_r)
+{
+	if (ret == 0 && (bump_generation(c->db) != 0 || exec_sql(c->db, "COMMIT") != 0)) {
+		set_err(error_r, errf("database write failed: %s", sqlite3_errmsg(c->db)));
+		ret = -1;
+	}
+	if (ret != 0 && !sqlite3_get_autocommit(c->db))
+		exec_sql(c->db, "ROLLBACK");
+	conn_put(s, c);
+	if (ret == 0)
+		(void)sg_cred_generation(s);
+	return ret;
+}
+
+static const char *db_error(sqlite3 *db)
+{
+	return errf("database error: %s", sqlite3_errmsg(db));
+}
+
+/* Account id by normalised login: 1/0/-1. */
+static int account_id(sqlite3 *db, const char *login, int64_t *id)
+{
+	return query_int(db, "SELECT id FROM accounts WHERE login = ?1", login, NULL, id);
+}
+
+int sg_cred_add(struct sg_cred_store *s, const char *login, const char *password,
+		const struct sg_cred_params *p, const char **error_r)
+{
+	char norm[512];
+	if (sg_cred_validate_login(login, error_r) != 0)
+		return -1;
+	norm_domain_part(login, norm, sizeof(norm));
+	struct derived *d = derive_all(password, p, error_r);
+	if (d == NULL)
+		return -1;
+	struct conn *c = begin_write(s, error_r);
+	if (c == NULL) {
+		derived_wipe(d);
+		return -1;
+	}
+	int ret = -1;
+	int64_t id, other;
+	int r = account_id(c->db, norm, &id);
+	if (r != 0) {
+		set_err(error_r, r > 0 ? errf("account '%s' already exists", norm) : db_error(c->db));
+		goto out;
+	}
+	r = query_int(c->db, "SELECT account_id FROM addresses WHERE address = ?1", norm, NULL, &other);
+	if (r != 0) {
+		set_err(error_r, r > 0 ? errf("'%s' is already an address of another account", norm)
+				       : db_error(c->db));
+		goto out;
+	}
+	sqlite3_stmt *st = prep(c->db, "INSERT INTO accounts(login, domain, disabled, created, updated)"
+				       " VALUES (?1, ?2, 0, ?3, ?3)");
+	if (st == NULL) {
+		set_err(error_r, db_error(c->db));
+		goto out;
+	}
+	bind_text(st, 1, norm);
+	const char *dom = login_domain(norm);
+	if (dom != NULL)
+		bind_text(st, 2, dom);
+	sqlite3_bind_int64(st, 3, sg_time());
+	r = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (r != SQLITE_DONE) {
+		set_err(error_r, db_error(c->db));
+		goto out;
+	}
+	id = sqlite3_last_insert_rowid(c->db);
+	if (write_verifiers(c->db, id, d) != 0) {
+		set_err(error_r, db_error(c->db));
+		goto out;
+	}
+	ret = 0;
+out:
+	derived_wipe(d);
+	return end_write(s, c, ret, error_r);
+}
+
+int sg_cred_set_password(struct sg_cred_store *s, const char *login, const char *password,
+			 const struct sg_cred_params *p, const char **error_r)
+{
+	char norm[512];
+	if (login == NULL || !norm_domain_part(login, norm, sizeof(norm))) {
+		set_err(error_r, "invalid login");
+		return -1;
+	}
+	struct derived *d = derive_all(password, p, error_r);
+	if (d == NULL)
+		return -1;
+	struct conn *c = begin_write(s, error_r);
+	if (c == NULL) {
+		derived_wipe(d);
+		return -1;
+	}
+	int ret = -1;
+	int64_t id;
+	int r = account_id(c->db, norm, &id);
+	if (r != 1) {
+		set_err(error_r, r == 0 ? errf("account '%s' does not exist", norm) : db_error(c->db));
+		goto out;
+	}
+	if (write_verifiers(c->db, id, d) != 0) {
+		set_err(error_r, db_error(c->db));
+		goto out;
+	}
+	sqlite3_stmt *st = prep(c->db, "UPDATE accounts SET updated = ?2 WHERE id = ?1");
+	if (st != NULL) {
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_int64(st, 2, sg_time());
+		if (sqlite3_step(st) == SQLITE_DONE)
+			ret = 0;
+		sqlite3_finalize(st);
+	}
+	if (ret != 0)
+		set_err(error_r, db_error(c->db));
+out:
+	derived_wipe(d);
+	return end_write(s, c, ret, error_r);
+}
+
+int sg_cred_set_disabled(struct sg_cred_store *s, const char *login, bool disabled,
+			 const char **error_r)
+{
+	char norm[512];
+	if (login == NULL || !norm_domain_part(login, norm, sizeof(norm))) {
+		set_err(error_r, "invalid login");
+		return -1;
+	}
+	struct conn *c = begin_write(s, error_r);
+	if (c == NULL)
+		return -1;
+	int ret = -1;
+	sqlite3_stmt *st = prep(c->db, "UPDATE accounts SET disabled = ?2, updated = ?3 WHERE login = ?1");
+	if (st == NULL) {
+		set_err(error_r, db_error(c->db));
+	} else {
+		bind_text(st, 1, norm);
+		sqlite3_bind_int(st, 2, disabled ? 1 : 0);
+		sqlite3_bind_int64(st, 3, sg_time());
+		if (sqlite3_step(st) != SQLITE_DONE)
+			set_err(error_r, db_error(c->db));
+		else if (sqlite3_changes(c->db) == 0)
+			set_err(error_r, errf("account '%s' does not exist", norm));
+		else
+			ret = 0;
+		sqlite3_finalize(st);
+	}
+	return end_write(s, c, ret, error_r);
+}
+
+int sg_cred_delete(struct sg_cred_store *s, const char *login, const char **error_r)
+{
+	char norm[512];
+	if (login == NULL || !norm_domain_part(login, norm, sizeof(norm))) {
+		set_err(error_r, "invalid login");
+		return -1;
+	}
+	struct conn *c = begin_write(s, error_r);
+	if (c == NULL)
+		return -1;
+	int ret = -1;
+	int64_t id;
+	int r = account_id(c->db, norm, &id);
+	if (r != 1) {
+		set_err(error_r, r == 0 ? errf("account '%s' does not exist", norm) : db_error(c->db));
+		return end_write(s, c, -1, error_r);
+	}
+	/* explicit deletes as well as ON DELETE CASCADE, in case foreign keys
+	 * were off on the connection that created the rows */
+	sqlite3_stmt *st[3] = {
+		prep(c->db, "DELETE FROM verifiers WHERE account_id = ?1"),
+		prep(c->db, "DELETE FROM addresses WHERE account_id = ?1"),
+		prep(c->db, "DELETE FROM accounts WHERE id = ?1"),
+	};
+	ret = 0;
+	for (int i = 0; i < 3; i++) {
+		if (st[i] == NULL) {
+			ret = -1;
+			continue;
+		}
+		sqlite3_bind_int64(st[i], 1, id);
+		if (ret == 0 && sqlite3_step(st[i]) != SQLITE_DONE)
+			ret = -1;
+		sqlite3_finalize(st[i]);
+	}
+	if (ret != 0)
+		set_err(error_r, db_error(c->db));
+	return end_write(s, c, ret, error_r);
+}
+
+int sg_cred_add_address(struct sg_cred_store *s, const char *login, const char *address,
+			const char **error_r)
+{
+	char norm[512], addr[512];
+	if (login == NULL || !norm_domain_part(login, norm, sizeof(norm))) {
+		set_err(error_r, "invalid login");
+		return -1;
+	}
+	if (sg_cred_validate_address(address, error_r) != 0)
+		return -1;
+	norm_domain_part(address, addr, sizeof(addr));
+	struct conn *c = begin_write(s, error_r);
+	if (c == NULL)
+		return -1;
+	int ret = -1;
+	int64_t id, other;
+	char owner[256];
+	int r = account_id(c->db, norm, &id);
+	if (r != 1) {
+		set_err(error_r, r == 0 ? errf("account '%s' does not exist", norm) : db_error(c->db));
+		goto out;
+	}
+	r = query_login(c->db,
+			"SELECT accounts.login FROM addresses JOIN accounts ON accounts.id = "
+			"addresses.account_id WHERE addresses.address = ?1",
+			addr, owner, sizeof(owner));
+	if (r != 0) {
+		set_err(error_r, r < 0 ? db_error(c->db)
+			       : strcmp(owner, norm) == 0
+				       ? errf("account '%s' already has address '%s'", norm, addr)
+				       : errf("address '%s' already belongs to account '%s'", addr, owner));
+		goto out;
+	}
+	r = account_id(c->db, addr, &other);
+	if (r != 0) {
+		set_err(error_r, r < 0 ? db_error(c->db)
+			       : other == id ? errf("'%s' is the login itself, already owned", addr)
+					     : errf("address '%s' is the login of another account", addr));
+		goto out;
+	}
+	sqlite3_stmt *st = prep(c->db, "INSERT INTO addresses(account_id, address, domain) VALUES (?1, ?2, ?3)");
+	if (st == NULL) {
+		set_err(error_r, db_error(c->db));
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, id);
+	bind_text(st, 2, addr);
+	bind_text(st, 3, addr_domain(addr));
+	if (sqlite3_step(st) == SQLITE_DONE)
+		ret = 0;
+	else
+		set_err(error_r, db_error(c->db));
+	sqlite3_finalize(st);
+	if (ret == 0) {
+		st = prep(c->db, "UPDATE accounts SET updated = ?2 WHERE id = ?1");
+		if (st != NULL) {
+			sqlite3_bind_int64(st, 1, id);
+			sqlite3_bind_int64(st, 2, sg_time());
+			sqlite3_step(st);
+			sqlite3_finalize(st);
+		}
+	}
+out:
+	return end_write(s, c, ret, error_r);
+}
+
+int sg_cred_del_address(struct sg_cred_store *s, const char *login, const char *address,
+			const char **error_r)
+{
+	char norm[512], addr[512];
+	if (login == NULL || !norm_domain_part(login, norm, sizeof(norm))) {
+		set_err(error_r, "invalid login");
+		return -1;
+	}
+	if (address == NULL || !norm_domain_part(address, addr, sizeof(addr))) {
+		set_err(error_r, "invalid address");
+		return -1;
+	}
+	struct conn *c = begin_write(s, error_r);
+	if (c == NULL)
+		return -1;
+	int ret = -1;
+	int64_t id;
+	int r = account_id(c->db, norm, &id);
+	if (r != 1) {
+		set_err(error_r, r == 0 ? errf("account '%s' does not exist", norm) : db_error(c->db));
+		return end_write(s, c, -1, error_r);
+	}
+	sqlite3_stmt *st = prep(c->db, "DELETE FROM addresses WHERE account_id = ?1 AND address = ?2");
+	if (st == NULL) {
+		set_err(error_r, db_error(c->db));
+		return end_write(s, c, -1, error_r);
+	}
+	sqlite3_bind_int64(st, 1, id);
+	bind_text(st, 2, addr);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		set_err(error_r, db_error(c->db));
+	else if (sqlite3_changes(c->db) == 0)
+		set_err(error_r, errf("account '%s' has no address '%s'", norm, addr));
+	else
+		ret = 0;
+	sqlite3_finalize(st);
+	return end_write(s, c, ret, error_r);
+}
+
+int sg_cred_list(struct sg_cred_store *s,
+		 void (*cb)(void *ctx, const struct sg_account *a, const char *addresses), void *ctx,
+		 const char **error_r)
+{
+	struct conn *c = conn_get(s);
+	if (c == NULL) {
+		set_err(error_r, errf("cannot open the credential database %s", s->path));
+		return -1;
+	}
+	sqlite3_stmt *st = prep(c->db,
+				"SELECT a.id, a.login, a.disabled,"
+				" (SELECT group_concat(address, ' ') FROM"
+				"   (SELECT address FROM addresses WHERE account_id = a.id ORDER BY address))"
+				" FROM accounts a ORDER BY a.login");
+	if (st == NULL) {
+		set_err(error_r, db_error(c->db));
+		conn_put(s, c);
+		return -1;
+	}
+	int rc, ret = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct sg_account a = {0};
+		a.id = sqlite3_column_int64(st, 0);
+		sg_strlcpy(a.login, (const char *)sqlite3_column_text(st, 1), sizeof(a.login));
+		a.disabled = sqlite3_column_int(st, 2) != 0;
+		const char *addrs = (const char *)sqlite3_column_text(st, 3);
+		cb(ctx, &a, addrs != NULL ? addrs : "");
+	}
+	if (rc != SQLITE_DONE) {
+		set_err(error_r, db_error(c->db));
+		ret = -1;
+	}
+	sqlite3_finalize(st);
+	conn_put(s, c);
+	return ret;
+}

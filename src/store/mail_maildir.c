@@ -1,0 +1,571 @@
+/*
+ * mail_maildir.c: the capture store (mail.h) as one Maildir per account.
+ *
+ * Commit: the message is written once to <first inbox>/tmp/<id> (O_EXCL,
+ * 0600), fsync'd and renamed to new/<id>; every further inbox gets a hard
+ * link to that file in its new/ (link(2) is atomic, so new/ never holds a
+ * partial file), or a full copy through its own tmp/ when linking fails
+ * (EXDEV, EMLINK). Each new/ touched is fsync'd before 0 is returned, and on
+ * first creation the inbox directory and its parent are fsync'd too. If any
+ * inbox fails, the copies already placed are removed again so that a retry
+ * by the client does not deliver twice.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/secret.h"
+#include "core/util.h"
+#include "store/cred.h"
+#include "store/mail.h"
+
+struct sg_mail_store {
+	char *data_dir;
+	char *mail_dir;        /* <data_dir>/mail */
+};
+
+static _Thread_local char errbuf[512];
+
+static const char *errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *errf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
+	va_end(ap);
+	return errbuf;
+}
+
+static void set_err(const char **error_r, const char *msg)
+{
+	if (error_r != NULL)
+		*error_r = msg;
+}
+
+static int fsync_path(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int r = fsync(fd);
+	int e = errno;
+	close(fd);
+	errno = e;
+	return r;
+}
+
+/* mkdir 0700; *created set when this call made it. EEXIST of a directory is fine. */
+static int ensure_dir(const char *path, bool *created)
+{
+	if (mkdir(path, 0700) == 0) {
+		if (created != NULL)
+			*created = true;
+		return 0;
+	}
+	if (errno != EEXIST)
+		return -1;
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return -1;
+	if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		return -1;
+	}
+	return 0;
+}
+
+int sg_mail_open(const char *data_dir, struct sg_mail_store **store_r, const char **error_r)
+{
+	*store_r = NULL;
+	struct stat st;
+	if (stat(data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		set_err(error_r, errf("data directory %s does not exist", data_dir));
+		return -1;
+	}
+	char *mail_dir = sg_asprintf("%s/mail", data_dir);
+	bool created = false;
+	if (ensure_dir(mail_dir, &created) != 0 || (created && fsync_path(data_dir) != 0)) {
+		set_err(error_r, errf("cannot create %s: %s", mail_dir, strerror(errno)));
+		free(mail_dir);
+		return -1;
+	}
+	struct sg_mail_store *s = sg_calloc(1, sizeof(*s));
+	s->data_dir = sg_strdup(data_dir);
+	s->mail_dir = mail_dir;
+	*store_r = s;
+	return 0;
+}
+
+void sg_mail_close(struct sg_mail_store **store)
+{
+	struct sg_mail_store *s = *store;
+	if (s == NULL)
+		return;
+	*store = NULL;
+	free(s->data_dir);
+	free(s->mail_dir);
+	free(s);
+}
+
+bool sg_mail_id_valid(const char *id)
+{
+	if (id == NULL)
+		return false;
+	size_t i = 0;
+	while (id[i] >= '0' && id[i] <= '9')
+		i++;
+	if (i == 0 || i > 20 || id[i] != '.')
+		return false;
+	const char *h = id + i + 1;
+	for (int k = 0; k < 16; k++) {
+		char c = h[k];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
+	}
+	return h[16] == '\0';
+}
+
+static bool login_ok(const char *login)
+{
+	return login != NULL && sg_cred_validate_login(login, NULL) == 0;
+}
+
+/* Create <mail>/<login>/{tmp,new,cur}; fsync what was created. */
+static int ensure_inbox(struct sg_mail_store *s, const char *login, const char **error_r)
+{
+	char *inbox = sg_asprintf("%s/%s", s->mail_dir, login);
+	bool made_inbox = false, made_sub = false;
+	int ret = 0;
+	if (ensure_dir(inbox, &made_inbox) != 0) {
+		ret = -1;
+		set_err(error_r, errf("cannot create %s: %s", inbox, strerror(errno)));
+	}
+	static const char *const subs[] = {"tmp", "new", "cur"};
+	for (int i = 0; i < 3 && ret == 0; i++) {
+		char *p = sg_asprintf("%s/%s", inbox, subs[i]);
+		if (ensure_dir(p, &made_sub) != 0) {
+			ret = -1;
+			set_err(error_r, errf("cannot create %s: %s", p, strerror(errno)));
+		}
+		free(p);
+	}
+	if (ret == 0 && ((made_sub && fsync_path(inbox) != 0) ||
+			 (made_inbox && fsync_path(s->mail_dir) != 0))) {
+		ret = -1;
+		set_err(error_r, errf("cannot fsync %s: %s", inbox, strerror(errno)));
+	}
+	free(inbox);
+	return ret;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Write prefix+body to tmp/<id>, fsync, rename into new/<id>, fsync new/. */
+static int deliver_file(struct sg_mail_store *s, const char *login, const char *id,
+			const struct sg_buf *prefix, const struct sg_buf *body, bool *exists,
+			const char **error_r)
+{
+	char *tmp = sg_asprintf("%s/%s/tmp/%s", s->mail_dir, login, id);
+	char *dst = sg_asprintf("%s/%s/new/%s", s->mail_dir, login, id);
+	char *newdir = sg_asprintf("%s/%s/new", s->mail_dir, login);
+	int ret = -1;
+	*exists = false;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		*exists = errno == EEXIST;
+		set_err(error_r, errf("cannot create %s: %s", tmp, strerror(errno)));
+		goto out;
+	}
+	if ((prefix != NULL && prefix->len > 0 && write_all(fd, prefix->data, prefix->len) != 0) ||
+	    (body != NULL && body->len > 0 && write_all(fd, body->data, body->len) != 0) ||
+	    fsync(fd) != 0) {
+		set_err(error_r, errf("cannot write %s: %s", tmp, strerror(errno)));
+		close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	if (close(fd) != 0) {
+		set_err(error_r, errf("cannot write %s: %s", tmp, strerror(errno)));
+		unlink(tmp);
+		goto out;
+	}
+	/* never overwrite an existing message with the same id */
+	if (access(dst, F_OK) == 0) {
+		*exists = true;
+		unlink(tmp);
+		set_err(error_r, "message id collision");
+		goto out;
+	}
+	if (rename(tmp, dst) != 0) {
+		set_err(error_r, errf("cannot rename %s: %s", tmp, strerror(errno)));
+		unlink(tmp);
+		goto out;
+	}
+	if (fsync_path(newdir) != 0) {
+		set_err(error_r, errf("cannot fsync %s: %s", newdir, strerror(errno)));
+		unlink(dst);
+		goto out;
+	}
+	ret = 0;
+out:
+	free(tmp);
+	free(dst);
+	free(newdir);
+	return ret;
+}
+
+static void make_id(char id[SG_MAIL_ID_MAX])
+{
+	uint8_t r[8];
+	char hex[17];
+	sg_random(r, sizeof(r));
+	sg_hex(r, sizeof(r), hex);
+	snprintf(id, SG_MAIL_ID_MAX, "%" PRId64 ".%s", sg_time(), hex);
+}
+
+int sg_mail_commit(struct sg_mail_store *s, const char *const *logins, size_t n,
+		   const struct sg_buf *prefix, const struct sg_buf *body, char id_r[SG_MAIL_ID_MAX],
+		   const char **error_r)
+{
+	if (n == 0) {
+		set_err(error_r, "no inbox to deliver to");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!login_ok(logins[i])) {
+			set_err(error_r, errf("invalid inbox name '%.255s'", logins[i] != NULL ? logins[i] : ""));
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		if (ensure_inbox(s, logins[i], error_r) != 0)
+			return -1;
+	char id[SG_MAIL_ID_MAX];
+	bool exists = false;
+	int tries = 0;
+	do {
+		make_id(id);
+		if (deliver_file(s, logins[0], id, prefix, body, &exists, error_r) == 0)
+			break;
+		if (!exists || ++tries >= 5)
+			return -1;
+	} while (1);
+
+	char *first = sg_asprintf("%s/%s/new/%s", s->mail_dir, logins[0], id);
+	size_t done = 1;
+	int ret = 0;
+	for (size_t i = 1; i < n && ret == 0; i++, done++) {
+		bool dup = false;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(logins[i], logins[j]) == 0)
+				dup = true;
+		if (dup)
+			continue;
+		char *dst = sg_asprintf("%s/%s/new/%s", s->mail_dir, logins[i], id);
+		char *newdir = sg_asprintf("%s/%s/new", s->mail_dir, logins[i]);
+		if (link(first, dst) == 0) {
+			if (fsync_path(newdir) != 0) {
+				set_err(error_r, errf("cannot fsync %s: %s", newdir, strerror(errno)));
+				unlink(dst);
+				ret = -1;
+			}
+		} else if (errno == EXDEV || errno == EMLINK || errno == EPERM) {
+			if (deliver_file(s, logins[i], id, prefix, body, &exists, error_r) != 0)
+				ret = -1;
+		} else {
+			set_err(error_r, errf("cannot link %s: %s", dst, strerror(errno)));
+			ret = -1;
+		}
+		free(dst);
+		free(newdir);
+	}
+	if (ret != 0) {
+		/* roll back: the client will be told to retry */
+		for (size_t i = 0; i + 1 < done; i++) {
+			bool dup = false;
+			for (size_t j = 0; j < i; j++)
+				if (strcmp(logins[i], logins[j]) == 0)
+					dup = true;
+			if (dup)
+				continue;
+			char *p = sg_asprintf("%s/%s/new/%s", s->mail_dir, logins[i], id);
+			unlink(p);
+			free(p);
+			p = sg_asprintf("%s/%s/new", s->mail_dir, logins[i]);
+			(void)fsync_path(p);
+			free(p);
+		}
+	} else {
+		sg_strlcpy(id_r, id, SG_MAIL_ID_MAX);
+	}
+	free(first);
+	return ret;
+}
+
+/* Find the file of a message: new/<id>, cur/<id>, cur/<id>:2,... */
+static char *find_message(struct sg_mail_store *s, const char *login, const char *id)
+{
+	if (!login_ok(login) || !sg_mail_id_valid(id))
+		return NULL;
+	char *p = sg_asprintf("%s/%s/new/%s", s->mail_dir, login, id);
+	if (access(p, F_OK) == 0)
+		return p;
+	free(p);
+	p = sg_asprintf("%s/%s/cur/%s", s->mail_dir, login, id);
+	if (access(p, F_OK) == 0)
+		return p;
+	free(p);
+	char *cur = sg_asprintf("%s/%s/cur", s->mail_dir, login);
+	DIR *d = opendir(cur);
+	p = NULL;
+	if (d != NULL) {
+		size_t idlen = strlen(id);
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL) {
+			if (strncmp(e->d_name, id, idlen) == 0 && e->d_name[idlen] == ':') {
+				p = sg_asprintf("%s/%s", cur, e->d_name);
+				break;
+			}
+		}
+		closedir(d);
+	}
+	free(cur);
+	return p;
+}
+
+char *sg_mail_path(struct sg_mail_store *s, const char *login, const char *id)
+{
+	return find_message(s, login, id);
+}
+
+int sg_mail_open_message(struct sg_mail_store *s, const char *login, const char *id)
+{
+	char *p = find_message(s, login, id);
+	if (p == NULL) {
+		errno = ENOENT;
+		return -1;
+	}
+	int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int e = errno;
+	free(p);
+	errno = e;
+	return fd;
+}
+
+int sg_mail_read(struct sg_mail_store *s, const char *login, const char *id, struct sg_buf *out,
+		 const char **error_r)
+{
+	int fd = sg_mail_open_message(s, login, id);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		set_err(error_r, errf("cannot open message %s: %s", id, strerror(errno)));
+		return -1;
+	}
+	uint8_t chunk[65536];
+	int ret = 1;
+	for (;;) {
+		ssize_t r = read(fd, chunk, sizeof(chunk));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			set_err(error_r, errf("cannot read message %s: %s", id, strerror(errno)));
+			ret = -1;
+			break;
+		}
+		if (r == 0)
+			break;
+		if (sg_buf_append(out, chunk, (size_t)r) != 0) {
+			set_err(error_r, errf("message %s is larger than %zu bytes", id, out->max));
+			ret = -1;
+			break;
+		}
+	}
+	close(fd);
+	return ret;
+}
+
+int sg_mail_delete(struct sg_mail_store *s, const char *login, const char *id,
+		   const char **error_r)
+{
+	char *p = find_message(s, login, id);
+	if (p == NULL)
+		return 0;
+	int ret = 1;
+	if (unlink(p) != 0) {
+		if (errno == ENOENT) {
+			ret = 0;
+		} else {
+			set_err(error_r, errf("cannot delete %s: %s", p, strerror(errno)));
+			ret = -1;
+		}
+	} else {
+		char *slash = strrchr(p, '/');
+		*slash = '\0';
+		if (fsync_path(p) != 0) {
+			set_err(error_r, errf("cannot fsync %s: %s", p, strerror(errno)));
+			ret = -1;
+		}
+	}
+	free(p);
+	return ret;
+}
+
+/* Message id of a directory entry (strip a ":2,flags" suffix); false if none. */
+static bool entry_id(const char *name, char id[SG_MAIL_ID_MAX])
+{
+	size_t n = strcspn(name, ":");
+	if (n >= SG_MAIL_ID_MAX)
+		return false;
+	memcpy(id, name, n);
+	id[n] = '\0';
+	return sg_mail_id_valid(id);
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+	const struct sg_mail_entry *x = a, *y = b;
+	if (x->mtime_ns != y->mtime_ns)
+		return x->mtime_ns > y->mtime_ns ? -1 : 1;
+	return -strcmp(x->id, y->id);
+}
+
+int sg_mail_list(struct sg_mail_store *s, const char *login, struct sg_mail_entry **entries_r,
+		 size_t *n_r, const char **error_r)
+{
+	*entries_r = NULL;
+	*n_r = 0;
+	if (!login_ok(login)) {
+		set_err(error_r, "invalid login");
+		return -1;
+	}
+	struct sg_mail_entry *v = NULL;
+	size_t n = 0, cap = 0;
+	static const char *const subs[] = {"new", "cur"};
+	for (int k = 0; k < 2; k++) {
+		char *dir = sg_asprintf("%s/%s/%s", s->mail_dir, login, subs[k]);
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0) {
+			int e = errno;
+			free(dir);
+			if (e == ENOENT)
+				continue;
+			set_err(error_r, errf("cannot open inbox of '%s': %s", login, strerror(e)));
+			free(v);
+			return -1;
+		}
+		DIR *d = fdopendir(dfd);
+		if (d == NULL) {
+			close(dfd);
+			free(dir);
+			free(v);
+			set_err(error_r, "cannot read inbox");
+			return -1;
+		}
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL) {
+			char id[SG_MAIL_ID_MAX];
+			struct stat st;
+			if (!entry_id(e->d_name, id) ||
+			    fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+				continue;
+			if (n == cap) {
+				cap = cap != 0 ? cap * 2 : 32;
+				v = sg_realloc(v, cap * sizeof(*v));
+			}
+			sg_strlcpy(v[n].id, id, sizeof(v[n].id));
+			v[n].mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+			v[n].size = (uint64_t)st.st_size;
+			n++;
+		}
+		closedir(d);
+		free(dir);
+	}
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_entry);
+	*entries_r = v;
+	*n_r = n;
+	return 0;
+}
+
+int sg_mail_delete_all(struct sg_mail_store *s, const char *login, size_t *n_r,
+		       const char **error_r)
+{
+	if (n_r != NULL)
+		*n_r = 0;
+	if (!login_ok(login)) {
+		set_err(error_r, "invalid login");
+		return -1;
+	}
+	size_t count = 0;
+	int ret = 0;
+	static const char *const subs[] = {"new", "cur"};
+	for (int k = 0; k < 2; k++) {
+		char *dir = sg_asprintf("%s/%s/%s", s->mail_dir, login, subs[k]);
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0) {
+			if (errno != ENOENT) {
+				set_err(error_r, errf("cannot open %s: %s", dir, strerror(errno)));
+				ret = -1;
+			}
+			free(dir);
+			continue;
+		}
+		int dfd2 = dup(dfd);
+		DIR *d = dfd2 >= 0 ? fdopendir(dfd2) : NULL;
+		if (d == NULL) {
+			if (dfd2 >= 0)
+				close(dfd2);
+			close(dfd);
+			free(dir);
+			set_err(error_r, "cannot read inbox");
+			ret = -1;
+			continue;
+		}
+		struct dirent *e;
+		bool removed = false;
+		while ((e = readdir(d)) != NULL) {
+			char id[SG_MAIL_ID_MAX];
+			if (!entry_id(e->d_name, id))
+				continue;
+			if (unlinkat(dfd, e->d_name, 0) == 0) {
+				count++;
+				removed = true;
+			} else if (errno != ENOENT) {
+				set_err(error_r, errf("cannot delete %s/%s: %s", dir, e->d_name,
+						      strerror(errno)));
+				ret = -1;
+			}
+		}
+		closedir(d);
+		if (removed && fsync(dfd) != 0) {
+			set_err(error_r, errf("cannot fsync %s: %s", dir, strerror(errno)));
+			ret = -1;
+		}
+		close(dfd);
+		free(dir);
+	}
+	if (n_r != NULL)
+		*n_r = count;
+	return ret;
+}
