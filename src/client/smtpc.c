@@ -260,6 +260,14 @@ static void smtpc_event_cb(struct bufferevent *bev, short what, void *arg)
 		}
 		return;
 	case S_REPLY:
+		if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) && c->bev != NULL &&
+		    evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+			/* the reply and the close arrived together: the reply first */
+			c->peer_closed = true;
+			smtpc_process(c);
+			if (c->state != S_REPLY)
+				return;
+		}
 		if (what & BEV_EVENT_EOF) {
 			/* a last reply may be buffered without its line end */
 			smtpc_fail(c, SG_SMTPC_E_CLOSED,

@@ -776,6 +776,16 @@ int sg_oauth_secret_load_or_create(const char *data_dir, uint8_t **key_r, size_t
 	return r == 1 ? 0 : -1;
 }
 
+int sg_oauth_secret_load(const char *path, uint8_t **key_r, size_t *len_r, const char **error_r)
+{
+	*key_r = NULL;
+	*len_r = 0;
+	int r = secret_read(path, key_r, len_r, error_r);
+	if (r == 0)
+		*error_r = "the OAuth key file does not exist";
+	return r == 1 ? 0 : -1;
+}
+
 void sg_oauth_secret_free(uint8_t **key, size_t len)
 {
 	if (*key == NULL)

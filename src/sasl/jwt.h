@@ -80,6 +80,9 @@ char *sg_jwt_mint_hs256(const uint8_t *key, size_t keylen, const char *sub, cons
  */
 int sg_oauth_secret_load_or_create(const char *data_dir, uint8_t **key_r, size_t *len_r,
 				   const char **error_r);
+/* Read a configured secret file (oauth_secret_file): the raw octets, 32 to
+ * 1024 of them, a regular file not readable by group or others. 0 or -1. */
+int sg_oauth_secret_load(const char *path, uint8_t **key_r, size_t *len_r, const char **error_r);
 void sg_oauth_secret_free(uint8_t **key, size_t len);
 
 /* ---- Shared by mech_xoauth2.c and mech_oauthbearer.c (defined in
@@ -136,11 +139,13 @@ bool sg_oauth_server_available(const struct sg_sasl_server_env *env);
 
 /* Client side of both mechanisms (the descriptors differ only in name).
  * The first step builds the message from env->authcid, env->token,
- * env->host and env->port (the last two for OAUTHBEARER). A 334 after it is
- * the error JSON: the step puts the acknowledgement in out (0x01 for
+ * env->host and env->port (the last two for OAUTHBEARER) and returns
+ * SG_MECH_OK (there is nothing of the server's to verify). A 334 after it is
+ * the error JSON: the next step puts the acknowledgement in out (0x01 for
  * OAUTHBEARER, RFC 7628 section 3.2.3; nothing for XOAUTH2), returns
  * SG_MECH_FAIL and sets *error_r to the JSON text (valid until free). The
- * driver sends out (the server is waiting for it) and then reads the 535. */
+ * driver should send out when it is not empty (else "*" or an empty line)
+ * and then read the 535. */
 void *sg_oauth_client_start(const struct sg_sasl_client_env *env, bool oauthbearer,
 			    const char **error_r);
 enum sg_mech_status sg_oauth_client_step(void *st, const uint8_t *in, size_t inlen,

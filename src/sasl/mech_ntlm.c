@@ -2,7 +2,7 @@
  * mech_ntlm.c: NTLM over SMTP AUTH (MS-SMTPNTLM, MS-NLMP), server and client.
  *
  *   C: AUTH NTLM                    (or AUTH NTLM <NEGOTIATE>, as curl does)
- *   S: 334 ntlm supported           (MS-SMTPNTLM 3.2.5.1; literal text, not base64)
+ *   S: 334 ntlm supported           (MS-SMTPNTLM; literal text, not base64)
  *   C: base64(NEGOTIATE)
  *   S: 334 base64(CHALLENGE)
  *   C: base64(AUTHENTICATE)
@@ -30,6 +30,11 @@
  *     unknown login runs the same HMAC work against a random hash.
  * Reasons: unknown_account, no_verifier, disabled, wrong_password, bad_mic,
  * ntlmv1_refused, lm_refused, anonymous, store_error, malformed, protocol.
+ *
+ * Clients seen: curl (OEM strings, empty domain unless "DOMAIN\user") sends
+ * NTLMv2 because the CHALLENGE echoes EXTENDED_SESSIONSECURITY and carries
+ * target info; swaks (Authen::NTLM) and msmtp (GNU SASL / libntlm) send
+ * NTLMv1 and need ntlm_allow_v1.
  *
  * Client (probe): NEGOTIATE as the initial response, then one NTLMv2
  * AUTHENTICATE (with a MIC when the CHALLENGE has MsvAvTimestamp) from
@@ -380,7 +385,7 @@ static enum sg_mech_status ntlm_server_step(void *vst, const uint8_t *in, size_t
 	switch (st->state) {
 	case S_START:
 		if (in == NULL || inlen == 0) {
-			/* MS-SMTPNTLM 3.2.5.1: "334 ntlm supported", sent by the
+			/* MS-SMTPNTLM: "334 ntlm supported", sent by the
 			 * driver for this empty first challenge. */
 			st->state = S_NEGOTIATE;
 			return SG_MECH_CONTINUE;
@@ -419,7 +424,8 @@ static void ntlm_server_free(void *vst)
 #define CLIENT_NEGOTIATE_FLAGS                                                        \
 	(SG_NTLMSSP_NEGOTIATE_UNICODE | SG_NTLMSSP_NEGOTIATE_OEM |                     \
 	 SG_NTLMSSP_REQUEST_TARGET | SG_NTLMSSP_NEGOTIATE_NTLM |                       \
-	 SG_NTLMSSP_NEGOTIATE_ALWAYS_SIGN | SG_NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY)
+	 SG_NTLMSSP_NEGOTIATE_ALWAYS_SIGN | SG_NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY | \
+	 SG_NTLMSSP_NEGOTIATE_VERSION)
 
 struct ntlm_client {
 	int state; /* 0: send NEGOTIATE, 1: wait CHALLENGE, 2: done */

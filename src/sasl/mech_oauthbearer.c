@@ -498,8 +498,10 @@ enum sg_mech_status sg_oauth_client_step(void *vst, const uint8_t *in, size_t in
 			*error_r = "OAuth response too long";
 			return SG_MECH_FAIL;
 		}
-		/* The server answers 235, or a 334 with the error JSON. */
-		return SG_MECH_CONTINUE;
+		/* Our part is complete (nothing of the server's to verify): the
+		 * server answers 235, or a 334 with the error JSON, for which the
+		 * driver calls us again (mechs.h). */
+		return SG_MECH_OK;
 	}
 	/* A 334 after our response is the error JSON (RFC 7628 section 3.2.2).
 	 * RFC 7628 section 3.2.3: OAUTHBEARER answers with a lone kvsep; XOAUTH2

@@ -196,9 +196,15 @@ static int put_head(struct sg_buf *b, uint32_t type)
 
 int sg_ntlm_build_negotiate(uint32_t flags, struct sg_buf *out)
 {
+	/* MS-NLMP 2.2.2.10 VERSION: 10.0, build 0, NTLMSSP_REVISION_W2K3 (15).
+	 * Some peers (gss-ntlmssp) refuse a NEGOTIATE without the field. */
+	static const uint8_t version[SG_NTLM_VERSION_LEN] = {10, 0, 0, 0, 0, 0, 0, 15};
+	bool with_version = (flags & SG_NTLMSSP_NEGOTIATE_VERSION) != 0;
+	size_t off = SG_NTLM_NEGOTIATE_HDR + (with_version ? SG_NTLM_VERSION_LEN : 0);
 	if (put_head(out, SG_NTLM_NEGOTIATE) < 0 || put32(out, flags) < 0 ||
-	    put_secbuf(out, 0, SG_NTLM_NEGOTIATE_HDR) < 0 ||
-	    put_secbuf(out, 0, SG_NTLM_NEGOTIATE_HDR) < 0)
+	    put_secbuf(out, 0, off) < 0 || put_secbuf(out, 0, off) < 0)
+		return -1;
+	if (with_version && sg_buf_append(out, version, sizeof(version)) < 0)
 		return -1;
 	return 0;
 }

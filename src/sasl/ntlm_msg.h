@@ -132,7 +132,9 @@ int sg_ntlm_av_add(struct sg_buf *b, uint16_t id, const void *value, size_t len)
 /* Append a pair whose value is a UTF-8 string sent as UTF-16LE. */
 int sg_ntlm_av_add_str(struct sg_buf *b, uint16_t id, const char *utf8);
 
-/* Builders: append the whole message to out; 0, or -1 when it does not fit. */
+/* Builders: append the whole message to out; 0, or -1 when it does not fit.
+ * sg_ntlm_build_negotiate writes a Version field when flags has
+ * SG_NTLMSSP_NEGOTIATE_VERSION. */
 int sg_ntlm_build_negotiate(uint32_t flags, struct sg_buf *out);
 int sg_ntlm_build_challenge(uint32_t flags, const uint8_t server_challenge[8],
 			    const struct sg_ntlm_field *target_name,

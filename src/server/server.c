@@ -17,6 +17,7 @@
 #include "core/pool.h"
 #include "core/tls.h"
 #include "core/util.h"
+#include "sasl/jwt.h"
 #include "server/session.h"
 #include "smtp/reply.h"
 #include "store/cred.h"
@@ -170,6 +171,51 @@ static int bind_listener(struct sg_server *srv, struct sg_listener *l, char *err
 	return 0;
 }
 
+/* Bearer-token keys: a configured HS256 secret file and/or JWKS; with
+ * neither, the sandbox's own secret (the one `smtpgate token issue` signs
+ * with), so OAuth clients can be tested with no identity provider. */
+static int setup_oauth(struct sg_server *srv, char *err, size_t errsize)
+{
+	struct sg_config *c = &srv->cfg;
+	const char *error = NULL;
+	if (c->oauth_jwks_file[0] != '\0') {
+		void *jwks = NULL;
+		if (sg_jwks_load(c->oauth_jwks_file, &jwks, &error) < 0) {
+			snprintf(err, errsize, "oauth_jwks_file %s: %s", c->oauth_jwks_file, error);
+			return -1;
+		}
+		srv->jwks = jwks;
+		c->sasl.oauth_jwks = jwks;
+	}
+	if (c->oauth_secret_file[0] != '\0') {
+		FILE *f = fopen(c->oauth_secret_file, "rb");
+		if (f == NULL) {
+			snprintf(err, errsize, "oauth_secret_file %s: %s", c->oauth_secret_file, strerror(errno));
+			return -1;
+		}
+		srv->oauth_key = sg_malloc(1024);
+		srv->oauth_key_len = fread(srv->oauth_key, 1, 1024, f);
+		fclose(f);
+		while (srv->oauth_key_len > 0 && (srv->oauth_key[srv->oauth_key_len - 1] == '\n' ||
+						  srv->oauth_key[srv->oauth_key_len - 1] == '\r'))
+			srv->oauth_key_len--;
+		if (srv->oauth_key_len < 16) {
+			snprintf(err, errsize, "oauth_secret_file %s: at least 16 octets needed",
+				 c->oauth_secret_file);
+			return -1;
+		}
+	} else if (srv->jwks == NULL) {
+		if (sg_oauth_secret_load_or_create(c->data_dir, &srv->oauth_key, &srv->oauth_key_len,
+						   &error) < 0) {
+			snprintf(err, errsize, "OAuth secret: %s", error);
+			return -1;
+		}
+	}
+	c->sasl.oauth_hs256_secret = srv->oauth_key;
+	c->sasl.oauth_hs256_secret_len = srv->oauth_key_len;
+	return 0;
+}
+
 int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 {
 	struct sg_config *c = &srv->cfg;
@@ -187,7 +233,7 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		snprintf(err, errsize, "mail store: %s", error);
 		return -1;
 	}
-	if (setup_tls(srv, err, errsize) < 0)
+	if (setup_tls(srv, err, errsize) < 0 || setup_oauth(srv, err, errsize) < 0)
 		return -1;
 	evthread_use_pthreads();
 	srv->base = event_base_new();
@@ -267,6 +313,10 @@ void sg_server_deinit(struct sg_server *srv)
 	sg_tls_ctx_free(&srv->tls);
 	sg_mail_close(&srv->mail);
 	sg_cred_close(&srv->creds);
+	if (srv->oauth_key != NULL)
+		sg_oauth_secret_free(&srv->oauth_key, srv->oauth_key_len);
+	if (srv->jwks != NULL)
+		sg_jwks_free(&srv->jwks);
 	if (srv->base != NULL)
 		event_base_free(srv->base);
 	sg_log(SG_INFO, "stopped", "ok");

@@ -40,6 +40,7 @@ struct sg_server {
 	uint64_t session_seq;
 	uint8_t *oauth_key;           /* sandbox HS256 secret, when generated */
 	size_t oauth_key_len;
+	void *jwks;
 	struct event *sigterm_ev, *sigint_ev, *stop_timer;
 };
 

@@ -181,9 +181,9 @@ enum sg_path_err sg_cmd_parse_path(char *args, const char *prefix, bool allow_em
 	}
 	/* ESMTP parameters: SP-separated keyword[=value] (RFC 5321 4.1.2) */
 	char *q = end + 1;
+	if (*q != '\0' && *q != ' ')
+		return SG_PATH_SYNTAX;
 	while (*q != '\0') {
-		if (*q != ' ')
-			return SG_PATH_SYNTAX;
 		while (*q == ' ')
 			q++;
 		if (*q == '\0')

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -296,6 +297,24 @@ static void test_generation(void **state)
 	assert_true(sg_cred_generation(f->s) > g3);
 	sg_cred_close(&other);
 	assert_null(other);
+
+	/* another process (as `smtpgate user passwd` would be) */
+	uint64_t g4 = sg_cred_generation(f->s);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct sg_cred_store *c = NULL;
+		const char *e = NULL;
+		int ok = sg_cred_open(f->path, &c, &e) == 0 &&
+			 sg_cred_add(c, "frank", "pw", NULL, &e) == 0;
+		sg_cred_close(&c);
+		_exit(ok ? 0 : 1);
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_true(sg_cred_generation(f->s) > g4);
+	assert_int_equal(sg_cred_lookup(f->s, "frank", SG_CRED_NONE, &a, NULL), 1);
 }
 
 #define N_THREADS 8

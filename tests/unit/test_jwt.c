@@ -645,6 +645,13 @@ static void test_secret_file(void **state)
 	struct stat st;
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
+	uint8_t *k3 = NULL;
+	size_t l3 = 0;
+	assert_int_equal(sg_oauth_secret_load(path, &k3, &l3, &err), 0);
+	assert_int_equal(l3, l1);
+	assert_memory_equal(k1, k3, l1);
+	sg_oauth_secret_free(&k3, l3);
+	assert_int_equal(sg_oauth_secret_load("/nonexistent/key", &k3, &l3, &err), -1);
 	/* a token minted with it verifies with it */
 	struct sg_sasl_config c = hs_cfg(k1, l1);
 	char *t = sg_jwt_mint_hs256(k1, l1, "alice", NULL, NULL, NOW, 60);

@@ -1,0 +1,33 @@
+/*
+ * http.h: the sandbox HTTP server (JSON API under /api/v1, the web page, the
+ * events stream, /metrics). It runs on its own threads (libmicrohttpd) inside
+ * the `serve` process and reads the same stores as the SMTP side.
+ */
+#ifndef SG_HTTP_H
+#define SG_HTTP_H
+
+#include <stdbool.h>
+
+struct sg_cred_store;
+struct sg_mail_store;
+struct sg_events;
+struct sg_faults;
+struct sg_metrics;
+
+struct sg_http_config {
+	const char *listen_host;   /* default 127.0.0.1 */
+	unsigned port;             /* default 8025; 0 = disabled */
+	bool open;                 /* --http-open: no access control (loopback only) */
+	const char *tls_cert;      /* optional HTTPS */
+	const char *tls_key;
+	const char *data_dir;      /* admin token hash lives here */
+};
+
+struct sg_http;
+
+int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
+		  struct sg_mail_store *mail, struct sg_events *events, struct sg_faults *faults,
+		  struct sg_metrics *metrics, struct sg_http **http_r, const char **error_r);
+void sg_http_stop(struct sg_http **http);
+
+#endif
