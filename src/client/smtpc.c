@@ -269,9 +269,10 @@ static void smtpc_event_cb(struct bufferevent *bev, short what, void *arg)
 				return;
 		}
 		if (what & BEV_EVENT_EOF) {
-			/* a last reply may be buffered without its line end */
-			smtpc_fail(c, SG_SMTPC_E_CLOSED,
-				   "the server closed the connection while we waited for %s", c->what);
+			/* A TLS filter may report the close before the last decrypted
+			 * bytes: decide in the next loop turn (smtpc_kick_cb). */
+			c->peer_closed = true;
+			event_active(c->kick, EV_TIMEOUT, 0);
 		} else if (what & BEV_EVENT_ERROR) {
 			smtpc_fail(c, SG_SMTPC_E_IO, "connection error while waiting for %s: %s",
 				   c->what, evutil_socket_error_to_string(e));
@@ -319,7 +320,7 @@ static void smtpc_kick_cb(evutil_socket_t fd, short ev, void *arg)
 			smtpc_process(c);
 		if (c->state == S_REPLY)
 			smtpc_fail(c, SG_SMTPC_E_CLOSED,
-				   "the server had closed the connection before %s", c->what);
+				   "the server closed the connection while we waited for %s", c->what);
 		return;
 	}
 	if (c->state == S_REPLY)

@@ -216,6 +216,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	c->cbs->on_event(c->ctx, (what & BEV_EVENT_EOF) ? SG_CONN_EOF : SG_CONN_ERROR);
 }
 
+/* The start of an overlong line, so the caller can tell which command it was. */
+static void keep_prefix(struct evbuffer *in, char *buf, size_t size)
+{
+	size_t k = size > 16 ? 16 : size - 1;
+	evbuffer_copyout(in, buf, k);
+	buf[k] = '\0';
+}
+
 int sg_conn_read_line(struct sg_conn *c, char *buf, size_t size, size_t *len_r)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -237,6 +245,7 @@ int sg_conn_read_line(struct sg_conn *c, char *buf, size_t size, size_t *len_r)
 		if (p.pos < 0) {
 			/* +1: a CR may still be stripped when the LF comes */
 			if (avail > size) {
+				keep_prefix(in, buf, size);
 				c->discarding = true;
 				evbuffer_drain(in, avail);
 				return -1;
@@ -245,6 +254,7 @@ int sg_conn_read_line(struct sg_conn *c, char *buf, size_t size, size_t *len_r)
 		}
 		size_t n = (size_t)p.pos;
 		if (n > size) {
+			keep_prefix(in, buf, size);
 			evbuffer_drain(in, n + 1);
 			return -1;
 		}
@@ -253,6 +263,7 @@ int sg_conn_read_line(struct sg_conn *c, char *buf, size_t size, size_t *len_r)
 		if (n > 0 && buf[n - 1] == '\r')
 			n--;
 		if (n >= size) {
+			buf[n < 16 ? n : 16] = '\0';
 			return -1;
 		}
 		buf[n] = '\0';

@@ -51,7 +51,8 @@ void sg_conn_free(struct sg_conn **c);
 /* Read one line ending in LF (a CR before it is removed). Returns 1 with the
  * line in buf (NUL-terminated, *len_r octets, may contain NULs), 0 when no
  * full line is buffered, -1 when the line is longer than size - 1 octets: it
- * is then discarded up to and including its LF, however long it gets. */
+ * is then discarded up to and including its LF, however long it gets, and buf
+ * holds its first 16 octets (to name the command in the reply). */
 int sg_conn_read_line(struct sg_conn *c, char *buf, size_t size, size_t *len_r);
 /* Raw input for DATA: the first contiguous chunk, and drain. */
 size_t sg_conn_peek(struct sg_conn *c, const uint8_t **p);

@@ -26,6 +26,7 @@
 #define JWK_RSA_MIN_BITS 2048
 #define JWK_RSA_MAX_BYTES 1024 /* 8192-bit modulus */
 #define OAUTH_SECRET_FILE_MAX 1024
+#define OAUTH_SECRET_CONFIGURED_MIN 16
 
 enum jwk_type { JWK_RSA, JWK_EC };
 
@@ -658,7 +659,11 @@ char *sg_jwt_mint_hs256(const uint8_t *key, size_t keylen, const char *sub, cons
 /* ---- the sandbox secret --------------------------------------------------------- */
 
 /* 1 loaded, 0 absent, -1 error. */
-static int secret_read(const char *path, uint8_t **key_r, size_t *len_r, const char **error_r)
+/* generated: our own <data_dir>/oauth-hs256.key (raw, exactly as written,
+ * mode 0600). Otherwise a configured file: trailing CR/LF removed (a secret
+ * typed into an editor), at least 16 octets left. */
+static int secret_read(const char *path, bool generated, uint8_t **key_r, size_t *len_r,
+		       const char **error_r)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
@@ -673,13 +678,15 @@ static int secret_read(const char *path, uint8_t **key_r, size_t *len_r, const c
 		close(fd);
 		return -1;
 	}
-	if ((st.st_mode & 077) != 0) {
+	if (generated && (st.st_mode & 077) != 0) {
 		*error_r = "the OAuth key file is readable by group or others (chmod 600 it)";
 		close(fd);
 		return -1;
 	}
-	if (st.st_size < SG_OAUTH_SECRET_LEN || st.st_size > OAUTH_SECRET_FILE_MAX) {
-		*error_r = "the OAuth key file must hold 32 to 1024 octets";
+	if (st.st_size > OAUTH_SECRET_FILE_MAX ||
+	    (generated && st.st_size < SG_OAUTH_SECRET_LEN)) {
+		*error_r = generated ? "the OAuth key file must hold 32 to 1024 octets"
+				     : "the OAuth secret file holds more than 1024 octets";
 		close(fd);
 		return -1;
 	}
@@ -699,8 +706,18 @@ static int secret_read(const char *path, uint8_t **key_r, size_t *len_r, const c
 		*error_r = "short read on the OAuth key file";
 		return -1;
 	}
+	size_t len = want;
+	if (!generated) {
+		while (len > 0 && (key[len - 1] == '\n' || key[len - 1] == '\r'))
+			len--;
+		if (len < OAUTH_SECRET_CONFIGURED_MIN) {
+			sg_oauth_secret_free(&key, want);
+			*error_r = "the OAuth secret file must hold at least 16 octets";
+			return -1;
+		}
+	}
 	*key_r = key;
-	*len_r = want;
+	*len_r = len;
 	return 1;
 }
 
@@ -764,9 +781,9 @@ int sg_oauth_secret_load_or_create(const char *data_dir, uint8_t **key_r, size_t
 		return -1;
 	}
 	char *path = sg_asprintf("%s/%s", data_dir, SG_OAUTH_SECRET_FILE);
-	int r = secret_read(path, key_r, len_r, error_r);
+	int r = secret_read(path, true, key_r, len_r, error_r);
 	if (r == 0 && secret_create(data_dir, path, error_r) == 0) {
-		r = secret_read(path, key_r, len_r, error_r);
+		r = secret_read(path, true, key_r, len_r, error_r);
 		if (r == 0)
 			*error_r = "the OAuth key file vanished";
 	} else if (r == 0) {
@@ -780,9 +797,9 @@ int sg_oauth_secret_load(const char *path, uint8_t **key_r, size_t *len_r, const
 {
 	*key_r = NULL;
 	*len_r = 0;
-	int r = secret_read(path, key_r, len_r, error_r);
+	int r = secret_read(path, false, key_r, len_r, error_r);
 	if (r == 0)
-		*error_r = "the OAuth key file does not exist";
+		*error_r = "the OAuth secret file does not exist";
 	return r == 1 ? 0 : -1;
 }
 

@@ -80,8 +80,11 @@ char *sg_jwt_mint_hs256(const uint8_t *key, size_t keylen, const char *sub, cons
  */
 int sg_oauth_secret_load_or_create(const char *data_dir, uint8_t **key_r, size_t *len_r,
 				   const char **error_r);
-/* Read a configured secret file (oauth_secret_file): the raw octets, 32 to
- * 1024 of them, a regular file not readable by group or others. 0 or -1. */
+/* Read a configured secret file (oauth_secret_file), as the server does: a
+ * regular file of at most 1024 octets, trailing CR/LF removed, at least 16
+ * octets left. 0 or -1. (The key_r buffer may be longer than *len_r: free
+ * it with sg_oauth_secret_free(key, *len_r) all the same; the tail is only
+ * line-end octets.) */
 int sg_oauth_secret_load(const char *path, uint8_t **key_r, size_t *len_r, const char **error_r);
 void sg_oauth_secret_free(uint8_t **key, size_t len);
 

@@ -641,6 +641,7 @@ const struct sg_mech sg_mech_ntlm = {
 	.flags = SG_MECH_F_FAIL_573,
 	.strength = 35,
 	.cred = SG_CRED_NT,
+	.empty_challenge_text = "ntlm supported",
 	.server_start = ntlm_server_start,
 	.server_step = ntlm_server_step,
 	.server_free = ntlm_server_free,

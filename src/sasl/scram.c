@@ -495,12 +495,12 @@ int sg_scram_client_final(struct sg_scram_client *c, const char *password, const
 		stored[SG_SCRAM_KEY_MAX], sig[SG_SCRAM_KEY_MAX];
 	uint8_t *cbind = NULL;
 	char *cbind64 = NULL;
-	*error_r = "SCRAM: malformed server-first";
+	const char *e = "SCRAM: malformed server-first";
 	if (msg == NULL || password == NULL)
 		goto out;
 	const char *p = msg;
 	if (p[0] == 'm' && p[1] == '=') {
-		*error_r = "SCRAM: server requires an unsupported extension";
+		e = "SCRAM: server requires an unsupported extension";
 		goto out;
 	}
 	if (p[0] != 'r' || p[1] != '=')
@@ -510,7 +510,7 @@ int sg_scram_client_final(struct sg_scram_client *c, const char *password, const
 	const char *nonce = p + 2;
 	if (nlen <= cn || nlen > 2 * SG_SCRAM_NONCE_MAX || memcmp(nonce, c->cnonce, cn) != 0 ||
 	    !scram_nonce_ok(nonce, nlen)) {
-		*error_r = "SCRAM: server nonce does not extend ours";
+		e = "SCRAM: server nonce does not extend ours";
 		goto out;
 	}
 	p = nonce + nlen;
@@ -534,7 +534,7 @@ int sg_scram_client_final(struct sg_scram_client *c, const char *password, const
 	memcpy(ibuf, p, ilen);
 	ibuf[ilen] = '\0';
 	if (sg_parse_u64(ibuf, 1, SG_SCRAM_ITER_LIMIT, &iter) < 0) {
-		*error_r = "SCRAM: iteration count out of range";
+		e = "SCRAM: iteration count out of range";
 		goto out;
 	}
 
@@ -550,14 +550,14 @@ int sg_scram_client_final(struct sg_scram_client *c, const char *password, const
 
 	size_t start = out->len;
 	if (sg_buf_printf(out, "c=%s,r=%.*s", cbind64, (int)nlen, nonce) < 0) {
-		*error_r = "SCRAM: client-final too long";
+		e = "SCRAM: client-final too long";
 		goto out;
 	}
 	if (sg_buf_append_str(&c->auth_message, ",") < 0 ||
 	    sg_buf_append(&c->auth_message, in, inlen) < 0 ||
 	    sg_buf_append_str(&c->auth_message, ",") < 0 ||
 	    sg_buf_append(&c->auth_message, out->data + start, out->len - start) < 0) {
-		*error_r = "SCRAM: AuthMessage too long";
+		e = "SCRAM: AuthMessage too long";
 		goto out;
 	}
 
@@ -576,13 +576,15 @@ int sg_scram_client_final(struct sg_scram_client *c, const char *password, const
 	char proof64[SG_B64_ENCODED_LEN(SG_SCRAM_KEY_MAX) + 1];
 	sg_b64_encode(ckey, c->hlen, proof64);
 	if (sg_buf_printf(out, ",p=%s", proof64) < 0) {
-		*error_r = "SCRAM: client-final too long";
+		e = "SCRAM: client-final too long";
 		goto out;
 	}
 	sg_wipe(proof64, sizeof(proof64));
 	c->state = SCRAM_C_SERVER_FINAL;
 	ret = 0;
 out:
+	if (ret < 0)
+		*error_r = e;
 	sg_wipe(salted, sizeof(salted));
 	sg_wipe(ckey, sizeof(ckey));
 	sg_wipe(skey, sizeof(skey));
@@ -604,11 +606,13 @@ int sg_scram_client_verify(struct sg_scram_client *c, const uint8_t *in, size_t 
 	c->state = SCRAM_C_DONE;
 	char *msg = scram_copy_msg(in, inlen);
 	int ret = -1;
-	*error_r = "SCRAM: malformed server-final";
-	if (msg == NULL)
+	const char *e = "SCRAM: malformed server-final";
+	if (msg == NULL) {
+		*error_r = e;
 		return -1;
+	}
 	if (msg[0] == 'e' && msg[1] == '=') {
-		*error_r = "SCRAM: the server refused the proof (e=)";
+		e = "SCRAM: the server refused the proof (e=)";
 		goto out;
 	}
 	if (msg[0] != 'v' || msg[1] != '=')
@@ -620,11 +624,13 @@ int sg_scram_client_verify(struct sg_scram_client *c, const uint8_t *in, size_t 
 	    vlen != c->hlen)
 		goto out;
 	if (!sg_ct_eq(v, c->server_signature, c->hlen)) {
-		*error_r = "SCRAM: wrong server signature (the server does not know the verifier)";
+		e = "SCRAM: wrong server signature (the server does not know the verifier)";
 		goto out;
 	}
 	ret = 0;
 out:
+	if (ret < 0)
+		*error_r = e;
 	free(msg);
 	return ret;
 }

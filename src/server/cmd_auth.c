@@ -358,6 +358,10 @@ void cmd_auth_line(struct sg_session *s, char *line, size_t len)
 
 void cmd_auth_too_long(struct sg_session *s)
 {
+	if (!(s->state & ST_AUTH) && !s->esmtp) {
+		sess_error(s, SG_R_LINE_TOO_LONG);
+		return;
+	}
 	log_auth(s, "", "malformed", "line_too_long");
 	auth_abort(s);
 	s->mech_first_step = false;

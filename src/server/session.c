@@ -79,7 +79,8 @@ struct sg_session *sess_new(struct sg_listener *lst, int fd, const char *ip, uns
 	sg_strlcpy(s->client_ip, ip, sizeof(s->client_ip));
 	s->client_port = port;
 	s->local_port = local_port;
-	s->line_size = 12288 + 1 > srv->cfg.max_line + 1 ? 12288 + 1 : srv->cfg.max_line + 1;
+	/* 12,288 octets with the CRLF: 12,286 before it */
+	s->line_size = 12286 + 1 > srv->cfg.max_line + 1 ? 12286 + 1 : srv->cfg.max_line + 1;
 	s->line = sg_malloc(s->line_size + 1);
 	sg_buf_init(&s->body, srv->cfg.max_message_size);
 	bool implicit = lst->cfg->role == SG_ROLE_SUBMISSIONS;
@@ -304,18 +305,20 @@ static void on_read(void *ctx)
 			cmd_data_input(s);
 			continue;
 		}
-		size_t cap = (s->state & ST_AUTH) ? 12288 + 1 : s->srv->cfg.max_line + 1;
-		if (cap > s->line_size)
-			cap = s->line_size;
+		/* Every line may be as long as an AUTH line (RFC 4954 4: 12,288
+		 * octets, initial response included); other commands are held
+		 * to max_line below. */
 		size_t len = 0;
-		int r = sg_conn_read_line(s->conn, s->line, cap, &len);
+		int r = sg_conn_read_line(s->conn, s->line, s->line_size, &len);
 		if (r == 0)
 			return;
-		if (r < 0) {
-			if (s->state & ST_AUTH)
+		bool auth = (s->state & ST_AUTH) || sg_prefix_ci(s->line, "AUTH ");
+		if (r < 0 || (!auth && len > s->srv->cfg.max_line)) {
+			if (auth)
 				cmd_auth_too_long(s);
 			else
 				sess_error(s, SG_R_LINE_TOO_LONG);
+			sg_wipe(s->line, r > 0 ? len : 16);
 			continue;
 		}
 		if (s->state & ST_AUTH)

@@ -10,7 +10,7 @@ import time
 import unittest
 
 from harness import (ALICE, BOB, R_AUTH_BAD, STD_USERS, ServerTestCase, headers, make_message,
-                     queued_id, require_tool, split_message, tls_context)
+                     queued_id, require_tool, split_message)
 
 MECHS = ("PLAIN", "LOGIN", "CRAM-MD5")
 CLIENT_TIMEOUT = 60
@@ -82,8 +82,9 @@ class Clients(ServerTestCase):
     def test_smtplib_wrong_password(self):
         for listener in ("submission", "submissions"):
             with self.srv.smtp(listener) as s:
+                s.user, s.password = ALICE.login, "not-the-password"
                 with self.assertRaises(smtplib.SMTPAuthenticationError) as cm:
-                    s.login(ALICE.login, "not-the-password")
+                    s.auth("PLAIN", s.auth_plain)
                 self.assertEqual(cm.exception.smtp_code, 535)
                 self.assertEqual(b"535 " + cm.exception.smtp_error, R_AUTH_BAD.encode())
 

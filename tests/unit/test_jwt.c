@@ -652,6 +652,22 @@ static void test_secret_file(void **state)
 	assert_memory_equal(k1, k3, l1);
 	sg_oauth_secret_free(&k3, l3);
 	assert_int_equal(sg_oauth_secret_load("/nonexistent/key", &k3, &l3, &err), -1);
+	/* a configured secret typed into an editor: the line end is not part of it */
+	char *conf = sg_asprintf("%s/typed.key", dir);
+	FILE *cf = fopen(conf, "w");
+	assert_non_null(cf);
+	fputs("correct horse battery staple\r\n", cf);
+	fclose(cf);
+	assert_int_equal(sg_oauth_secret_load(conf, &k3, &l3, &err), 0);
+	assert_int_equal(l3, strlen("correct horse battery staple"));
+	assert_memory_equal(k3, "correct horse battery staple", l3);
+	sg_oauth_secret_free(&k3, l3);
+	cf = fopen(conf, "w");
+	fputs("short\n", cf);
+	fclose(cf);
+	assert_int_equal(sg_oauth_secret_load(conf, &k3, &l3, &err), -1);
+	unlink(conf);
+	free(conf);
 	/* a token minted with it verifies with it */
 	struct sg_sasl_config c = hs_cfg(k1, l1);
 	char *t = sg_jwt_mint_hs256(k1, l1, "alice", NULL, NULL, NOW, 60);
