@@ -207,12 +207,12 @@ static int diagnose_io(struct attempt *a, const struct probe_opts *o)
 		return EXIT_CONN;
 	case SG_SMTPC_E_TLS:
 		if (text_has(j->error, "wrong version number") || text_has(j->error, "packet length") ||
-		    text_has(j->error, "record layer failure"))
-			diag(a, "The TLS handshake failed (%s): the server answered with something that "
-				"is not TLS. This port probably speaks plaintext SMTP first: use "
+		    text_has(j->error, "record layer failure") || text_has(j->error, "not a TLS") ||
+		    (o->tls == SG_TLSM_IMPLICIT && o->port != 465))
+			diag(a, "%s: the server answered with something that is not TLS. This port probably speaks plaintext SMTP first: use "
 				"--tls starttls (or --tls none).", j->error);
 		else
-			diag(a, "The TLS handshake failed: %s. The server may require a TLS version or "
+			diag(a, "%s. The server may require a TLS version or "
 				"cipher this client refuses (TLS 1.2 is the minimum), or a client "
 				"certificate (--client-cert).", j->error);
 		return EXIT_CONN;
@@ -238,6 +238,10 @@ static int diagnose_auth_reply(struct attempt *a, const struct probe_opts *o)
 	const char *mech = j->opts.mech != NULL ? j->opts.mech->name : "?";
 	char offered[512];
 	mech_list(j, offered, sizeof(offered));
+	if (r->code >= 500 && sg_job_caps(j)->seen && !sg_job_offers(j, mech)) {
+		diag(a, "%d: the server does not offer %s. It offers: %s.", r->code, mech, offered);
+		return EXIT_AUTH;
+	}
 	switch (r->code) {
 	case 535:
 		diag(a, "535: the server refused the credentials for %s with %s. The password is "
@@ -1095,12 +1099,6 @@ int sg_cmd_probe(int argc, char **argv)
 	}
 	sg_job_run(base, &a0->job);
 	a0->exit_code = diagnose(a0, &o);
-	if (first != NULL && a0->job.connected && sg_job_caps(&a0->job)->seen &&
-	    !sg_job_offers(&a0->job, first->name) && a0->exit_code != EXIT_OK) {
-		char offered[512];
-		mech_list(&a0->job, offered, sizeof(offered));
-		diag(a0, "Note: the server does not offer %s (it offers: %s).", first->name, offered);
-	}
 	int exit_code = a0->exit_code;
 
 	bool caps_ok = a0->job.outcome == SG_JOB_OK;

@@ -164,10 +164,7 @@ static void job_after_ehlo(struct sg_job *job)
 			if (l > 5 && strcasecmp(caps->mechs[i] + l - 5, "-PLUS") == 0)
 				env->server_offers_plus = true;
 		}
-		const char *cbt = NULL;
-		if (job->tls_active &&
-		    sg_smtpc_channel_binding(job->conn, &cbt, job->cb_data, &job->cb_len) == 0) {
-			sg_strlcpy(job->cb_type, cbt, sizeof(job->cb_type));
+		if (job->cb_len > 0) {
 			env->cb_type = job->cb_type;
 			env->cb_data = job->cb_data;
 			env->cb_len = job->cb_len;
@@ -358,9 +355,14 @@ static void job_cb(struct sg_smtpc *c, enum sg_smtpc_event ev, const struct sg_r
 			sg_smtpc_expect(c, "the greeting");
 		}
 		return;
-	case SG_SMTPC_TLS_READY:
+	case SG_SMTPC_TLS_READY: {
 		job->tls_active = true;
 		job->tls = *sg_smtpc_tls_info(c);
+		const char *cbt = NULL;
+		if (sg_smtpc_channel_binding(c, &cbt, job->cb_data, &job->cb_len) == 0)
+			sg_strlcpy(job->cb_type, cbt, sizeof(job->cb_type));
+		else
+			job->cb_len = 0;
 		if (!job->tls.verified) {
 			char note[300];
 			snprintf(note, sizeof(note), "certificate NOT verified: %s%s",
@@ -385,6 +387,7 @@ static void job_cb(struct sg_smtpc *c, enum sg_smtpc_event ev, const struct sg_r
 			job_send_ehlo(job, SG_JOB_EHLO_TLS);
 		}
 		return;
+	}
 	case SG_SMTPC_REPLY:
 		job_on_reply(job, r);
 		return;

@@ -207,15 +207,23 @@ void sg_ctls_get_info(struct bufferevent *bev, struct sg_ctls_info *info)
 
 const char *sg_ctls_error(struct bufferevent *bev, char *buf, size_t size)
 {
+	/* libevent queues OpenSSL error codes, and bare SSL_get_error() values
+	 * (small numbers) when the queue was empty. */
 	unsigned long e, last = 0;
 	while ((e = bufferevent_get_openssl_error(bev)) != 0)
-		last = e;
-	if (last == 0) {
-		snprintf(buf, size, "the TLS handshake failed (connection closed or reset)");
-		return buf;
-	}
-	const char *reason = ERR_reason_error_string(last);
-	snprintf(buf, size, "%s", reason != NULL ? reason : "TLS error");
+		if (ERR_GET_LIB(e) != 0)
+			last = e;
+	while ((e = ERR_get_error()) != 0)
+		if (ERR_GET_LIB(e) != 0)
+			last = e;
+	const char *reason = last != 0 ? ERR_reason_error_string(last) : NULL;
+	if (reason != NULL)
+		snprintf(buf, size, "%s", reason);
+	else if (last != 0)
+		ERR_error_string_n(last, buf, size);
+	else
+		snprintf(buf, size, "the server's answer was not a TLS handshake, or it closed the "
+				    "connection");
 	return buf;
 }
 

@@ -7,6 +7,7 @@
 #define SG_HTTP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct sg_cred_store;
 struct sg_mail_store;
@@ -29,5 +30,15 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 		  struct sg_mail_store *mail, struct sg_events *events, struct sg_faults *faults,
 		  struct sg_metrics *metrics, struct sg_http **http_r, const char **error_r);
 void sg_http_stop(struct sg_http **http);
+
+/* The admin token: when <data_dir>/admin-token.sha256 does not exist,
+ * generate a token, store only its SHA-256 (hex, mode 0600), copy the token
+ * to token_out and set *created_r: the caller prints it once. When the file
+ * exists, *created_r is false and token_out is "" (the token cannot be
+ * recovered: delete the file and restart for a new one). sg_http_start()
+ * calls this itself when not open and prints a created token to stderr,
+ * so calling it first is optional. 0 or -1 with *error_r. */
+int sg_http_admin_token_init(const char *data_dir, char *token_out, size_t size, bool *created_r,
+			     const char **error_r);
 
 #endif

@@ -53,9 +53,15 @@ static enum sg_mech_status plain_server_step(void *vst, const uint8_t *in, size_
 	size_t pwlen = inlen - (size_t)(pw - in);
 	if (memchr(pw, '\0', pwlen) != NULL)
 		goto malformed;
-	/* "authcid ... 1*SAFE", "passwd 1*SAFE", each at most 255 octets. */
-	if (clen == 0 || clen > SG_LOGIN_MAX || pwlen == 0 || pwlen > 255 || zlen > SG_LOGIN_MAX)
+	/* "authcid ... 1*SAFE", "passwd 1*SAFE", each at most 255 octets.
+	 * Empty fields are malformed; overlong ones cannot match any account,
+	 * so they fail like a wrong password (same reply, same delay). */
+	if (clen == 0 || pwlen == 0)
 		goto malformed;
+	if (clen > SG_LOGIN_MAX || pwlen > 255 || zlen > SG_LOGIN_MAX) {
+		res->reason = "too_long";
+		return SG_MECH_FAIL;
+	}
 
 	memcpy(res->login, p2, clen);
 	res->login[clen] = '\0';

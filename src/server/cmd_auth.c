@@ -17,6 +17,7 @@
 #include "core/util.h"
 #include "server/server.h"
 #include "server/session.h"
+#include "server/throttle.h"
 
 #define AUTH_LINE_MAX 12288 /* RFC 4954 4: at least 12,288 octets */
 
@@ -138,7 +139,7 @@ static void fail(struct sg_session *s, enum sg_reply_id reply)
 	s->auth_failures++;
 	s->delayed_reply = reply;
 	s->delayed_close = s->auth_failures >= s->srv->cfg.max_auth_attempts;
-	unsigned ms = s->srv->cfg.auth_fail_delay_ms;
+	unsigned ms = sg_throttle_auth_failed(s->srv->throttle, s->client_ip, s->fail_login, sg_now_ms());
 	s->delay_ev = evtimer_new(s->srv->base, on_fail_delay, s);
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	sg_conn_pause(s->conn);
@@ -205,11 +206,13 @@ void auth_job_done(struct sg_session *s, struct sess_job *j)
 		s->authenticated = true;
 		sg_strlcpy(s->login, j->res.login, sizeof(s->login));
 		s->auth_mech_name = m->name;
+		sg_throttle_auth_ok(s->srv->throttle, s->client_ip);
 		auth_abort(s);
 		sess_reply(s, SG_R_AUTH_OK);
 		return;
 	case SG_MECH_FAIL:
 		log_auth(s, j->res.login, "fail", j->res.reason);
+		sg_strlcpy(s->fail_login, j->res.login, sizeof(s->fail_login));
 		auth_abort(s);
 		fail(s, (m->flags & SG_MECH_F_FAIL_573) ? SG_R_AUTH_BAD_NTLM : SG_R_AUTH_BAD);
 		return;
@@ -290,6 +293,12 @@ void cmd_auth(struct sg_session *s, char *args)
 		sess_error(s, SG_R_AUTH_UNKNOWN_MECH);
 		return;
 	}
+	if (!sg_throttle_auth_allowed(s->srv->throttle, s->client_ip, sg_now_ms())) {
+		sg_log(SG_INFO, "auth", "sid=%s client=%s mech=%s result=throttled reason=cooling_off", s->id,
+		       s->client_ip, m->name);
+		sess_reply(s, SG_R_AUTH_TEMP);
+		return;
+	}
 	s->mech = m;
 	s->auth_started_ms = sg_now_ms();
 	if (ir != NULL) {
@@ -313,7 +322,8 @@ void cmd_auth(struct sg_session *s, char *args)
 			count_attempt_and_reply(s, SG_R_AUTH_BAD_B64);
 			return;
 		}
-		submit_step(s, in.data, in.len, true);
+		/* "=" is an empty initial response, not an absent one */
+		submit_step(s, in.data != NULL ? in.data : (const uint8_t *)"", in.len, true);
 		sg_buf_free(&in);
 		return;
 	}
@@ -352,7 +362,7 @@ void cmd_auth_line(struct sg_session *s, char *line, size_t len)
 	}
 	bool start = s->mech_first_step;
 	s->mech_first_step = false;
-	submit_step(s, in.data, in.len, start);
+	submit_step(s, in.data != NULL ? in.data : (const uint8_t *)"", in.len, start);
 	sg_buf_free(&in);
 }
 

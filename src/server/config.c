@@ -42,6 +42,11 @@ static const struct key global_keys[] = {
 	{"max_connections", UINT(max_connections, 1, 1000000)},
 	{"max_connections_per_ip", UINT(max_connections_per_ip, 1, 1000000)},
 	{"auth_fail_delay_ms", UINT(auth_fail_delay_ms, 0, 60000)},
+	{"throttle_ip_threshold", UINT(throttle_ip_threshold, 1, 1000000)},
+	{"throttle_account_threshold", UINT(throttle_account_threshold, 1, 1000000)},
+	{"throttle_window_ms", UINT(throttle_window_ms, 1000, 86400000)},
+	{"throttle_cooloff_ms", UINT(throttle_cooloff_ms, 0, 86400000)},
+	{"throttle_max_delay_ms", UINT(throttle_max_delay_ms, 0, 600000)},
 	{"timeout_command_ms", UINT(timeout_command_ms, 100, 3600000)},
 	{"timeout_data_ms", UINT(timeout_data_ms, 100, 3600000)},
 	{"timeout_tls_ms", UINT(timeout_tls_ms, 100, 600000)},
@@ -109,6 +114,11 @@ void sg_config_defaults(struct sg_config *c)
 	c->max_connections = 10000;
 	c->max_connections_per_ip = 100;
 	c->auth_fail_delay_ms = 1000;
+	c->throttle_ip_threshold = 10;
+	c->throttle_account_threshold = 20;
+	c->throttle_window_ms = 15 * 60 * 1000;
+	c->throttle_cooloff_ms = 5 * 60 * 1000;
+	c->throttle_max_delay_ms = 8000;
 	c->timeout_command_ms = 300000;
 	c->timeout_data_ms = 180000;
 	c->timeout_tls_ms = 30000;

@@ -52,7 +52,12 @@ struct sg_config {
 	unsigned max_auth_attempts;   /* per connection */
 	unsigned max_connections;
 	unsigned max_connections_per_ip;
-	unsigned auth_fail_delay_ms;
+	unsigned auth_fail_delay_ms;  /* first failure; doubles per failure from the address */
+	unsigned throttle_ip_threshold;
+	unsigned throttle_account_threshold;
+	unsigned throttle_window_ms;
+	unsigned throttle_cooloff_ms;
+	unsigned throttle_max_delay_ms;
 	unsigned timeout_command_ms;  /* RFC 5321 4.5.3.2.7: 5 minutes */
 	unsigned timeout_data_ms;     /* 4.5.3.2.5: 3 minutes per data block */
 	unsigned timeout_tls_ms;

@@ -19,6 +19,7 @@
 #include "core/util.h"
 #include "sasl/jwt.h"
 #include "server/session.h"
+#include "server/throttle.h"
 #include "smtp/reply.h"
 #include "store/cred.h"
 #include "store/mail.h"
@@ -71,19 +72,18 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		refuse(fd, srv, SG_R_TOO_MANY_CONN);
 		return;
 	}
-	unsigned same_ip = 0;
-	for (struct sg_session *s = srv->sessions; s != NULL; s = s->next)
-		if (strcmp(s->client_ip, ip) == 0)
-			same_ip++;
-	if (same_ip >= srv->cfg.max_connections_per_ip) {
+	if (sg_throttle_conn_add(srv->throttle, ip) > srv->cfg.max_connections_per_ip) {
+		sg_throttle_conn_del(srv->throttle, ip);
 		sg_log(SG_WARN, "refused", "client=%s reason=max_connections_per_ip", ip);
 		refuse(fd, srv, SG_R_TOO_MANY_CONN);
 		return;
 	}
 	l->accepted++;
 	struct sg_session *s = sess_new(l, fd, ip, port, l->cfg->port);
-	if (s == NULL)
+	if (s == NULL) {
+		sg_throttle_conn_del(srv->throttle, ip);
 		return;
+	}
 	s->next = srv->sessions;
 	if (srv->sessions != NULL)
 		srv->sessions->prev = s;
@@ -100,6 +100,7 @@ void sg_server_session_gone(struct sg_server *srv, struct sg_session *s)
 	if (s->next != NULL)
 		s->next->prev = s->prev;
 	srv->nsessions--;
+	sg_throttle_conn_del(srv->throttle, s->client_ip);
 	if (srv->stopping && srv->nsessions == 0)
 		event_base_loopexit(srv->base, NULL);
 }
@@ -242,6 +243,16 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		return -1;
 	}
 	srv->pool = sg_pool_new(srv->base, c->workers);
+	struct sg_throttle_cfg tc = {
+		.ip_threshold = c->throttle_ip_threshold,
+		.account_threshold = c->throttle_account_threshold,
+		.window_ms = c->throttle_window_ms,
+		.cooloff_ms = c->throttle_cooloff_ms,
+		.base_delay_ms = c->auth_fail_delay_ms,
+		.max_delay_ms = c->throttle_max_delay_ms,
+		.max_entries = 100000,
+	};
+	srv->throttle = sg_throttle_new(&tc);
 	for (size_t i = 0; i < c->nlisteners; i++) {
 		srv->listeners[i].cfg = &c->listeners[i];
 		if (bind_listener(srv, &srv->listeners[i], err, errsize) < 0)
@@ -310,6 +321,7 @@ void sg_server_deinit(struct sg_server *srv)
 		event_free(srv->sigint_ev);
 	if (srv->stop_timer != NULL)
 		event_free(srv->stop_timer);
+	sg_throttle_free(&srv->throttle);
 	sg_tls_ctx_free(&srv->tls);
 	sg_mail_close(&srv->mail);
 	sg_cred_close(&srv->creds);

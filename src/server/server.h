@@ -17,6 +17,7 @@ struct sg_tls_ctx;
 struct sg_cred_store;
 struct sg_mail_store;
 struct sg_session;
+struct sg_throttle;
 
 struct sg_listener {
 	struct sg_server *srv;
@@ -32,6 +33,7 @@ struct sg_server {
 	struct sg_tls_ctx *tls;
 	struct sg_cred_store *creds;
 	struct sg_mail_store *mail;
+	struct sg_throttle *throttle;
 	struct sg_listener listeners[SG_MAX_LISTENERS];
 	size_t nlisteners;
 	struct sg_session *sessions;  /* intrusive list of live sessions */

@@ -88,6 +88,7 @@ struct sg_session {
 	struct sg_sasl_server_env env;
 	uint8_t cb_data[64];
 	unsigned auth_failures;
+	char fail_login[SG_LOGIN_MAX + 1]; /* claimed login of the last failure */
 	uint64_t auth_started_ms;
 	/* abuse counters */
 	unsigned errors;

@@ -49,4 +49,35 @@ int sg_events_subscribe(struct sg_events *ev, void (*cb)(void *ctx, const char *
 			void *ctx);
 void sg_events_unsubscribe(struct sg_events *ev, int handle);
 
+#define SG_EVENTS_MAX_SUBSCRIBERS 32
+
+/* ---- queries (HTTP threads, tests) ---- */
+
+struct sg_auth_event_row {
+	int64_t id;               /* rowid, increasing */
+	struct sg_auth_event e;
+};
+
+struct sg_events_filter {
+	const char *login;        /* NULL or "" = any (exact match otherwise) */
+	const char *result;       /* NULL or "" = any; "failed" = every result but ok */
+	int64_t before_id;        /* 0 = newest; else rows with id < before_id */
+	int64_t since_ms;         /* 0 = any; else time_ms >= since_ms */
+	size_t limit;             /* 0 = 100; at most 1000 */
+};
+
+/* Newest first. Events queued before the call are persisted first, so a
+ * query sees every event produced before it. *rows_r is malloc'd (free()),
+ * NULL when *n_r is 0. 0 or -1 with *error_r (thread-local). */
+int sg_events_query(struct sg_events *ev, const struct sg_events_filter *f,
+		    struct sg_auth_event_row **rows_r, size_t *n_r, const char **error_r);
+/* Wait (at most timeout_ms) until every event queued so far is in the
+ * table. 0, or -1 on timeout. */
+int sg_events_flush(struct sg_events *ev, unsigned timeout_ms);
+
+/* JSON renderings shared by the stream and the API; malloc'd strings.
+ * id <= 0 omits the "id" member. */
+char *sg_auth_event_json(const struct sg_auth_event *e, int64_t id);
+char *sg_msg_event_json(const struct sg_msg_event *e);
+
 #endif

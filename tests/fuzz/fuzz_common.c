@@ -66,6 +66,8 @@ void sg_fuzz_init(void)
 	struct sg_cred_params p = {.scram_iterations = 4096};
 	if (sg_cred_add(fz_store, SG_FUZZ_LOGIN, SG_FUZZ_PASSWORD, &p, &error) < 0)
 		sg_fuzz_fail("sg_cred_add: %s", error != NULL ? error : "?");
+	if (sg_cred_add_address(fz_store, SG_FUZZ_LOGIN, "alice@example.test", &error) < 0)
+		sg_fuzz_fail("sg_cred_add_address: %s", error != NULL ? error : "?");
 	if (sg_jwks_parse(sg_fuzz_jwks_json, strlen(sg_fuzz_jwks_json), &fz_jwks, &error) < 0)
 		sg_fuzz_fail("sg_jwks_parse: %s", error != NULL ? error : "?");
 	fz_cfg = (struct sg_sasl_config){
@@ -236,4 +238,106 @@ int sg_fuzz_run_mech(const struct sg_mech *m, const struct sg_sasl_server_env *e
 		nmsgs = 8;
 	memcpy(copy, msgs, nmsgs * sizeof(*msgs));
 	return sg_fuzz_run_mech_hook(m, env, first_null, copy, nmsgs, NULL, NULL);
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != 0)
+			return false;
+	return true;
+}
+
+int sg_fuzz_run_pair(const struct sg_mech *m, const struct sg_sasl_server_env *senv,
+		     const struct sg_sasl_client_env *cenv, unsigned patch_step, const uint8_t *patch,
+		     size_t plen, bool expect_ok)
+{
+	const char *error = NULL;
+	void *cst = m->client_start(cenv, &error);
+	if (cst == NULL)
+		sg_fuzz_fail("%s: client_start: %s", m->name, error != NULL ? error : "?");
+	void *sst = m->server_start(senv);
+	if (sst == NULL) {
+		m->client_free(cst);
+		return -1;
+	}
+	struct sg_mech_result res;
+	memset(&res, 0, sizeof(res));
+	struct sg_buf cout, sout;
+	sg_buf_init(&cout, SG_FUZZ_OUT_MAX);
+	sg_buf_init(&sout, SG_FUZZ_OUT_MAX);
+	bool clean = true; /* nothing was patched */
+	int sstatus = SG_MECH_CONTINUE, cstatus = SG_MECH_CONTINUE;
+
+	if ((m->flags & SG_MECH_F_SERVER_FIRST) != 0) {
+		sstatus = m->server_step(sst, NULL, 0, &sout, &res);
+		check_result(m, sstatus, &res, &sout);
+		if (sstatus != SG_MECH_CONTINUE)
+			goto done;
+		cstatus = m->client_step(cst, sout.data != NULL ? sout.data : (const uint8_t *)"",
+					 sout.len, &cout, &error);
+	} else {
+		cstatus = m->client_step(cst, NULL, 0, &cout, &error);
+	}
+	for (unsigned k = 0; k < 8; k++) {
+		if (cstatus != SG_MECH_CONTINUE && cstatus != SG_MECH_OK) {
+			if (clean && expect_ok)
+				sg_fuzz_fail("%s: client step %u failed: %s", m->name, k,
+					     error != NULL ? error : "?");
+			break;
+		}
+		/* the client message k, patched, in an exact-size buffer */
+		size_t n = cout.len;
+		if (k == patch_step && plen > 0) {
+			if (plen > n || !all_zero(patch, plen))
+				clean = false;
+			if (plen > n)
+				n = plen;
+		}
+		uint8_t *msg = sg_malloc(n > 0 ? n : 1);
+		if (cout.len > 0)
+			memcpy(msg, cout.data, cout.len);
+		if (n > cout.len)
+			memset(msg + cout.len, 0, n - cout.len);
+		if (k == patch_step)
+			for (size_t i = 0; i < plen; i++)
+				msg[i] ^= patch[i];
+		sg_buf_reset(&sout);
+		sstatus = m->server_step(sst, msg, n, &sout, &res);
+		free(msg);
+		check_result(m, sstatus, &res, &sout);
+		if (sstatus != SG_MECH_CONTINUE)
+			break;
+		sg_buf_reset(&cout);
+		cstatus = m->client_step(cst, sout.data != NULL ? sout.data : (const uint8_t *)"",
+					 sout.len, &cout, &error);
+	}
+done:
+	if (clean && expect_ok && sstatus != SG_MECH_OK)
+		sg_fuzz_fail("%s: unpatched exchange ended with status %d (%s)", m->name, sstatus,
+			     res.reason != NULL ? res.reason : "-");
+	sg_buf_free(&cout);
+	sg_buf_free(&sout);
+	m->client_free(cst);
+	m->server_free(sst);
+	return sstatus;
+}
+
+int sg_fuzz_mech_input(const struct sg_mech *m, const struct sg_sasl_server_env *senv,
+		       const struct sg_sasl_client_env *cenv, const uint8_t *data, size_t size,
+		       bool expect_ok)
+{
+	if (size < 1)
+		return 0;
+	unsigned flags = data[0];
+	if ((flags & SG_FUZZ_F_PAIR) != 0 && cenv != NULL) {
+		if (size < 2)
+			return 0;
+		return sg_fuzz_run_pair(m, senv, cenv, data[1] % 4, data + 2, size - 2, expect_ok);
+	}
+	struct sg_fuzz_msg msgs[3];
+	size_t n = sg_fuzz_split(data + 1, size - 1, msgs);
+	/* a last empty message: the client's answer to a final challenge */
+	msgs[n++] = (struct sg_fuzz_msg){(const uint8_t *)"", 0};
+	return sg_fuzz_run_mech(m, senv, (flags & SG_FUZZ_F_NULL_FIRST) != 0, msgs, n);
 }

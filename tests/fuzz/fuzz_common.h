@@ -80,4 +80,26 @@ int sg_fuzz_run_mech_hook(const struct sg_mech *m, const struct sg_sasl_server_e
 			  bool first_null, struct sg_fuzz_msg *msgs, size_t nmsgs, sg_fuzz_hook hook,
 			  void *ctx);
 
+/*
+ * Pair mode: the mechanism's own client (client_start/client_step with
+ * cenv) talks to its server side in memory; the client message number
+ * patch_step (0 = the first the server sees) is XOR-ed with patch (bytes past
+ * the end of the message are appended). With an all-zero patch no longer
+ * than the message, the exchange must end in SG_MECH_OK (when expect_ok).
+ * This gets the fuzzer past random nonces, challenges and MACs. Returns the
+ * server's last status.
+ */
+int sg_fuzz_run_pair(const struct sg_mech *m, const struct sg_sasl_server_env *senv,
+		     const struct sg_sasl_client_env *cenv, unsigned patch_step, const uint8_t *patch,
+		     size_t plen, bool expect_ok);
+
+/* The usual shape of a mechanism target: data[0] flags (bit 0: step with
+ * in == NULL first; bit 7: pair mode), then in raw mode sg_fuzz_split of
+ * the rest, in pair mode data[1] = patch_step and the rest the patch. */
+#define SG_FUZZ_F_NULL_FIRST 0x01u
+#define SG_FUZZ_F_PAIR 0x80u
+int sg_fuzz_mech_input(const struct sg_mech *m, const struct sg_sasl_server_env *senv,
+		       const struct sg_sasl_client_env *cenv, const uint8_t *data, size_t size,
+		       bool expect_ok);
+
 #endif

@@ -98,8 +98,6 @@ static void run(const uint8_t *data, size_t n, size_t max_lines, unsigned seed, 
 			sg_fuzz_fail("reply: MORE but used %zu of %zu", used, len);
 		if (st == SG_REPLY_DONE)
 			check_reply(&p, t);
-		if (st == SG_REPLY_DONE && used == 0 && len > 0)
-			; /* allowed: a reply completed by earlier bytes */
 		off += used;
 		if (st == SG_REPLY_DONE && used == 0) {
 			/* must make progress on the next feed */

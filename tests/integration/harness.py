@@ -427,6 +427,11 @@ class Server:
         self.hostname = hostname
         self.settings = dict(settings or {})
         self.settings.setdefault("auth_fail_delay_ms", auth_fail_delay_ms)
+        # Suites send many wrong passwords from 127.0.0.1: keep throttling out of
+        # their way unless a test sets it (test_security does).
+        self.settings.setdefault("throttle_ip_threshold", 100000)
+        self.settings.setdefault("throttle_account_threshold", 100000)
+        self.settings.setdefault("throttle_max_delay_ms", auth_fail_delay_ms)
         self.config_extra = config_extra
         self.env = dict(env or {})
         self.extra_args = list(extra_args)
@@ -538,10 +543,11 @@ class Server:
     def restart(self, new_ports=False):
         """Stop and start again on the same data dir (accounts are kept)."""
         self.stop()
+        if self.died is not None:
+            raise AssertionError("server died before the restart: %s" % self.died)
         if new_ports:
             self.ports = {name: free_port() for name in self.listeners}
             self.write_config()
-        self.died = None
         self._spawn()
 
     def _spawn(self):
@@ -587,6 +593,8 @@ class Server:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(STOP_TIMEOUT)
+                if self.proc.returncode not in (0, -signal.SIGTERM):
+                    self.died = "exit status %s after SIGTERM" % self.proc.returncode
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(STOP_TIMEOUT)

@@ -273,11 +273,14 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 """)
         env = dict(os.environ, MAIL_CONFIG=os.path.join(d, "etc"))
-        r = subprocess.run([_which("postfix"), "-c", os.path.join(d, "etc"), "start"],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        out_path = os.path.join(d, "start.out")
+        with open(out_path, "w") as out:
+            r = subprocess.run([_which("postfix"), "-c", os.path.join(d, "etc"), "start"],
+                               stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                               env=env)
         if r.returncode != 0:
-            raise RuntimeError("postfix start failed: " + r.stdout.decode(errors="replace") +
-                               self.log())
+            with open(out_path, errors="replace") as f:
+                raise RuntimeError("postfix start failed: " + f.read() + self.log())
         self.started = True
         try:
             wait_banner(self.port)
@@ -373,6 +376,8 @@ ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
 auth_mechanisms = plain login cram-md5 scram-sha-1 scram-sha-256
 auth_failure_delay = 0
+# no anvil auth penalty (up to 15 s per failure) for the tests' loopback client
+login_trusted_networks = 127.0.0.0/8
 auth_verbose = yes
 default_internal_user = dovecot
 default_login_user = dovenull
@@ -410,12 +415,16 @@ service anvil {{
   chroot =
 }}
 """)
-        r = subprocess.run([_which("dovecot"), "-c", self.conf],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # The master daemonizes: its output goes to a file, not a pipe (the
+        # daemon would keep a pipe open and subprocess.run would wait forever).
+        out_path = os.path.join(d, "start.out")
+        with open(out_path, "w") as out:
+            r = subprocess.run([_which("dovecot"), "-c", self.conf], stdin=subprocess.DEVNULL,
+                               stdout=out, stderr=subprocess.STDOUT)
         if r.returncode != 0:
             self.sink.stop()
-            raise RuntimeError("dovecot failed to start: " + r.stdout.decode(errors="replace") +
-                               self.log())
+            with open(out_path, errors="replace") as f:
+                raise RuntimeError("dovecot failed to start: " + f.read() + self.log())
         self.started = True
         try:
             wait_banner(self.port)
@@ -438,7 +447,7 @@ service anvil {{
                     pid = int(f.read().split()[0])
             except (OSError, ValueError, IndexError):
                 pass
-            subprocess.run([_which("dovecot"), "-c", self.conf, "stop"],
+            subprocess.run([_which("dovecot"), "-c", self.conf, "stop"], stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             deadline = time.time() + 10
             while pid and time.time() < deadline:

@@ -76,6 +76,32 @@ class Data(ServerTestCase):
         stored = self.srv.read_message(ALICE.login, mid)
         self.assertTrue(stored.replace(b"\r\n", b"\n").endswith(b"\n\nno more\n"), stored[-50:])
 
+    def test_parallel_sessions(self):
+        """20 clients at once (hashing and fsync off the event loop): all stored, ids distinct."""
+        import threading
+        results, errors = [], []
+
+        def one(i):
+            try:
+                msg = make_message(ALICE.login, "p%d@remote.test" % i, "parallel %d" % i)
+                with self.authed() as c:
+                    assert_reply(c.cmd("MAIL FROM:<alice@example.test>"), "250")
+                    assert_reply(c.cmd("RCPT TO:<p%d@remote.test>" % i), "250")
+                    results.append((queued_id(c.data(msg)), msg))
+            except Exception as e:            # reported below
+                errors.append("%d: %r" % (i, e))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(errors, [])
+        self.assertEqual(len(results), 20)
+        self.assertEqual(len({mid for mid, _ in results}), 20, "duplicate ids")
+        for mid, msg in results:
+            split_message(self.srv.read_message(ALICE.login, mid), msg)
+
     # -- smuggling: only CRLF.CRLF ends DATA ------------------------------------
     def smuggle(self, name, ending, auth):
         """Send a message containing `ending` followed by a second, smuggled transaction to bob.

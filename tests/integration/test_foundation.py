@@ -12,7 +12,7 @@ import tempfile
 import time
 import unittest
 
-from harness import (ALICE, BOB, CAROL, DAVE, HOST, HOSTNAME, R_AUTH_BAD, R_AUTH_OK, R_QUEUED,
+from harness import (ALICE, BOB, CAROL, DAVE, HOST, R_AUTH_BAD, R_AUTH_OK,
                      R_SENDER_NOT_OWNED, R_TEMP_AUTH, STD_USERS, Server, ServerTestCase, User,
                      assert_reply, b64, binary, free_port, make_message, plain_b64, queued_id,
                      tls_context)
@@ -335,6 +335,36 @@ class StoreFailure(unittest.TestCase):
                 assert_reply(r, R_TEMP_AUTH, "AUTH with a broken credential store")
             with srv.raw("submissions", timeout=30) as c:   # the server is still up
                 self.assertEqual(c.greeting.code, 220)
+
+
+class Lifecycle(unittest.TestCase):
+    def test_sigterm_exits_cleanly(self):
+        with Server(users=[ALICE]) as srv:
+            with srv.raw("submissions") as c:
+                c.ehlo()
+                assert_reply(c.auth_plain(ALICE.login, ALICE.password), R_AUTH_OK)
+            t0 = time.monotonic()
+            rc = srv.stop()
+            self.assertEqual(rc, 0, "exit status after SIGTERM")
+            self.assertLess(time.monotonic() - t0, 5)
+
+    def test_idle_clients_time_out(self):
+        with Server(users=[ALICE], settings={"timeout_command_ms": 1000}) as srv:
+            with srv.raw("mx") as c:                  # says nothing after the greeting
+                t0 = time.monotonic()
+                r = c.read_reply(timeout=8)
+                self.assertEqual(r.code, 421, r)
+                self.assertTrue(c.closed(3))
+                self.assertLess(time.monotonic() - t0, 6)
+            with srv.raw("submissions") as c:         # stops in the middle of an AUTH exchange
+                c.ehlo()
+                self.assertEqual(c.cmd("AUTH LOGIN").code, 334)
+                r = c.read_reply(timeout=8)
+                self.assertEqual(r.code, 421, r)
+                self.assertTrue(c.closed(3))
+            with srv.raw("submissions") as c:         # the server still serves
+                c.ehlo()
+                assert_reply(c.auth_plain(ALICE.login, ALICE.password), R_AUTH_OK)
 
 
 class ServeDefaults(unittest.TestCase):

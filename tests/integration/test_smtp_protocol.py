@@ -3,7 +3,7 @@ limits, STARTTLS (RFC 3207 injection defence). Raw socket clients against the re
 
 import unittest
 
-from harness import (ALICE, BOB, DAVE, HOSTNAME, R_AUTH_OK, R_AUTH_REQUIRED, R_BAD_PARAM,
+from harness import (ALICE, Reply, BOB, DAVE, HOSTNAME, R_AUTH_OK, R_AUTH_REQUIRED, R_BAD_PARAM,
                      R_BAD_SEQUENCE, R_NO_SUCH_USER, R_QUEUED, R_RELAY_DENIED, R_SENDER_NOT_OWNED,
                      R_TOO_BIG, R_TOO_MANY_ERRORS, R_TOO_MANY_RCPTS, STD_USERS, ServerTestCase,
                      assert_enhanced, assert_reply, headers, make_message, plain_b64,
@@ -168,6 +168,37 @@ class SmtpProtocol(ServerTestCase):
             self.assertIsNotNone(got, "no 421 after 100 bad commands")
             assert_reply(got, R_TOO_MANY_ERRORS + " " + HOSTNAME + " Too many errors")
             self.assertTrue(c.closed(5))
+
+    def test_enhanced_status_codes_everywhere(self):
+        """RFC 2034/3463: every reply but the greeting, EHLO/HELO, 334 and 354 has one."""
+        with self.srv.raw("submission") as c:
+            c.ehlo()
+            c.cmd("NOOP")
+            c.cmd("MAIL FROM:<alice@example.test>")
+            c.cmd("AUTH PLAIN " + plain_b64("", ALICE.login, ALICE.password))
+            c.cmd("VRFY x")
+            c.cmd("HELP")
+            c.cmd("FROB")
+            c.starttls()
+            c.ehlo()
+            c.cmd("AUTH PLAIN " + plain_b64("", ALICE.login, "wrong"))
+            c.cmd("AUTH FROB")
+            c.cmd("AUTH PLAIN " + plain_b64("", ALICE.login, ALICE.password))
+            c.cmd("MAIL FROM:<bob@example.test>")
+            c.cmd("MAIL FROM:<alice@example.test> SIZE=%d" % (MAX_SIZE + 1))
+            c.cmd("MAIL FROM:<alice@example.test>")
+            c.cmd("RCPT TO:<x@remote.test>")
+            c.data(b"Subject: x\r\n\r\ny\r\n")
+            c.cmd("RSET")
+            c.cmd("QUIT")
+            replies = [d for who, d in c.transcript if who == "S"]
+        checked = 0
+        for raw in replies[1:]:                       # [0] is the greeting
+            if raw.startswith((b"250-", b"334 ", b"354 ", b"250 " + HOSTNAME.encode())):
+                continue                              # EHLO, challenges, DATA go-ahead
+            assert_enhanced(Reply(int(raw[:3]), [], raw))
+            checked += 1
+        self.assertGreater(checked, 12)
 
     # -- mx: local delivery, relay rules --------------------------------------
     def test_mx_relay_denied(self):

@@ -124,25 +124,28 @@ static void test_plain(void **state)
 			assert_string_equal(res.login, "tim");
 	}
 
-	/* 256-octet authcid, password and authzid */
+	/* 256-octet authcid, password and authzid: cannot match, fail as bad credentials */
 	uint8_t buf[600];
 	size_t n = 0;
 	buf[n++] = 0;
 	memcpy(buf + n, big, 256), n += 256;
 	buf[n++] = 0;
 	memcpy(buf + n, "pw", 2), n += 2;
-	assert_int_equal(one_step(f, m, buf, n, &res), SG_MECH_MALFORMED);
+	assert_int_equal(one_step(f, m, buf, n, &res), SG_MECH_FAIL);
+	assert_string_equal(res.reason, "too_long");
 	n = 0;
 	buf[n++] = 0;
 	memcpy(buf + n, "tim", 3), n += 3;
 	buf[n++] = 0;
 	memcpy(buf + n, big, 256), n += 256;
-	assert_int_equal(one_step(f, m, buf, n, &res), SG_MECH_MALFORMED);
+	assert_int_equal(one_step(f, m, buf, n, &res), SG_MECH_FAIL);
+	assert_string_equal(res.reason, "too_long");
 	n = 0;
 	memcpy(buf + n, big, 256), n += 256;
 	buf[n++] = 0;
 	memcpy(buf + n, "tim\0pw", 6), n += 6;
-	assert_int_equal(one_step(f, m, buf, n, &res), SG_MECH_MALFORMED);
+	assert_int_equal(one_step(f, m, buf, n, &res), SG_MECH_FAIL);
+	assert_string_equal(res.reason, "too_long");
 	/* 255 octets is allowed (and simply wrong here) */
 	n = 0;
 	buf[n++] = 0;
