@@ -23,5 +23,24 @@ run: build
 check: build
 	sh tests/run $(BUILD)
 
+# Fuzzing (clang + libFuzzer, ASan+UBSan): every target FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 60
+build-fuzz/build.ninja:
+	CC=clang meson setup build-fuzz -Dfuzz=true -Dtests=disabled \
+		-Db_sanitize=address,undefined -Db_lundef=false
+
+fuzz: build-fuzz/build.ninja
+	ninja -C build-fuzz
+	sh tests/fuzz/run $(FUZZ_SECONDS) build-fuzz
+
+# The whole project and its unit tests under ASan + UBSan (gcc).
+build-asan/build.ninja:
+	meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false $(MESON_OPTS)
+
+asan: build-asan/build.ninja
+	ninja -C build-asan
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 \
+		meson test -C build-asan --suite unit --print-errorlogs
+
 clean:
 	rm -rf $(BUILD) build-*

@@ -10,6 +10,7 @@ int sg_cmd_version(int argc, char **argv);
 int sg_cmd_probe(int argc, char **argv);
 int sg_cmd_serve(int argc, char **argv);
 int sg_cmd_user(int argc, char **argv);
+int sg_cmd_fault(int argc, char **argv);
 int sg_cmd_token(int argc, char **argv);
 
 #endif

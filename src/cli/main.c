@@ -13,6 +13,7 @@ static const struct sg_subcommand {
 	{"version", sg_cmd_version, "print the version and the libraries in use"},
 	{"probe", sg_cmd_probe, "test a server's SMTP AUTH with decoded transcripts and a diagnosis"},
 	{"user", sg_cmd_user, "manage accounts: add, passwd, disable, enable, del, list, address"},
+	{"fault", sg_cmd_fault, "inject failures on purpose: add, list, clear (AUTH, MAIL, RCPT...)"},
 	{"token", sg_cmd_token, "mint OAuth bearer tokens (HS256) for sandbox accounts"},
 };
 

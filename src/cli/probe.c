@@ -79,7 +79,8 @@ static const char probe_help[] =
 	"    --ehlo NAME      the name sent with EHLO (default: localhost).\n"
 	"    --send           after a successful AUTH (or without AUTH), send a short test\n"
 	"                     message from --from to --to with --subject, and report the\n"
-	"                     server's reply to MAIL, RCPT and the message.\n"
+	"                     server's reply to MAIL, RCPT and the message (not with\n"
+	"                     --auth all).\n"
 	"    --json           print one JSON document instead of the text report.\n"
 	"    --show-secrets   show passwords and tokens in the transcript.\n"
 	"    --timeout SECS   limit for each step: connecting, the greeting, each reply, the\n"
@@ -200,10 +201,9 @@ static int diagnose_io(struct attempt *a, const struct probe_opts *o)
 				"plaintext SMTP first (25, 587), use --tls starttls.",
 			     o->timeout_ms / 1000);
 		else
-			diag(a, "The server stopped answering (timeout after %u s while waiting for "
-				"%s). It may be overloaded, or deliberately slow with clients it "
-				"distrusts (tarpitting).", o->timeout_ms / 1000,
-			     sg_job_stage_name(j->stage));
+			diag(a, "The server stopped answering (%s). It may be overloaded, or "
+				"deliberately slow with clients it distrusts (tarpitting); --timeout "
+				"gives it longer.", j->error);
 		return EXIT_CONN;
 	case SG_SMTPC_E_TLS:
 		if (text_has(j->error, "wrong version number") || text_has(j->error, "packet length") ||
@@ -238,10 +238,14 @@ static int diagnose_auth_reply(struct attempt *a, const struct probe_opts *o)
 	const char *mech = j->opts.mech != NULL ? j->opts.mech->name : "?";
 	char offered[512];
 	mech_list(j, offered, sizeof(offered));
-	if (r->code >= 500 && sg_job_caps(j)->seen && !sg_job_offers(j, mech)) {
+	bool not_offered = sg_job_caps(j)->seen && !sg_job_offers(j, mech);
+	if (not_offered && r->code >= 500 && r->code != 530 && r->code != 534 && r->code != 538 &&
+	    r->code != 523) {
 		diag(a, "%d: the server does not offer %s. It offers: %s.", r->code, mech, offered);
 		return EXIT_AUTH;
 	}
+	if (not_offered)
+		diag(a, "Note: the server does not offer %s here (it offers: %s).", mech, offered);
 	switch (r->code) {
 	case 535:
 		diag(a, "535: the server refused the credentials for %s with %s. The password is "
@@ -636,20 +640,33 @@ static const char *result_word(const struct attempt *a)
 static void print_result_line(const struct attempt *a, const struct probe_opts *o)
 {
 	const struct sg_job *j = &a->job;
-	if (a->mech == NULL)
-		printf("Result: %s (exit %d)\n", a->exit_code == 0 ? "connected, no authentication tried"
-								   : "failed",
-		       a->exit_code);
-	else if (j->auth_ok)
-		printf("Result: AUTH %s succeeded as %s (%d%s%s)%s\n", a->mech, o->user ? o->user : "",
-		       j->reply.code, j->reply.enh[0] ? " " : "", j->reply.enh,
+	if (a->mech == NULL && a->exit_code == 0)
+		printf("Result: connected, no authentication tried%s\n",
 		       j->opts.mail_from == NULL ? "" : j->sent ? "; message accepted"
-								: "; message NOT accepted");
+							 : "; message NOT accepted");
+	else if (a->mech == NULL && j->outcome == SG_JOB_REPLY_REFUSED)
+		printf("Result: failed at %s: %d%s%s %s (exit %d)\n", sg_job_stage_name(j->stage),
+		       j->reply.code, j->reply.enh[0] ? " " : "", j->reply.enh, j->reply.text,
+		       a->exit_code);
+	else if (a->mech == NULL)
+		printf("Result: failed at %s (exit %d)\n", sg_job_stage_name(j->stage), a->exit_code);
+	else if (j->auth_ok && a->exit_code == 0)
+		printf("Result: AUTH %s succeeded as %s (%d%s%s)%s\n", a->mech, o->user ? o->user : "",
+		       j->auth_reply.code, j->auth_reply.enh[0] ? " " : "", j->auth_reply.enh,
+		       j->sent ? "; message accepted" : "");
 	else if (j->auth_attempted && j->stage == SG_JOB_AUTH && j->reply.code != 0)
 		printf("Result: AUTH %s failed: %d%s%s %s (exit %d)\n", a->mech, j->reply.code,
 		       j->reply.enh[0] ? " " : "", j->reply.enh, j->reply.text, a->exit_code);
+	else if (j->auth_ok && j->outcome == SG_JOB_REPLY_REFUSED)
+		printf("Result: AUTH %s succeeded as %s, then failed at %s: %d%s%s %s (exit %d)\n",
+		       a->mech, o->user ? o->user : "", sg_job_stage_name(j->stage), j->reply.code,
+		       j->reply.enh[0] ? " " : "", j->reply.enh, j->reply.text, a->exit_code);
+	else if (j->auth_ok)
+		printf("Result: AUTH %s succeeded as %s, then failed at %s (exit %d)\n", a->mech,
+		       o->user ? o->user : "", sg_job_stage_name(j->stage), a->exit_code);
 	else
-		printf("Result: AUTH %s not completed (exit %d)\n", a->mech, a->exit_code);
+		printf("Result: AUTH %s not completed: failed at %s (exit %d)\n", a->mech,
+		       sg_job_stage_name(j->stage), a->exit_code);
 }
 
 static void print_attempt(struct attempt *a, const struct probe_opts *o, bool header)
@@ -731,6 +748,7 @@ static json_t *json_attempt(const struct attempt *a)
 	json_object_set_new(o, "stage", json_string(sg_job_stage_name(j->stage)));
 	json_object_set_new(o, "authenticated", json_boolean(j->auth_ok));
 	json_object_set_new(o, "reply", json_reply(&j->reply));
+	json_object_set_new(o, "auth_reply", json_reply(&j->auth_reply));
 	json_object_set_new(o, "error", j->error[0] ? json_string(j->error) : json_null());
 	if (j->opts.mail_from != NULL) {
 		json_object_set_new(o, "message_accepted", json_boolean(j->sent));
@@ -1006,6 +1024,8 @@ static int parse_opts(int argc, char **argv, struct probe_opts *o)
 		return usage_error("%s", "--client-cert and --client-key go together");
 	if (o->tls == SG_TLSM_NONE && (o->cafile || o->insecure || o->cert))
 		return usage_error("%s", "TLS options make no sense with --tls none");
+	if (o->send && o->auth != NULL && strcasecmp(o->auth, "all") == 0)
+		return usage_error("%s", "--send goes with one mechanism, not --auth all");
 	if (o->send && (o->from == NULL || o->to == NULL))
 		return usage_error("%s", "--send needs --from and --to");
 	if (!o->send && (o->from || o->to || o->subject))

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "core/privs.h"
 #include "core/secret.h"
 #include "core/util.h"
 #include "sasl/jwt.h"
@@ -337,6 +338,13 @@ int sg_cmd_token(int argc, char **argv)
 	}
 	sg_config_finish(cfg);
 	const char *data_dir = o.data_dir != NULL ? o.data_dir : cfg->data_dir;
+	char perr[256];
+	int owner = sg_privs_become_owner(data_dir, perr, sizeof(perr));
+	if (owner < 0) {
+		fprintf(stderr, "smtpgate token: %s\n", perr);
+		free(cfg);
+		return 1;
+	}
 	if (data_dir[0] == '\0')
 		r = usage_error("%s", "--data-dir is empty");
 	else if (strcmp(o.cmd, "issue") == 0)

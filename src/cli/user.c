@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/privs.h"
 #include "core/secret.h"
 #include "core/util.h"
 #include "server/config.h"
@@ -183,6 +184,10 @@ static int open_store(const char *data_dir, struct sg_cred_store **s)
 		fprintf(stderr, "smtpgate user: cannot create %s: %s\n", data_dir, strerror(errno));
 		return 1;
 	}
+	char perr[256];
+	int owner = sg_privs_become_owner(data_dir, perr, sizeof(perr));
+	if (owner < 0)
+		return fail("switching to the data directory's owner", perr);
 	char *path = sg_asprintf("%s/smtpgate.db", data_dir);
 	const char *err = NULL;
 	int r = sg_cred_open(path, s, &err);

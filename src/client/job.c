@@ -273,6 +273,7 @@ static void job_on_reply(struct sg_job *job, const struct sg_reply *r)
 		struct sg_saslc *sc = job->saslc;
 		enum sg_saslc_status s = sg_saslc_reply(sc, r);
 		copy_reply(&job->reply, r);
+		copy_reply(&job->auth_reply, r);
 		if (s == SG_SASLC_SEND) {
 			sg_smtpc_command(job->conn, sg_buf_str(&sc->line), sc->display, sc->decoded);
 			return;
@@ -401,7 +402,8 @@ static void job_cb(struct sg_smtpc *c, enum sg_smtpc_event ev, const struct sg_r
 		}
 		job->outcome = SG_JOB_IO_FAILED;
 		sg_strlcpy(job->error, msg, sizeof(job->error));
-		if (job->stage == SG_JOB_TLS && job->io_err != SG_SMTPC_E_TIMEOUT)
+		if (job->stage == SG_JOB_TLS && job->io_err != SG_SMTPC_E_TIMEOUT &&
+		    job->io_err != SG_SMTPC_E_PROTOCOL)
 			job->io_err = SG_SMTPC_E_TLS;
 		job_finish(job);
 		return;

@@ -95,6 +95,7 @@ struct sg_job {
 	enum sg_smtpc_err io_err;
 	char error[400];
 	struct sg_job_reply reply;   /* the refusing reply (REPLY_REFUSED) or the last AUTH reply */
+	struct sg_job_reply auth_reply; /* the last reply of the AUTH exchange */
 	char greeting[512];
 	bool connected;
 	char peer[80];

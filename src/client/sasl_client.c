@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "client/transcript.h"
 #include "core/b64.h"
@@ -173,9 +174,21 @@ enum sg_saslc_status sg_saslc_reply(struct sg_saslc *c, const struct sg_reply *r
 	} else {
 		s = c->mech->client_step(c->st, in, inlen, &out, &err);
 	}
+	/* RFC 5802 section 7: a SCRAM server-final-message "e=..." is the server's
+	 * verdict, sent as a 334 because SMTP has no failure-with-data reply: answer
+	 * it with an empty line so the server can end with its 535 (a "*" would
+	 * turn a wrong password into "501 aborted"). */
+	bool server_error = (s == SG_MECH_FAIL || s == SG_MECH_MALFORMED) && inlen >= 2 &&
+			    memcmp(in, "e=", 2) == 0 && strncasecmp(c->mech->name, "SCRAM-", 6) == 0;
 	sg_wipe(in, inlen);
 	free(in);
 	enum sg_saslc_status ret;
+	if (server_error) {
+		c->mech_done = true;
+		sg_buf_free(&out);
+		return make_line(c, "", NULL, 0, false) < 0 ? send_cancel(c, "internal")
+							     : SG_SASLC_SEND;
+	}
 	if (s == SG_MECH_CONTINUE || s == SG_MECH_OK) {
 		if (s == SG_MECH_OK)
 			c->mech_done = true;

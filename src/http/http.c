@@ -144,13 +144,16 @@ static int load_admin_hash(const char *data_dir, uint8_t out[32])
 	snprintf(path, sizeof(path), "%s/admin-token.sha256", data_dir);
 	if (read_small_file(path, text, sizeof(text)) < 0)
 		return -1;
-	return strlen(text) >= 64 && sg_unhex(text, out, 32) == 0 ? 0 : -1;
+	if (strlen(text) < 64)
+		return -1;
+	text[64] = '\0';
+	return sg_unhex(text, out, 32) == 0 ? 0 : -1;
 }
 
 int sg_http_admin_token_init(const char *data_dir, char *token_out, size_t size, bool *created_r,
 			     const char **error_r)
 {
-	static _Thread_local char err[256];
+	static _Thread_local char err[1600];
 	char path[1200];
 	uint8_t h[32];
 	*created_r = false;
@@ -825,7 +828,7 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 		  struct sg_mail_store *mail, struct sg_events *events, struct sg_faults *faults,
 		  struct sg_metrics *metrics, struct sg_http **http_r, const char **error_r)
 {
-	static _Thread_local char err[512];
+	static _Thread_local char err[2600];
 	*http_r = NULL;
 	if (cfg->port == 0)
 		return 0;

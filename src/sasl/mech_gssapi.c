@@ -30,6 +30,7 @@
 #include <gssapi/gssapi_ext.h>
 #include <gssapi/gssapi_krb5.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -151,10 +152,23 @@ static const char *sg_gss_service(const struct sg_sasl_config *cfg, const char *
 	return "smtp";
 }
 
+/* Offered only with a keytab this process can read: the server runs as an
+ * unprivileged user after start-up, so the keytab must be readable by that
+ * user (as with Postfix and Cyrus SASL). Said once in the log. */
 static bool gssapi_server_available(const struct sg_sasl_server_env *env)
 {
-	return env->cfg != NULL && env->cfg->gss_keytab != NULL && env->cfg->gss_keytab[0] != '\0' &&
-	       access(env->cfg->gss_keytab, R_OK) == 0;
+	static _Atomic bool warned;
+	if (env->cfg == NULL || env->cfg->gss_keytab == NULL || env->cfg->gss_keytab[0] == '\0')
+		return false;
+	if (access(env->cfg->gss_keytab, R_OK) == 0)
+		return true;
+	if (!atomic_exchange(&warned, true)) {
+		char safe[300];
+		sg_log(SG_WARN, "gssapi",
+		       "msg=\"GSSAPI not offered: keytab not readable by uid %u\" keytab=%s",
+		       (unsigned)geteuid(), sg_log_value(env->cfg->gss_keytab, safe, sizeof(safe)));
+	}
+	return false;
 }
 
 static void *gssapi_server_start(const struct sg_sasl_server_env *env)

@@ -5,6 +5,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
+#include <limits.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 
 #include "core/log.h"
 #include "core/pool.h"
+#include "core/privs.h"
 #include "core/tls.h"
 #include "core/util.h"
 #include "sasl/jwt.h"
@@ -222,8 +224,51 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 	struct sg_config *c = &srv->cfg;
 	const char *error = NULL;
 	umask(077);
+	sg_privs_no_core_dumps();
 	if (mkdir_private(c->data_dir, err, errsize) < 0)
 		return -1;
+	/* As root: the TLS key is read and the listeners bound first, then the
+	 * data directory is handed over and root is dropped, before any client
+	 * byte is read and before any worker thread exists. */
+	bool root = geteuid() == 0;
+	struct sg_privs privs;
+	if (root && sg_privs_resolve(c->user, &privs, err, errsize) < 0)
+		return -1;
+	if (setup_tls(srv, err, errsize) < 0)
+		return -1;
+	evthread_use_pthreads();
+	srv->base = event_base_new();
+	if (srv->base == NULL) {
+		snprintf(err, errsize, "event_base_new failed");
+		return -1;
+	}
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		srv->listeners[i].cfg = &c->listeners[i];
+		if (bind_listener(srv, &srv->listeners[i], err, errsize) < 0)
+			return -1;
+		srv->nlisteners++;
+	}
+	if (root) {
+		char abs[PATH_MAX];
+		if (realpath(c->data_dir, abs) == NULL || !sg_strlcpy(c->data_dir, abs, sizeof(c->data_dir))) {
+			snprintf(err, errsize, "%s: %s", c->data_dir, strerror(errno));
+			return -1;
+		}
+		if (sg_privs_chown_tree(c->data_dir, &privs, err, errsize) < 0 ||
+		    sg_privs_drop(&privs, err, errsize) < 0)
+			return -1;
+		/* SQLite and the Maildir use absolute paths: every parent of the
+		 * data directory must be searchable by the unprivileged user. */
+		if (access(c->data_dir, R_OK | W_OK | X_OK) < 0) {
+			snprintf(err, errsize,
+				 "data directory %s is not reachable by user %s after dropping root (%s): "
+				 "make its parent directories searchable (chmod o+x) or choose another "
+				 "data_dir",
+				 c->data_dir, privs.name, strerror(errno));
+			return -1;
+		}
+		sg_log(SG_INFO, "privileges", "user=%s uid=%u", privs.name, (unsigned)privs.uid);
+	}
 	char path[1100];
 	snprintf(path, sizeof(path), "%s/smtpgate.db", c->data_dir);
 	if (sg_cred_open(path, &srv->creds, &error) < 0) {
@@ -234,14 +279,8 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		snprintf(err, errsize, "mail store: %s", error);
 		return -1;
 	}
-	if (setup_tls(srv, err, errsize) < 0 || setup_oauth(srv, err, errsize) < 0)
+	if (setup_oauth(srv, err, errsize) < 0)
 		return -1;
-	evthread_use_pthreads();
-	srv->base = event_base_new();
-	if (srv->base == NULL) {
-		snprintf(err, errsize, "event_base_new failed");
-		return -1;
-	}
 	srv->pool = sg_pool_new(srv->base, c->workers);
 	struct sg_throttle_cfg tc = {
 		.ip_threshold = c->throttle_ip_threshold,
@@ -253,12 +292,6 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		.max_entries = 100000,
 	};
 	srv->throttle = sg_throttle_new(&tc);
-	for (size_t i = 0; i < c->nlisteners; i++) {
-		srv->listeners[i].cfg = &c->listeners[i];
-		if (bind_listener(srv, &srv->listeners[i], err, errsize) < 0)
-			return -1;
-		srv->nlisteners++;
-	}
 	return 0;
 }
 

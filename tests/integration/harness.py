@@ -488,6 +488,27 @@ class Server:
                     lines.append("%s = %s" % (k, v))
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines) + "\n")
+        self._share_with_server(lines)
+
+    def _share_with_server(self, lines):
+        """Started as root, smtpgate drops to an unprivileged user (nobody here): let it reach
+        its data directory and the files the config names (keytab, JWKS, ...), as an admin
+        would with chown. Temp dirs are 0700 by default."""
+        if os.geteuid() != 0:
+            return
+        paths = [self.data_dir]
+        for line in lines:
+            if "=" in line and not line.startswith("#"):
+                v = line.split("=", 1)[1].strip()
+                if v.startswith("/") and os.path.exists(v):
+                    paths.append(v)
+        for p in paths:
+            if os.path.isfile(p):
+                os.chmod(p, os.stat(p).st_mode | 0o044)
+            d = os.path.dirname(p) if os.path.isfile(p) else p
+            while d not in ("/", "") and d.startswith(tempfile.gettempdir() + "/"):
+                os.chmod(d, os.stat(d).st_mode | 0o011)
+                d = os.path.dirname(d)
 
     def cli(self, *args, input=None, timeout=60, check=True):
         """Run `smtpgate ARGS` (text mode). Returns CompletedProcess."""

@@ -320,6 +320,9 @@ postlog   unix-dgram n  -       n       -       1       postlogd
                         os.kill(pid, signal.SIGKILL)
                     except OSError:
                         pass
+            # Postfix's daemons run with "-c <config dir>" only when not default; match
+            # the master by its config directory, the rest die with it.
+            _kill_leftovers(os.path.join(self.dir, "etc"))
             self.started = False
         if os.environ.get("SG_KEEP_PEERS"):
             return
@@ -462,6 +465,9 @@ service anvil {{
                         os.kill(pid, signal.SIGKILL)
                     except OSError:
                         pass
+            # Dovecot's children are named "dovecot-<instance_name>/<service>".
+            _kill_leftovers("dovecot-sg-dovecot-%d/" % self.port)
+            _kill_leftovers(self.conf)
             self.started = False
         if self.sink is not None:
             self.sink.stop()
@@ -469,6 +475,34 @@ service anvil {{
         if os.environ.get("SG_KEEP_PEERS"):
             return
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _instance_pids(marker):
+    """PIDs whose command line contains marker (our unique instance name or temp dir)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmd:
+            pids.append(int(entry))
+    return pids
+
+
+def _kill_leftovers(marker):
+    """Stop what is left of one private instance (its master already asked to stop)."""
+    deadline = time.time() + 5
+    while time.time() < deadline and _instance_pids(marker):
+        time.sleep(0.1)
+    for pid in _instance_pids(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _selftest():

@@ -18,6 +18,8 @@ LOGIN = "demo@example.test"
 
 class Demo(unittest.TestCase):
     def start_demo(self, cwd, port):
+        # the server drops root: let it reach ./smtpgate-data inside the 0700 temp dir
+        os.chmod(cwd, 0o711)
         log = open(os.path.join(cwd, "demo.out"), "wb")
         proc = subprocess.Popen(["sh", os.path.join(_repo_root(), "scripts", "run-demo"), binary(),
                                  "--listen", "submission=%s:%d" % (HOST, port)],

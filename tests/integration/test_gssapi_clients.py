@@ -5,7 +5,8 @@ Until the SMTP server can run GSSAPI end to end, a tiny SMTP front end here
 which runs src/sasl/mech_gssapi.c's server side. The same client commands
 apply unchanged to the real server (see docs in the report / krb5_realm.py).
 
-    python3 tests/integration/test_gssapi_clients.py      (SASL_PIPE=path/to/sasl_pipe)
+    python3 tests/integration/test_gssapi_clients.py
+        (SASL_PIPE=path/to/sasl_pipe, else next to $SMTPGATE_BIN's build dir, else build*/)
 """
 
 import base64
@@ -30,6 +31,12 @@ def sasl_pipe():
     p = os.environ.get("SASL_PIPE")
     if p:
         return p
+    b = os.environ.get("SMTPGATE_BIN")      # BUILD/src/smtpgate -> BUILD/tests/sasl_pipe
+    if b:
+        p = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(b))), "tests",
+                         "sasl_pipe")
+        if os.access(p, os.X_OK):
+            return p
     cands = glob.glob(os.path.join(ROOT, "build*", "tests", "sasl_pipe"))
     cands.sort(key=os.path.getmtime, reverse=True)
     return cands[0] if cands else None
@@ -105,7 +112,7 @@ class Handler(socketserver.StreamRequestHandler):
         env = dict(os.environ)
         env.update(self.server.pipe_env)
         p = subprocess.Popen([sasl_pipe(), mech], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             env=env, text=True, bufsize=1)
+                             stderr=subprocess.DEVNULL, env=env, text=True, bufsize=1)
         try:
             p.stdin.write(("IR " + parts[2] if len(parts) > 2 else "NOIR") + "\n")
             p.stdin.flush()
@@ -292,7 +299,9 @@ from alice@example.org
                 srv.stdin.write(data + "\n")
                 srv.stdin.flush()
                 if tag == "DONE":
-                    srv.stdin.write("y\n")  # "Validate GSS-API user? (y/n)"
+                    # "Validate GSS-API user? (y/n)", then the gsasl CLI asks for one
+                    # more (empty) client line, with its own client too.
+                    srv.stdin.write("y\n\n")
                     break
                 ch = srv.stdout.readline().rstrip("\n")
                 log.append("server: " + ch)
@@ -308,6 +317,9 @@ from alice@example.org
                 if p.poll() is None:
                     p.kill()
                     p.wait()
+                for f in (p.stdin, p.stdout, p.stderr):
+                    if f is not None and not f.closed:
+                        f.close()
 
     def test_our_client_vs_gsasl_server(self):
         rc, out = self.our_client_vs_gsasl_server()

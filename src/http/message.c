@@ -1,0 +1,504 @@
+/*
+ * message.c: reading stored messages for the API.
+ *
+ * Summaries (message lists) read only the header section (at most
+ * HEADER_MAX bytes) with a small parser: the headers smtpgate added at the
+ * top (Return-Path, X-Smtpgate-Envelope, X-Smtpgate-Rcpt, RFC 5322 section
+ * 3.6.7 trace fields) and From/To/Subject/Date/Message-ID, decoded with
+ * GMime's RFC 2047 decoder. Details (one message) are parsed whole by GMime
+ * 3: every header, the first text/plain and text/html parts that are not
+ * attachments, and the attachments (name, type, decoded size).
+ *
+ * Everything handed to jansson is valid UTF-8 (json_string refuses
+ * anything else): values are decoded, then repaired with g_utf8_make_valid.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <gmime/gmime.h>
+#include <jansson.h>
+
+#include "core/util.h"
+#include "http/http_int.h"
+#include "store/mail.h"
+
+#define HEADER_MAX (256 * 1024)
+#define BODY_TEXT_MAX (4 * 1024 * 1024)
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void do_init(void)
+{
+	g_mime_init();
+}
+
+void sg_msg_init(void)
+{
+	pthread_once(&init_once, do_init);
+}
+
+/* A json string from bytes of unknown quality. */
+static json_t *jstr(const char *s)
+{
+	if (s == NULL)
+		return json_null();
+	if (g_utf8_validate(s, -1, NULL)) {
+		json_t *j = json_string(s);
+		if (j != NULL)
+			return j;
+	}
+	char *fixed = g_utf8_make_valid(s, -1);
+	json_t *j = json_string(fixed);
+	g_free(fixed);
+	return j != NULL ? j : json_string("");
+}
+
+static char *decode_header(const char *raw)
+{
+	char *d = g_mime_utils_header_decode_text(NULL, raw);
+	char *out;
+	if (d == NULL)
+		return sg_strdup(raw);
+	if (g_utf8_validate(d, -1, NULL)) {
+		out = sg_strdup(d);
+	} else {
+		char *fixed = g_utf8_make_valid(d, -1);
+		out = sg_strdup(fixed);
+		g_free(fixed);
+	}
+	g_free(d);
+	return out;
+}
+
+/* ---- summaries ---- */
+
+static void strip_angle(const char *in, char *out, size_t size)
+{
+	while (*in == ' ' || *in == '\t')
+		in++;
+	size_t n = strlen(in);
+	while (n > 0 && (in[n - 1] == ' ' || in[n - 1] == '\t'))
+		n--;
+	if (n >= 2 && in[0] == '<' && in[n - 1] == '>') {
+		in++;
+		n -= 2;
+	}
+	if (n >= size)
+		n = size - 1;
+	memcpy(out, in, n);
+	out[n] = '\0';
+}
+
+/* "listener=submission; client=127.0.0.1; auth=PLAIN; login=...; tls=...; cipher=..." */
+static void parse_envelope(struct sg_msg_summary *s, const char *v)
+{
+	char *copy = sg_strdup(v);
+	char *p = copy;
+	while (p != NULL && *p != '\0') {
+		char *semi = strchr(p, ';');
+		if (semi != NULL)
+			*semi = '\0';
+		while (*p == ' ' || *p == '\t')
+			p++;
+		char *eq = strchr(p, '=');
+		if (eq != NULL) {
+			*eq = '\0';
+			const char *val = eq + 1;
+			if (strcmp(p, "listener") == 0)
+				sg_strlcpy(s->listener, val, sizeof(s->listener));
+			else if (strcmp(p, "client") == 0)
+				sg_strlcpy(s->client, val, sizeof(s->client));
+			else if (strcmp(p, "auth") == 0)
+				sg_strlcpy(s->mech, val, sizeof(s->mech));
+			else if (strcmp(p, "login") == 0)
+				sg_strlcpy(s->auth_login, val, sizeof(s->auth_login));
+			else if (strcmp(p, "tls") == 0)
+				sg_strlcpy(s->tls_version, val, sizeof(s->tls_version));
+			else if (strcmp(p, "cipher") == 0)
+				sg_strlcpy(s->cipher, val, sizeof(s->cipher));
+		}
+		p = semi != NULL ? semi + 1 : NULL;
+	}
+	free(copy);
+}
+
+static void take_header(struct sg_msg_summary *s, const char *name, const char *value)
+{
+	char tmp[1024];
+	if (strcasecmp(name, "Return-Path") == 0 && s->envelope_from == NULL) {
+		strip_angle(value, tmp, sizeof(tmp));
+		s->envelope_from = sg_strdup(tmp);
+	} else if (strcasecmp(name, "X-Smtpgate-Envelope") == 0 && s->listener[0] == '\0') {
+		parse_envelope(s, value);
+	} else if (strcasecmp(name, "X-Smtpgate-Rcpt") == 0 && s->nrcpts < 1000) {
+		strip_angle(value, tmp, sizeof(tmp));
+		s->rcpts = sg_realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*s->rcpts));
+		s->rcpts[s->nrcpts++] = sg_strdup(tmp);
+	} else if (strcasecmp(name, "From") == 0 && s->from == NULL) {
+		s->from = decode_header(value);
+	} else if (strcasecmp(name, "To") == 0 && s->to == NULL) {
+		s->to = decode_header(value);
+	} else if (strcasecmp(name, "Subject") == 0 && s->subject == NULL) {
+		s->subject = decode_header(value);
+	} else if (strcasecmp(name, "Date") == 0 && s->date == NULL) {
+		s->date = decode_header(value);
+	} else if (strcasecmp(name, "Message-ID") == 0 && s->message_id == NULL) {
+		s->message_id = decode_header(value);
+	}
+}
+
+/* Walk the header section (RFC 5322 section 2.2: unfold continuation lines). */
+static void parse_headers(struct sg_msg_summary *s, char *text, size_t len)
+{
+	struct sg_buf cur;
+	sg_buf_init(&cur, 64 * 1024);
+	size_t i = 0;
+	bool have = false;
+	while (i < len) {
+		size_t e = i;
+		while (e < len && text[e] != '\n')
+			e++;
+		size_t l = e - i;
+		if (l > 0 && text[i + l - 1] == '\r')
+			l--;
+		if (l == 0)
+			break; /* end of the header section */
+		if ((text[i] == ' ' || text[i] == '\t') && have) {
+			sg_buf_append(&cur, " ", 1);
+			size_t k = i;
+			while (k < i + l && (text[k] == ' ' || text[k] == '\t'))
+				k++;
+			sg_buf_append(&cur, text + k, i + l - k);
+		} else {
+			if (have) {
+				char *c = (char *)cur.data;
+				char *colon = strchr(c, ':');
+				if (colon != NULL) {
+					*colon = '\0';
+					const char *v = colon + 1;
+					while (*v == ' ' || *v == '\t')
+						v++;
+					take_header(s, c, v);
+				}
+			}
+			sg_buf_reset(&cur);
+			sg_buf_append(&cur, text + i, l);
+			have = true;
+		}
+		i = e + 1;
+	}
+	if (have) {
+		char *c = (char *)cur.data;
+		char *colon = strchr(c, ':');
+		if (colon != NULL) {
+			*colon = '\0';
+			const char *v = colon + 1;
+			while (*v == ' ' || *v == '\t')
+				v++;
+			take_header(s, c, v);
+		}
+	}
+	sg_buf_free(&cur);
+}
+
+int sg_msg_summary_load(struct sg_mail_store *mail, const char *login, const char *id,
+			int64_t mtime_ns, uint64_t size, struct sg_msg_summary *s)
+{
+	memset(s, 0, sizeof(*s));
+	sg_strlcpy(s->id, id, sizeof(s->id));
+	sg_strlcpy(s->login, login, sizeof(s->login));
+	s->mtime_ms = mtime_ns / 1000000;
+	s->size = size;
+	int fd = sg_mail_open_message(mail, login, id);
+	if (fd < 0)
+		return -1;
+	char *text = sg_malloc(HEADER_MAX + 1);
+	size_t len = 0;
+	while (len < HEADER_MAX) {
+		ssize_t n = read(fd, text + len, HEADER_MAX - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		text[len] = '\0';
+		if (strstr(text, "\n\n") != NULL || strstr(text, "\r\n\r\n") != NULL)
+			break;
+	}
+	text[len] = '\0';
+	if (size == 0) {
+		off_t end = lseek(fd, 0, SEEK_END);
+		s->size = end > 0 ? (uint64_t)end : len;
+	}
+	close(fd);
+	parse_headers(s, text, len);
+	free(text);
+	return 0;
+}
+
+void sg_msg_summary_free(struct sg_msg_summary *s)
+{
+	free(s->envelope_from);
+	for (size_t i = 0; i < s->nrcpts; i++)
+		free(s->rcpts[i]);
+	free(s->rcpts);
+	free(s->from);
+	free(s->to);
+	free(s->subject);
+	free(s->date);
+	free(s->message_id);
+	memset(s, 0, sizeof(*s));
+}
+
+void *sg_msg_summary_json(const struct sg_msg_summary *s)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "id", json_string(s->id));
+	json_object_set_new(o, "inbox", jstr(s->login));
+	json_object_set_new(o, "from", jstr(s->from != NULL ? s->from : s->envelope_from));
+	json_object_set_new(o, "envelope_from", jstr(s->envelope_from != NULL ? s->envelope_from : ""));
+	json_t *to = json_array();
+	for (size_t i = 0; i < s->nrcpts; i++)
+		json_array_append_new(to, jstr(s->rcpts[i]));
+	json_object_set_new(o, "to", to);
+	json_object_set_new(o, "header_to", jstr(s->to));
+	json_object_set_new(o, "subject", jstr(s->subject != NULL ? s->subject : ""));
+	json_object_set_new(o, "date", jstr(s->date));
+	json_object_set_new(o, "message_id", jstr(s->message_id));
+	json_object_set_new(o, "received_ms", json_integer(s->mtime_ms));
+	json_object_set_new(o, "size", json_integer((json_int_t)s->size));
+	json_object_set_new(o, "listener", jstr(s->listener));
+	json_object_set_new(o, "client_ip", jstr(s->client));
+	if (s->mech[0] != '\0' && strcmp(s->mech, "none") != 0)
+		json_object_set_new(o, "auth", json_pack("{s:o,s:o}", "mechanism", jstr(s->mech),
+							 "login", jstr(s->auth_login)));
+	else
+		json_object_set_new(o, "auth", json_null());
+	if (s->tls_version[0] != '\0' && strcmp(s->tls_version, "none") != 0)
+		json_object_set_new(o, "tls", json_pack("{s:o,s:o}", "version", jstr(s->tls_version),
+							"cipher", jstr(s->cipher)));
+	else
+		json_object_set_new(o, "tls", json_null());
+	return o;
+}
+
+static bool contains_ci(const char *hay, const char *needle)
+{
+	return hay != NULL && strcasestr(hay, needle) != NULL;
+}
+
+bool sg_msg_summary_match(const struct sg_msg_summary *s, const char *q)
+{
+	if (q == NULL || q[0] == '\0')
+		return true;
+	if (contains_ci(s->from, q) || contains_ci(s->to, q) || contains_ci(s->subject, q) ||
+	    contains_ci(s->envelope_from, q) || contains_ci(s->id, q))
+		return true;
+	for (size_t i = 0; i < s->nrcpts; i++)
+		if (contains_ci(s->rcpts[i], q))
+			return true;
+	return false;
+}
+
+/* ---- details ---- */
+
+static GMimeMessage *parse_file(struct sg_mail_store *mail, const char *login, const char *id)
+{
+	int fd = sg_mail_open_message(mail, login, id);
+	if (fd < 0)
+		return NULL;
+	GMimeStream *stream = g_mime_stream_fs_new(fd); /* owns fd */
+	GMimeParser *parser = g_mime_parser_new_with_stream(stream);
+	g_object_unref(stream);
+	GMimeMessage *msg = g_mime_parser_construct_message(parser, NULL);
+	g_object_unref(parser);
+	return msg;
+}
+
+struct walk {
+	json_t *atts;
+	char *text;
+	char *html;
+	size_t idx;               /* attachment counter */
+	size_t want;              /* for sg_msg_attachment: the index wanted */
+	GMimeObject *found;
+};
+
+static bool is_attachment(GMimeObject *part)
+{
+	if (GMIME_IS_MESSAGE_PART(part))
+		return true;
+	if (!GMIME_IS_PART(part))
+		return false;
+	GMimePart *p = (GMimePart *)part;
+	if (g_mime_part_is_attachment(p) || g_mime_part_get_filename(p) != NULL)
+		return true;
+	GMimeContentType *ct = g_mime_object_get_content_type(part);
+	return !g_mime_content_type_is_type(ct, "text", "plain") &&
+	       !g_mime_content_type_is_type(ct, "text", "html");
+}
+
+static ssize_t decoded_size(GMimeObject *part)
+{
+	GMimeStream *null = g_mime_stream_null_new();
+	ssize_t n = -1;
+	if (GMIME_IS_MESSAGE_PART(part)) {
+		GMimeMessage *m = g_mime_message_part_get_message((GMimeMessagePart *)part);
+		if (m != NULL)
+			n = g_mime_object_write_to_stream((GMimeObject *)m, NULL, null);
+	} else {
+		GMimeDataWrapper *w = g_mime_part_get_content((GMimePart *)part);
+		if (w != NULL)
+			n = g_mime_data_wrapper_write_to_stream(w, null);
+	}
+	g_object_unref(null);
+	return n;
+}
+
+static void walk_cb(GMimeObject *parent, GMimeObject *part, gpointer data)
+{
+	struct walk *w = data;
+	(void)parent;
+	if (GMIME_IS_MULTIPART(part))
+		return;
+	if (is_attachment(part)) {
+		size_t idx = w->idx++;
+		if (w->atts == NULL) {
+			if (idx == w->want && w->found == NULL)
+				w->found = part;
+			return;
+		}
+		GMimeContentType *ct = g_mime_object_get_content_type(part);
+		char *type = ct != NULL ? g_mime_content_type_get_mime_type(ct) : g_strdup("application/octet-stream");
+		const char *name = GMIME_IS_PART(part) ? g_mime_part_get_filename((GMimePart *)part) : NULL;
+		const char *cid = g_mime_object_get_content_id(part);
+		const char *disp = g_mime_object_get_disposition(part);
+		json_t *a = json_object();
+		json_object_set_new(a, "index", json_integer((json_int_t)idx));
+		json_object_set_new(a, "name", jstr(name != NULL ? name : GMIME_IS_MESSAGE_PART(part) ? "message.eml" : ""));
+		json_object_set_new(a, "type", jstr(type));
+		json_object_set_new(a, "size", json_integer((json_int_t)decoded_size(part)));
+		json_object_set_new(a, "content_id", jstr(cid));
+		json_object_set_new(a, "inline", json_boolean(disp != NULL && strcasecmp(disp, "inline") == 0));
+		json_array_append_new(w->atts, a);
+		g_free(type);
+		return;
+	}
+	if (w->atts == NULL || !GMIME_IS_TEXT_PART(part))
+		return;
+	GMimeContentType *ct = g_mime_object_get_content_type(part);
+	if (g_mime_content_type_is_type(ct, "text", "html")) {
+		if (w->html == NULL)
+			w->html = g_mime_text_part_get_text((GMimeTextPart *)part);
+	} else if (w->text == NULL) {
+		w->text = g_mime_text_part_get_text((GMimeTextPart *)part);
+	}
+}
+
+static json_t *text_json(const char *t, bool *truncated)
+{
+	if (t == NULL)
+		return json_null();
+	size_t n = strlen(t);
+	if (n <= BODY_TEXT_MAX)
+		return jstr(t);
+	*truncated = true;
+	/* cut at a character boundary */
+	while (n > BODY_TEXT_MAX || (n > 0 && ((unsigned char)t[n] & 0xc0) == 0x80))
+		n--;
+	char *cut = sg_strndup(t, n);
+	json_t *j = jstr(cut);
+	free(cut);
+	return j;
+}
+
+void *sg_msg_detail_json(struct sg_mail_store *mail, const char *login, const char *id)
+{
+	struct sg_mail_entry *entries = NULL;
+	size_t n = 0;
+	int64_t mtime = 0;
+	uint64_t size = 0;
+	if (sg_mail_list(mail, login, &entries, &n, NULL) == 0) {
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(entries[i].id, id) == 0) {
+				mtime = entries[i].mtime_ns;
+				size = entries[i].size;
+			}
+		free(entries);
+	}
+	struct sg_msg_summary s;
+	if (sg_msg_summary_load(mail, login, id, mtime, size, &s) < 0)
+		return NULL;
+	json_t *o = sg_msg_summary_json(&s);
+	sg_msg_summary_free(&s);
+	GMimeMessage *msg = parse_file(mail, login, id);
+	if (msg == NULL) {
+		json_object_set_new(o, "parse_error", json_true());
+		return o;
+	}
+	json_t *hdrs = json_array();
+	GMimeHeaderList *hl = g_mime_object_get_header_list((GMimeObject *)msg);
+	int hc = g_mime_header_list_get_count(hl);
+	for (int i = 0; i < hc && i < 1000; i++) {
+		GMimeHeader *hd = g_mime_header_list_get_header_at(hl, i);
+		json_array_append_new(hdrs, json_pack("{s:o,s:o}", "name", jstr(g_mime_header_get_name(hd)),
+						      "value", jstr(g_mime_header_get_value(hd))));
+	}
+	json_object_set_new(o, "headers", hdrs);
+	struct walk w = {.atts = json_array(), .want = (size_t)-1};
+	g_mime_message_foreach(msg, walk_cb, &w);
+	bool truncated = false;
+	json_object_set_new(o, "text", text_json(w.text, &truncated));
+	json_object_set_new(o, "html", text_json(w.html, &truncated));
+	json_object_set_new(o, "truncated", json_boolean(truncated));
+	json_object_set_new(o, "attachments", w.atts);
+	g_free(w.text);
+	g_free(w.html);
+	g_object_unref(msg);
+	return o;
+}
+
+int sg_msg_attachment(struct sg_mail_store *mail, const char *login, const char *id, size_t idx,
+		      struct sg_buf *out, char **name_r, char **type_r)
+{
+	*name_r = NULL;
+	*type_r = NULL;
+	GMimeMessage *msg = parse_file(mail, login, id);
+	if (msg == NULL)
+		return 0;
+	struct walk w = {.atts = NULL, .want = idx};
+	g_mime_message_foreach(msg, walk_cb, &w);
+	int ret = 0;
+	if (w.found != NULL) {
+		GMimeStream *mem = g_mime_stream_mem_new();
+		ssize_t n;
+		if (GMIME_IS_MESSAGE_PART(w.found)) {
+			GMimeMessage *m = g_mime_message_part_get_message((GMimeMessagePart *)w.found);
+			n = m != NULL ? g_mime_object_write_to_stream((GMimeObject *)m, NULL, mem) : -1;
+		} else {
+			GMimeDataWrapper *dw = g_mime_part_get_content((GMimePart *)w.found);
+			n = dw != NULL ? g_mime_data_wrapper_write_to_stream(dw, mem) : -1;
+		}
+		GByteArray *ba = g_mime_stream_mem_get_byte_array((GMimeStreamMem *)mem);
+		if (n >= 0 && ba != NULL && sg_buf_append(out, ba->data, ba->len) == 0) {
+			const char *name = GMIME_IS_PART(w.found) ? g_mime_part_get_filename((GMimePart *)w.found)
+								  : NULL;
+			*name_r = sg_strdup(name != NULL ? name : "attachment");
+			GMimeContentType *ct = g_mime_object_get_content_type(w.found);
+			char *t = ct != NULL ? g_mime_content_type_get_mime_type(ct) : NULL;
+			*type_r = sg_strdup(t != NULL ? t : "application/octet-stream");
+			g_free(t);
+			ret = 1;
+		} else {
+			ret = -1;
+		}
+		g_object_unref(mem);
+	}
+	g_object_unref(msg);
+	return ret;
+}
