@@ -248,6 +248,14 @@ static int diagnose_auth_reply(struct attempt *a, const struct probe_opts *o)
 		diag(a, "Note: the server does not offer %s here (it offers: %s).", mech, offered);
 	switch (r->code) {
 	case 535:
+		if (o->token_stdin) {
+			diag(a, "535: the server refused the token for %s with %s: it is expired, "
+				"signed with a key the server does not trust, meant for another "
+				"audience or issuer, or names another account (the server's 334 JSON "
+				"error above, when there is one, says which).",
+			     o->user ? o->user : "(no login)", mech);
+			return EXIT_AUTH;
+		}
 		diag(a, "535: the server refused the credentials for %s with %s. The password is "
 			"wrong, the login is unknown, or the account is disabled (servers give the "
 			"same answer for all three, on purpose).", o->user ? o->user : "(no login)", mech);

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -604,6 +605,7 @@ static void faults_route(struct sg_http_req *r, struct sg_http_resp *resp, const
 			return;
 		}
 		f.id = id;
+		f.created = (long long)time(NULL);
 		sg_strlcpy(f.origin, "api", sizeof(f.origin));
 		send_json(resp, 201, rule_json(&f));
 	} else if (rest[0] == '\0' && method_is(r, "DELETE")) {

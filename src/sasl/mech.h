@@ -17,6 +17,9 @@
  * the next step returns SG_MECH_OK. OAuth error JSON is the same: return
  * SG_MECH_CONTINUE with the JSON and set res->reason; the next step (whatever
  * the client sent) returns SG_MECH_FAIL. The driver sends "334 " + base64.
+ * A CONTINUE with res->reason set is such an error challenge: the driver
+ * counts and logs the failure at once, so a client that hangs up instead of
+ * answering it is still throttled.
  */
 #ifndef SG_MECH_H
 #define SG_MECH_H

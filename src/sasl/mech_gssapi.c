@@ -20,9 +20,22 @@
  * "user@<gss_map_domain>"), REALM must equal cfg->gss_realm when set.
  * Principals with more than one component (alice/admin) are refused.
  *
- * Verdicts: GSS errors from the client's tokens -> FAIL "gss_error"; keytab
- * missing or unreadable -> TEMPFAIL; unmapped principal -> FAIL
- * "unknown_principal" / "wrong_realm" / "disabled" / "bad_authzid".
+ * The 4 octets' max buffer size is ignored when the client picks "none":
+ * GNU SASL (msmtp) answers 0xffffff there. A message shorter than 4 octets
+ * is refused before any octet is read (GNU SASL CVE-2022-2469).
+ *
+ * Verdicts: GSS errors from the client's tokens (bad ticket, replay, wrong
+ * service) -> FAIL "gss_error"; keytab missing or unreadable -> TEMPFAIL
+ * "keytab"; store error -> TEMPFAIL "store_error"; principal not mapped ->
+ * FAIL "unknown_principal" / "wrong_realm" / "disabled" / "bad_authzid";
+ * layer message -> MALFORMED / FAIL "bad_layer".
+ *
+ * The keytab is read at each exchange by the worker thread (the server has
+ * dropped root by then: the keytab must be readable by its user, otherwise
+ * the mechanism is not offered and the log says why once). The acceptor also
+ * writes MIT's replay cache (default /var/tmp/krb5_<uid>.rcache2).
+ * The client side uses the default credential cache (KRB5CCNAME) and asks for
+ * mutual authentication; it answers the layer offer with "none" + authzid.
  */
 #include "sasl/mechs.h"
 
@@ -47,7 +60,6 @@ static void sg_gss_release(gss_buffer_t b)
 	OM_uint32 m;
 	(void)gss_release_buffer(&m, b);
 }
-
 
 static void sg_gss_status_text(OM_uint32 major, OM_uint32 minor, char *out, size_t size)
 {

@@ -44,6 +44,7 @@
  * the NEGOTIATE is sent again.
  */
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/buf.h"
@@ -196,8 +197,8 @@ static int decode_name(const struct sg_ntlm_field *f, bool uni, uint8_t u16[2 * 
 }
 
 /* Look the account up: the name as given, then the bare user part. */
-static int lookup_account(struct ntlm_server *st, const char *user, struct sg_account *acct,
-			  struct sg_verifier *v)
+static int lookup_account(struct ntlm_server *st, const char *user, const char *domain,
+			  struct sg_account *acct, struct sg_verifier *v)
 {
 	char bare[SG_LOGIN_MAX + 1];
 	bare[0] = '\0';
@@ -207,10 +208,17 @@ static int lookup_account(struct ntlm_server *st, const char *user, struct sg_ac
 		sg_strlcpy(bare, bs + 1, sizeof(bare));
 	else if (at != NULL && (size_t)(at - user) < sizeof(bare))
 		sg_strlcpy(bare, user, (size_t)(at - user) + 1);
-	const char *cands[2] = {user, bare};
-	for (size_t i = 0; i < 2; i++) {
+	/* libntlm (msmtp) splits "user@example.test" into UserName "user" and
+	 * DomainName "example.test": a domain with a dot makes an address. */
+	char addr[SG_LOGIN_MAX + 1];
+	addr[0] = '\0';
+	if (bs == NULL && at == NULL && strchr(domain, '.') != NULL &&
+	    snprintf(addr, sizeof(addr), "%s@%s", user, domain) >= (int)sizeof(addr))
+		addr[0] = '\0';
+	const char *cands[3] = {user, addr, bare};
+	for (size_t i = 0; i < 3; i++) {
 		if (cands[i][0] == '\0' || strlen(cands[i]) > SG_LOGIN_MAX ||
-		    (i == 1 && strcmp(cands[i], user) == 0))
+		    (i > 0 && strcmp(cands[i], user) == 0))
 			continue;
 		memset(acct, 0, sizeof(*acct));
 		memset(v, 0, sizeof(*v));
@@ -281,7 +289,7 @@ static enum sg_mech_status ntlm_verify(struct ntlm_server *st, const uint8_t *in
 
 	struct sg_account acct;
 	struct sg_verifier v;
-	int found = strlen(user) > SG_LOGIN_MAX ? 0 : lookup_account(st, user, &acct, &v);
+	int found = strlen(user) > SG_LOGIN_MAX ? 0 : lookup_account(st, user, dom, &acct, &v);
 	if (found < 0) {
 		sg_wipe(&v, sizeof(v));
 		res->reason = "store_error";

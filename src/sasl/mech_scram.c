@@ -182,6 +182,7 @@ static enum sg_mech_status scram_server_step(void *vst, const uint8_t *in, size_
 			/* Send e=..., fail on the client's next line. */
 			st->fail_reason = st->fail_reason != NULL ? st->fail_reason : reason;
 			st->phase = PH_PENDING_FAIL;
+			res->reason = st->fail_reason; /* an error challenge (mech.h) */
 			return SG_MECH_CONTINUE;
 		}
 		if (st->fail_reason != NULL) { /* cannot happen: fake keys are random */

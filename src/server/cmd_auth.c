@@ -108,6 +108,7 @@ void auth_abort(struct sg_session *s)
 	s->mech_state = NULL;
 	s->mech = NULL;
 	s->state &= ~ST_AUTH;
+	s->error_challenge = false;
 }
 
 static void log_auth(struct sg_session *s, const char *login, const char *result, const char *reason)
@@ -134,12 +135,17 @@ static void on_fail_delay(evutil_socket_t fd, short what, void *arg)
 
 /* 535 after the configured delay: the same wait whatever the reason, so
  * neither the text nor the timing tells an unknown login from a bad password. */
-static void fail(struct sg_session *s, enum sg_reply_id reply)
+/* Count a failure: the attempt limit and the throttle. Returns the delay. */
+static unsigned count_failure(struct sg_session *s, const char *login)
 {
 	s->auth_failures++;
+	return sg_throttle_auth_failed(s->srv->throttle, s->client_ip, login, sg_now_ms());
+}
+
+static void fail(struct sg_session *s, enum sg_reply_id reply, unsigned ms)
+{
 	s->delayed_reply = reply;
 	s->delayed_close = s->auth_failures >= s->srv->cfg.max_auth_attempts;
-	unsigned ms = sg_throttle_auth_failed(s->srv->throttle, s->client_ip, s->fail_login, sg_now_ms());
 	s->delay_ev = evtimer_new(s->srv->base, on_fail_delay, s);
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	sg_conn_pause(s->conn);
@@ -192,6 +198,13 @@ void auth_job_done(struct sg_session *s, struct sess_job *j)
 	const struct sg_mech *m = s->mech;
 	switch (j->status) {
 	case SG_MECH_CONTINUE: {
+		if (j->res.reason != NULL && !s->error_challenge) {
+			/* An error challenge (SCRAM e=, OAuth JSON): the attempt has
+			 * failed already; count it now in case the client hangs up. */
+			log_auth(s, j->res.login, "fail", j->res.reason);
+			s->error_challenge = true;
+			s->error_delay_ms = count_failure(s, j->res.login);
+		}
 		size_t enc = SG_B64_ENCODED_LEN(j->out.len);
 		char *line = sg_malloc(enc + 8);
 		memcpy(line, "334 ", 4);
@@ -210,12 +223,18 @@ void auth_job_done(struct sg_session *s, struct sess_job *j)
 		auth_abort(s);
 		sess_reply(s, SG_R_AUTH_OK);
 		return;
-	case SG_MECH_FAIL:
-		log_auth(s, j->res.login, "fail", j->res.reason);
-		sg_strlcpy(s->fail_login, j->res.login, sizeof(s->fail_login));
+	case SG_MECH_FAIL: {
+		unsigned ms;
+		if (s->error_challenge) {
+			ms = s->error_delay_ms; /* counted and logged with the challenge */
+		} else {
+			log_auth(s, j->res.login, "fail", j->res.reason);
+			ms = count_failure(s, j->res.login);
+		}
 		auth_abort(s);
-		fail(s, (m->flags & SG_MECH_F_FAIL_573) ? SG_R_AUTH_BAD_NTLM : SG_R_AUTH_BAD);
+		fail(s, (m->flags & SG_MECH_F_FAIL_573) ? SG_R_AUTH_BAD_NTLM : SG_R_AUTH_BAD, ms);
 		return;
+	}
 	case SG_MECH_TEMPFAIL:
 		log_auth(s, j->res.login, "tempfail", j->res.reason);
 		auth_abort(s);

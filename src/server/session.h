@@ -88,7 +88,8 @@ struct sg_session {
 	struct sg_sasl_server_env env;
 	uint8_t cb_data[64];
 	unsigned auth_failures;
-	char fail_login[SG_LOGIN_MAX + 1]; /* claimed login of the last failure */
+	bool error_challenge;           /* an error challenge was sent: failure counted */
+	unsigned error_delay_ms;
 	uint64_t auth_started_ms;
 	/* abuse counters */
 	unsigned errors;

@@ -25,15 +25,21 @@ discarded (default_transport = discard).
 
 Dovecot submission: mechanisms PLAIN LOGIN CRAM-MD5 SCRAM-SHA-1 SCRAM-SHA-256
 from a passwd-file with {PLAIN} passwords (the SCRAM and CRAM-MD5 secrets are
-derived on the fly). OAUTHBEARER / XOAUTH2 are not configured: Dovecot verifies
-bearer tokens only through an oauth2 passdb (an HTTP introspection server or
-local JWT validation keys in a dict), which needs its own set-up; left out for
-now. submission_relay_host points to a small in-process SMTP sink.
+derived on the fly), and OAUTHBEARER / XOAUTH2 through an oauth2 passdb with
+local JWT validation (introspection_mode = local, an HS256 key in a private
+fs:posix dict; peer.token("alice") mints a token it accepts). No HTTP
+introspection server is needed. submission_relay_host points to a small
+in-process SMTP sink; login_trusted_networks keeps Dovecot's anvil auth penalty
+(up to 15 s per failure) out of the tests.
 
 Run standalone:  python3 peers.py   (starts both, prints their ports, probes
 them with smtplib, stops them).
 """
 
+import base64
+import hashlib
+import hmac
+import json
 import os
 import shutil
 import signal
@@ -320,9 +326,6 @@ postlog   unix-dgram n  -       n       -       1       postlogd
                         os.kill(pid, signal.SIGKILL)
                     except OSError:
                         pass
-            # Postfix's daemons run with "-c <config dir>" only when not default; match
-            # the master by its config directory, the rest die with it.
-            _kill_leftovers(os.path.join(self.dir, "etc"))
             self.started = False
         if os.environ.get("SG_KEEP_PEERS"):
             return
@@ -331,13 +334,17 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 class DovecotPeer(_Peer):
     MECHS = ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"]
+    TOKEN_MECHS = ["OAUTHBEARER", "XOAUTH2"]
 
     @staticmethod
     def available():
         return bool(_which("dovecot")) and os.path.exists("/usr/lib/dovecot/submission") and \
             bool(_which("openssl")) and os.geteuid() == 0
 
-    def __init__(self, port=None, start=True):
+    OAUTH_KEY = b"0123456789abcdef0123456789abcdef"  # HS256 key of the local validation
+
+    def __init__(self, port=None, start=True, oauth=True):
+        self.oauth = oauth
         self.dir = tempfile.mkdtemp(prefix="sg-dovecot-")
         os.chmod(self.dir, 0o755)
         self.port = port or free_port()
@@ -361,6 +368,26 @@ class DovecotPeer(_Peer):
         shutil.chown(users, "root", "dovecot")
         os.chmod(users, 0o640)
         self.sink = SmtpSink()
+        oauth_conf = ""
+        mechs = "plain login cram-md5 scram-sha-1 scram-sha-256"
+        if self.oauth:
+            mechs += " oauthbearer xoauth2"
+            # Dovecot 2.3.19 looks keys up as <azp>/<alg>/<kid>, "default" for a token
+            # without azp or kid: <prefix>/default/HS256/default, base64 content.
+            keydir = os.path.join(d, "keys", "default", "HS256")
+            os.makedirs(keydir)
+            with open(os.path.join(keydir, "default"), "w") as f:
+                f.write(base64.b64encode(self.OAUTH_KEY).decode())
+            for sub in ("keys", "keys/default", "keys/default/HS256"):
+                os.chmod(os.path.join(d, sub), 0o755)
+            os.chmod(os.path.join(keydir, "default"), 0o644)
+            ext = os.path.join(d, "oauth2.conf.ext")
+            with open(ext, "w") as f:
+                f.write("introspection_mode = local\n"
+                        "local_validation_key_dict = fs:posix:prefix=%s/keys/\n"
+                        "username_attribute = sub\n" % d)
+            oauth_conf = ("passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                          "  args = %s\n}\n" % ext)
         self.conf = os.path.join(d, "dovecot.conf")
         with open(self.conf, "w") as f:
             f.write(f"""
@@ -377,7 +404,7 @@ ssl_cert = <{d}/cert.pem
 ssl_key = <{d}/key.pem
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
-auth_mechanisms = plain login cram-md5 scram-sha-1 scram-sha-256
+auth_mechanisms = {mechs}
 auth_failure_delay = 0
 # no anvil auth penalty (up to 15 s per failure) for the tests' loopback client
 login_trusted_networks = 127.0.0.0/8
@@ -388,7 +415,7 @@ mail_uid = nobody
 mail_gid = nogroup
 first_valid_uid = 1
 mail_location = maildir:{d}/home/%u/Maildir
-passdb {{
+{oauth_conf}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {users}
 }}
@@ -435,6 +462,17 @@ service anvil {{
             self.stop()
             raise RuntimeError(str(e) + "\n" + self.log())
 
+    def token(self, sub, ttl=3600):
+        """An HS256 JWT that the oauth2 passdb's local validation accepts."""
+        def b64u(b):
+            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+        now = int(time.time())
+        head = b64u(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        body = b64u(json.dumps({"sub": sub, "iat": now, "nbf": now - 5,
+                                "exp": now + ttl}).encode())
+        sig = hmac.new(self.OAUTH_KEY, (head + "." + body).encode(), hashlib.sha256).digest()
+        return head + "." + body + "." + b64u(sig)
+
     def log(self):
         try:
             with open(os.path.join(self.dir, "dovecot.log"), errors="replace") as f:
@@ -478,7 +516,8 @@ service anvil {{
 
 
 def _instance_pids(marker):
-    """PIDs whose command line contains marker (our unique instance name or temp dir)."""
+    """PIDs of Dovecot processes whose command line contains marker (our unique instance
+    name, or our config file for the master)."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -488,7 +527,8 @@ def _instance_pids(marker):
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if marker in cmd:
+        first = cmd.split(" ", 1)[0]
+        if marker in cmd and (first.startswith("dovecot-") or first.endswith("/dovecot")):
             pids.append(int(entry))
     return pids
 

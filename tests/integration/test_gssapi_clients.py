@@ -9,11 +9,9 @@ apply unchanged to the real server (see docs in the report / krb5_realm.py).
         (SASL_PIPE=path/to/sasl_pipe, else next to $SMTPGATE_BIN's build dir, else build*/)
 """
 
-import base64
 import glob
 import os
 import shutil
-import socket
 import socketserver
 import subprocess
 import sys

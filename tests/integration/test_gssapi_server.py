@@ -38,6 +38,8 @@ class GssapiServer(unittest.TestCase):
             cls.srv = cls.server()
         except BaseException:
             cls.realm.stop()
+            if hasattr(cls, "tmp"):
+                shutil.rmtree(cls.tmp, ignore_errors=True)
             raise
 
     @classmethod

@@ -222,6 +222,24 @@ class TestProbePostfix(_PeerTests, unittest.TestCase):
 class TestProbeDovecot(_PeerTests, unittest.TestCase):
     PEER = peers.DovecotPeer
 
+    def test_oauth_right_and_wrong_token(self):
+        good = self.peer.token("alice")
+        expired = self.peer.token("alice", ttl=-600)
+        for mech in self.PEER.TOKEN_MECHS:
+            with self.subTest(mech=mech, token="right"):
+                rc, out, err = probe(self.target(), *self.tls_args(), "--auth", mech, "--user",
+                                     "alice", "--token-stdin", secret=good)
+                self.assertEqual(rc, 0, out + err)
+                self.assertIn("Result: AUTH %s succeeded as alice" % mech, out)
+                self.assertIn("auth=Bearer ****", out)
+                self.assertNotIn(good, out)
+            with self.subTest(mech=mech, token="expired"):
+                rc, out, err = probe(self.target(), *self.tls_args(), "--auth", mech, "--user",
+                                     "alice", "--token-stdin", secret=expired)
+                self.assertEqual(rc, 1, out + err)
+                self.assertIn("535: the server refused the token", out)
+                self.assertRegex(out, r'\(\{"status":"(invalid_token|401)"')
+
     def test_send_after_auth(self):
         rc, out, _ = probe(self.target(), *self.tls_args(), "--auth", "PLAIN", "--user", "alice",
                            "--password-stdin", "--send", "--from", "alice@probe.test",
