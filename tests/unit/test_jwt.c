@@ -35,7 +35,7 @@ static const char a1_token[] =
 	"dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 #define A1_EXP 1300819380
 
-static uint8_t a1_key[64];
+static uint8_t a1_key[64 + 1]; /* sg_b64url_decode appends a NUL */
 static size_t a1_keylen;
 
 static const uint8_t key32[32] = "0123456789abcdef0123456789abcdef";
