@@ -702,11 +702,30 @@ static void print_attempt(struct attempt *a, const struct probe_opts *o, bool he
 	}
 }
 
+/* Peer text may be anything: invalid UTF-8 is rendered with \xHH escapes. */
+static json_t *jstr(const char *s)
+{
+	json_t *j = json_string(s);
+	if (j != NULL)
+		return j;
+	struct sg_buf b;
+	sg_buf_init(&b, 65536);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p >= 0x80)
+			sg_buf_printf(&b, "\\x%02x", *p);
+		else
+			sg_buf_append(&b, p, 1);
+	}
+	j = json_string(sg_buf_str(&b));
+	sg_buf_free(&b);
+	return j != NULL ? j : json_string("");
+}
+
 static json_t *json_reply(const struct sg_job_reply *r)
 {
 	if (r->code == 0)
 		return json_null();
-	return json_pack("{s:i,s:s,s:s}", "code", r->code, "enhanced", r->enh, "text", r->text);
+	return json_pack("{s:i,s:s,s:o}", "code", r->code, "enhanced", r->enh, "text", jstr(r->text));
 }
 
 static json_t *json_caps(const struct sg_job_caps *c)
@@ -715,9 +734,9 @@ static json_t *json_caps(const struct sg_job_caps *c)
 		return json_null();
 	json_t *caps = json_array(), *mechs = json_array();
 	for (size_t i = 0; i < c->ncaps; i++)
-		json_array_append_new(caps, json_string(c->caps[i]));
+		json_array_append_new(caps, jstr(c->caps[i]));
 	for (size_t i = 0; i < c->nmechs; i++)
-		json_array_append_new(mechs, json_string(c->mechs[i]));
+		json_array_append_new(mechs, jstr(c->mechs[i]));
 	return json_pack("{s:o,s:o,s:b}", "capabilities", caps, "auth_mechanisms", mechs, "starttls",
 			 c->starttls);
 }
@@ -731,13 +750,13 @@ static json_t *json_tls(const struct sg_job *j)
 			      "bits", t->cipher_bits, "verified", t->verified, "expired", t->expired,
 			      "client_certificate", t->client_cert_sent);
 	if (t->have_cert) {
-		json_object_set_new(o, "subject", json_string(t->subject));
-		json_object_set_new(o, "issuer", json_string(t->issuer));
+		json_object_set_new(o, "subject", jstr(t->subject));
+		json_object_set_new(o, "issuer", jstr(t->issuer));
 		json_object_set_new(o, "not_before", json_string(t->not_before));
 		json_object_set_new(o, "not_after", json_string(t->not_after));
 		json_object_set_new(o, "names", json_string(t->san));
 	}
-	json_object_set_new(o, "verify_error", t->verified ? json_null() : json_string(t->verify_error));
+	json_object_set_new(o, "verify_error", t->verified ? json_null() : jstr(t->verify_error));
 	json_object_set_new(o, "channel_binding", j->cb_type[0] ? json_string(j->cb_type) : json_null());
 	return o;
 }
@@ -757,7 +776,7 @@ static json_t *json_attempt(const struct attempt *a)
 	json_object_set_new(o, "authenticated", json_boolean(j->auth_ok));
 	json_object_set_new(o, "reply", json_reply(&j->reply));
 	json_object_set_new(o, "auth_reply", json_reply(&j->auth_reply));
-	json_object_set_new(o, "error", j->error[0] ? json_string(j->error) : json_null());
+	json_object_set_new(o, "error", j->error[0] ? jstr(j->error) : json_null());
 	if (j->opts.mail_from != NULL) {
 		json_object_set_new(o, "message_accepted", json_boolean(j->sent));
 		json_object_set_new(o, "send_reply", json_reply(&j->send_reply));
@@ -766,7 +785,9 @@ static json_t *json_attempt(const struct attempt *a)
 	const char *s = sg_buf_str(&a->diag);
 	while (*s) {
 		size_t n = strcspn(s, "\n");
-		json_array_append_new(d, json_stringn(s, n));
+		char *line = sg_strndup(s, n);
+		json_array_append_new(d, jstr(line));
+		free(line);
 		s += n;
 		if (*s == '\n')
 			s++;
@@ -775,11 +796,11 @@ static json_t *json_attempt(const struct attempt *a)
 	json_t *tr = json_array();
 	for (size_t i = 0; i < j->transcript.n; i++) {
 		const struct sg_tr_entry *e = &j->transcript.e[i];
-		json_t *x = json_pack("{s:s,s:s,s:I}", "dir",
+		json_t *x = json_pack("{s:s,s:o,s:I}", "dir",
 				      e->dir == SG_TR_CLIENT ? "C" : e->dir == SG_TR_SERVER ? "S" : "*",
-				      "line", e->line, "ms", (json_int_t)e->ms);
+				      "line", jstr(e->line), "ms", (json_int_t)e->ms);
 		if (e->decoded != NULL)
-			json_object_set_new(x, "decoded", json_string(e->decoded));
+			json_object_set_new(x, "decoded", jstr(e->decoded));
 		json_array_append_new(tr, x);
 	}
 	json_object_set_new(o, "transcript", tr);
@@ -794,7 +815,7 @@ static void print_json(struct attempt *atts, size_t n, const struct sg_job *info
 						      (int)o->port, "tls", tls_name(o->tls), "peer",
 						      info->peer));
 	json_object_set_new(root, "connected", json_boolean(info->connected));
-	json_object_set_new(root, "greeting", json_string(info->greeting));
+	json_object_set_new(root, "greeting", jstr(info->greeting));
 	json_object_set_new(root, "tls", json_tls(info));
 	json_object_set_new(root, "ehlo_before_tls", json_caps(&info->caps_plain));
 	json_object_set_new(root, "ehlo_after_tls", json_caps(&info->caps_tls));
@@ -805,7 +826,7 @@ static void print_json(struct attempt *atts, size_t n, const struct sg_job *info
 	json_t *offered = json_array(), *supported = json_array(), *tried = json_array();
 	const struct sg_job_caps *c = sg_job_caps(info);
 	for (size_t i = 0; i < c->nmechs; i++) {
-		json_array_append_new(offered, json_string(c->mechs[i]));
+		json_array_append_new(offered, jstr(c->mechs[i]));
 		const struct sg_mech *m = sg_mech_find(c->mechs[i]);
 		if (m != NULL && m->client_start != NULL)
 			json_array_append_new(supported, json_string(c->mechs[i]));

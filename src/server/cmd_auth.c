@@ -146,7 +146,7 @@ static void fail(struct sg_session *s, enum sg_reply_id reply, unsigned ms)
 {
 	s->delayed_reply = reply;
 	s->delayed_close = s->auth_failures >= s->srv->cfg.max_auth_attempts;
-	s->delay_ev = evtimer_new(s->srv->base, on_fail_delay, s);
+	s->delay_ev = evtimer_new(s->loop->base, on_fail_delay, s);
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	sg_conn_pause(s->conn);
 	evtimer_add(s->delay_ev, &tv);

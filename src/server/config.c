@@ -51,6 +51,7 @@ static const struct key global_keys[] = {
 	{"timeout_data_ms", UINT(timeout_data_ms, 100, 3600000)},
 	{"timeout_tls_ms", UINT(timeout_tls_ms, 100, 600000)},
 	{"timeout_session_ms", UINT(timeout_session_ms, 1000, 86400000)},
+	{"loops", UINT(loops, 1, 256)},
 	{"workers", UINT(workers, 1, 256)},
 	{"sender_policy", K_STR, 0, 0, 0, 0}, /* special: enforce | off */
 	{"scram_iterations", K_UINT, offsetof(struct sg_config, sasl.scram_iterations), 0, 4096,
@@ -123,7 +124,9 @@ void sg_config_defaults(struct sg_config *c)
 	c->timeout_data_ms = 180000;
 	c->timeout_tls_ms = 30000;
 	c->timeout_session_ms = 3600000;
-	c->workers = 4;
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	c->loops = cores > 0 && cores < 64 ? (unsigned)cores : 1;
+	c->workers = 2;
 	c->sender_enforce = true;
 	c->sasl.scram_iterations = 4096;
 	sg_strlcpy(c->oauth_login_claim, "sub", sizeof(c->oauth_login_claim));

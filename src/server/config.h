@@ -62,7 +62,8 @@ struct sg_config {
 	unsigned timeout_data_ms;     /* 4.5.3.2.5: 3 minutes per data block */
 	unsigned timeout_tls_ms;
 	unsigned timeout_session_ms;
-	unsigned workers;             /* threads for hashing and fsync */
+	unsigned loops;               /* event loops (threads), default: one per core */
+	unsigned workers;             /* per loop: threads for hashing and fsync */
 	bool sender_enforce;          /* default for listeners */
 	/* mechanism settings (strings owned by this struct) */
 	struct sg_sasl_config sasl;

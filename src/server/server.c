@@ -61,21 +61,24 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		      void *arg)
 {
 	struct sg_listener *l = arg;
-	struct sg_server *srv = l->srv;
+	struct sg_loop *loop = l->loop;
+	struct sg_server *srv = loop->srv;
 	char ip[64];
 	unsigned port;
 	addr_to_str(sa, ip, sizeof(ip), &port);
-	if (srv->stopping) {
+	if (loop->stopping) {
 		refuse(fd, srv, SG_R_SHUTDOWN);
 		return;
 	}
-	if (srv->nsessions >= srv->cfg.max_connections) {
+	if (atomic_fetch_add(&srv->nsessions, 1) >= srv->cfg.max_connections) {
+		atomic_fetch_sub(&srv->nsessions, 1);
 		sg_log(SG_WARN, "refused", "client=%s reason=max_connections", ip);
 		refuse(fd, srv, SG_R_TOO_MANY_CONN);
 		return;
 	}
 	if (sg_throttle_conn_add(srv->throttle, ip) > srv->cfg.max_connections_per_ip) {
 		sg_throttle_conn_del(srv->throttle, ip);
+		atomic_fetch_sub(&srv->nsessions, 1);
 		sg_log(SG_WARN, "refused", "client=%s reason=max_connections_per_ip", ip);
 		refuse(fd, srv, SG_R_TOO_MANY_CONN);
 		return;
@@ -84,27 +87,29 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	struct sg_session *s = sess_new(l, fd, ip, port, l->cfg->port);
 	if (s == NULL) {
 		sg_throttle_conn_del(srv->throttle, ip);
+		atomic_fetch_sub(&srv->nsessions, 1);
 		return;
 	}
-	s->next = srv->sessions;
-	if (srv->sessions != NULL)
-		srv->sessions->prev = s;
-	srv->sessions = s;
-	srv->nsessions++;
+	s->next = loop->sessions;
+	if (loop->sessions != NULL)
+		loop->sessions->prev = s;
+	loop->sessions = s;
+	loop->nsessions++;
 }
 
-void sg_server_session_gone(struct sg_server *srv, struct sg_session *s)
+void sg_server_session_gone(struct sg_loop *loop, struct sg_session *s)
 {
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
-		srv->sessions = s->next;
+		loop->sessions = s->next;
 	if (s->next != NULL)
 		s->next->prev = s->prev;
-	srv->nsessions--;
-	sg_throttle_conn_del(srv->throttle, s->client_ip);
-	if (srv->stopping && srv->nsessions == 0)
-		event_base_loopexit(srv->base, NULL);
+	loop->nsessions--;
+	atomic_fetch_sub(&loop->srv->nsessions, 1);
+	sg_throttle_conn_del(loop->srv->throttle, s->client_ip);
+	if (loop->stopping && loop->nsessions == 0)
+		event_base_loopexit(loop->base, NULL);
 }
 
 static int mkdir_private(const char *path, char *err, size_t errsize)
@@ -145,7 +150,7 @@ static int setup_tls(struct sg_server *srv, char *err, size_t errsize)
 	return 0;
 }
 
-static int bind_listener(struct sg_server *srv, struct sg_listener *l, char *err, size_t errsize)
+static int bind_listener(struct sg_loop *loop, struct sg_listener *l, char *err, size_t errsize)
 {
 	const struct sg_listener_cfg *lc = l->cfg;
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -158,9 +163,10 @@ static int bind_listener(struct sg_server *srv, struct sg_listener *l, char *err
 		snprintf(err, errsize, "listener %s: address '%s': %s", lc->name, lc->host, gai_strerror(r));
 		return -1;
 	}
-	l->srv = srv;
-	l->evl = evconnlistener_new_bind(srv->base, on_accept, l,
-					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+	l->loop = loop;
+	l->evl = evconnlistener_new_bind(loop->base, on_accept, l,
+					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
+						 (loop->srv->nloops > 1 ? LEV_OPT_REUSEABLE_PORT : 0),
 					 1024, ai->ai_addr, (int)ai->ai_addrlen);
 	freeaddrinfo(ai);
 	if (l->evl == NULL) {
@@ -168,9 +174,10 @@ static int bind_listener(struct sg_server *srv, struct sg_listener *l, char *err
 			 lc->port, strerror(errno));
 		return -1;
 	}
-	sg_log(SG_INFO, "listen", "listener=%s role=%s addr=%s:%u tls=%s", lc->name,
-	       sg_role_name(lc->role), lc->host, lc->port,
-	       lc->role == SG_ROLE_SUBMISSIONS ? "implicit" : "starttls");
+	if (loop->index == 0)
+		sg_log(SG_INFO, "listen", "listener=%s role=%s addr=%s:%u tls=%s", lc->name,
+		       sg_role_name(lc->role), lc->host, lc->port,
+		       lc->role == SG_ROLE_SUBMISSIONS ? "implicit" : "starttls");
 	return 0;
 }
 
@@ -237,16 +244,23 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 	if (setup_tls(srv, err, errsize) < 0)
 		return -1;
 	evthread_use_pthreads();
-	srv->base = event_base_new();
-	if (srv->base == NULL) {
-		snprintf(err, errsize, "event_base_new failed");
-		return -1;
-	}
-	for (size_t i = 0; i < c->nlisteners; i++) {
-		srv->listeners[i].cfg = &c->listeners[i];
-		if (bind_listener(srv, &srv->listeners[i], err, errsize) < 0)
+	srv->nloops = c->loops;
+	srv->loops = sg_calloc(srv->nloops, sizeof(*srv->loops));
+	for (unsigned k = 0; k < srv->nloops; k++) {
+		struct sg_loop *loop = &srv->loops[k];
+		loop->srv = srv;
+		loop->index = k;
+		loop->base = event_base_new();
+		if (loop->base == NULL) {
+			snprintf(err, errsize, "event_base_new failed");
 			return -1;
-		srv->nlisteners++;
+		}
+		for (size_t i = 0; i < c->nlisteners; i++) {
+			loop->listeners[i].cfg = &c->listeners[i];
+			if (bind_listener(loop, &loop->listeners[i], err, errsize) < 0)
+				return -1;
+			loop->nlisteners++;
+		}
 	}
 	if (root) {
 		char abs[PATH_MAX];
@@ -281,7 +295,8 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 	}
 	if (setup_oauth(srv, err, errsize) < 0)
 		return -1;
-	srv->pool = sg_pool_new(srv->base, c->workers);
+	for (unsigned k = 0; k < srv->nloops; k++)
+		srv->loops[k].pool = sg_pool_new(srv->loops[k].base, c->workers);
 	struct sg_throttle_cfg tc = {
 		.ip_threshold = c->throttle_ip_threshold,
 		.account_threshold = c->throttle_account_threshold,
@@ -297,63 +312,107 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 
 static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
 {
-	struct sg_server *srv = arg;
-	sg_log(SG_WARN, "stop", "grace period over, %u sessions cut", srv->nsessions);
-	event_base_loopexit(srv->base, NULL);
+	struct sg_loop *loop = arg;
+	sg_log(SG_WARN, "stop", "loop=%u grace period over, %u sessions cut", loop->index,
+	       loop->nsessions);
+	event_base_loopexit(loop->base, NULL);
+}
+
+/* On each loop's own thread: stop accepting, close idle sessions, give the
+ * ones in DATA a bounded time to finish. */
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+	struct sg_loop *loop = arg;
+	if (loop->stopping) {
+		event_base_loopexit(loop->base, NULL);
+		return;
+	}
+	loop->stopping = true;
+	for (size_t i = 0; i < loop->nlisteners; i++)
+		evconnlistener_disable(loop->listeners[i].evl);
+	struct sg_session *next;
+	for (struct sg_session *s = loop->sessions; s != NULL; s = next) {
+		next = s->next;
+		sess_shutdown(s);
+	}
+	if (loop->nsessions == 0) {
+		event_base_loopexit(loop->base, NULL);
+		return;
+	}
+	loop->stop_timer = evtimer_new(loop->base, on_stop_timer, loop);
+	struct timeval tv = {STOP_GRACE_MS / 1000, 0};
+	evtimer_add(loop->stop_timer, &tv);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct sg_server *srv = arg;
-	if (srv->stopping) {
-		event_base_loopexit(srv->base, NULL);
-		return;
-	}
-	srv->stopping = true;
-	sg_log(SG_INFO, "stop", "signal=%d sessions=%u", (int)sig, srv->nsessions);
-	for (size_t i = 0; i < srv->nlisteners; i++)
-		evconnlistener_disable(srv->listeners[i].evl);
-	struct sg_session *next;
-	for (struct sg_session *s = srv->sessions; s != NULL; s = next) {
-		next = s->next;
-		sess_shutdown(s);
-	}
-	if (srv->nsessions == 0) {
-		event_base_loopexit(srv->base, NULL);
-		return;
-	}
-	srv->stop_timer = evtimer_new(srv->base, on_stop_timer, srv);
-	struct timeval tv = {STOP_GRACE_MS / 1000, 0};
-	evtimer_add(srv->stop_timer, &tv);
+	bool again = atomic_exchange(&srv->stopping, true);
+	sg_log(SG_INFO, "stop", "signal=%d sessions=%u%s", (int)sig, atomic_load(&srv->nsessions),
+	       again ? " (again: exiting now)" : "");
+	for (unsigned k = 0; k < srv->nloops; k++)
+		event_active(srv->loops[k].stop_ev, EV_READ, 0);
+}
+
+static void *loop_thread(void *arg)
+{
+	struct sg_loop *loop = arg;
+	event_base_dispatch(loop->base);
+	return NULL;
 }
 
 int sg_server_run(struct sg_server *srv)
 {
 	signal(SIGPIPE, SIG_IGN);
-	srv->sigterm_ev = evsignal_new(srv->base, SIGTERM, on_signal, srv);
-	srv->sigint_ev = evsignal_new(srv->base, SIGINT, on_signal, srv);
+	struct sg_loop *main_loop = &srv->loops[0];
+	for (unsigned k = 0; k < srv->nloops; k++) {
+		struct sg_loop *loop = &srv->loops[k];
+		loop->stop_ev = event_new(loop->base, -1, EV_READ, on_stop, loop);
+		event_add(loop->stop_ev, NULL);
+	}
+	srv->sigterm_ev = evsignal_new(main_loop->base, SIGTERM, on_signal, srv);
+	srv->sigint_ev = evsignal_new(main_loop->base, SIGINT, on_signal, srv);
 	evsignal_add(srv->sigterm_ev, NULL);
 	evsignal_add(srv->sigint_ev, NULL);
-	sg_log(SG_INFO, "ready", "hostname=%s data_dir=%s", srv->cfg.hostname, srv->cfg.data_dir);
-	event_base_dispatch(srv->base);
+	for (unsigned k = 1; k < srv->nloops; k++)
+		if (pthread_create(&srv->loops[k].thread, NULL, loop_thread, &srv->loops[k]) != 0)
+			sg_fatal("pthread_create failed");
+	sg_log(SG_INFO, "ready", "hostname=%s data_dir=%s loops=%u", srv->cfg.hostname,
+	       srv->cfg.data_dir, srv->nloops);
+	event_base_dispatch(main_loop->base);
+	/* The signal loop's own sessions are done; wait for the others. */
+	for (unsigned k = 1; k < srv->nloops; k++)
+		pthread_join(srv->loops[k].thread, NULL);
 	return 0;
+}
+
+static void loop_deinit(struct sg_loop *loop)
+{
+	/* Workers first: jobs still out complete and release their sessions. */
+	sg_pool_free(&loop->pool);
+	while (loop->sessions != NULL)
+		sess_free(loop->sessions);
+	for (size_t i = 0; i < loop->nlisteners; i++)
+		if (loop->listeners[i].evl != NULL)
+			evconnlistener_free(loop->listeners[i].evl);
+	if (loop->stop_ev != NULL)
+		event_free(loop->stop_ev);
+	if (loop->stop_timer != NULL)
+		event_free(loop->stop_timer);
+	if (loop->base != NULL)
+		event_base_free(loop->base);
 }
 
 void sg_server_deinit(struct sg_server *srv)
 {
-	/* Workers first: jobs still out complete and release their sessions. */
-	sg_pool_free(&srv->pool);
-	while (srv->sessions != NULL)
-		sess_free(srv->sessions);
-	for (size_t i = 0; i < srv->nlisteners; i++)
-		if (srv->listeners[i].evl != NULL)
-			evconnlistener_free(srv->listeners[i].evl);
 	if (srv->sigterm_ev != NULL)
 		event_free(srv->sigterm_ev);
 	if (srv->sigint_ev != NULL)
 		event_free(srv->sigint_ev);
-	if (srv->stop_timer != NULL)
-		event_free(srv->stop_timer);
+	for (unsigned k = 0; k < srv->nloops; k++)
+		loop_deinit(&srv->loops[k]);
+	free(srv->loops);
+	srv->loops = NULL;
 	sg_throttle_free(&srv->throttle);
 	sg_tls_ctx_free(&srv->tls);
 	sg_mail_close(&srv->mail);
@@ -362,7 +421,5 @@ void sg_server_deinit(struct sg_server *srv)
 		sg_oauth_secret_free(&srv->oauth_key, srv->oauth_key_len);
 	if (srv->jwks != NULL)
 		sg_jwks_free(&srv->jwks);
-	if (srv->base != NULL)
-		event_base_free(srv->base);
 	sg_log(SG_INFO, "stopped", "ok");
 }

@@ -6,6 +6,8 @@
 #ifndef SG_SERVER_H
 #define SG_SERVER_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -19,31 +21,49 @@ struct sg_mail_store;
 struct sg_session;
 struct sg_throttle;
 
+struct sg_loop;
+
 struct sg_listener {
-	struct sg_server *srv;
+	struct sg_loop *loop;
 	const struct sg_listener_cfg *cfg;
 	struct evconnlistener *evl;
 	unsigned long long accepted;
 };
 
-struct sg_server {
-	struct sg_config cfg;
+/* One event loop per core (thread), each with its own listening sockets on
+ * the same addresses (SO_REUSEPORT: the kernel spreads connections), its own
+ * worker pool and its own sessions. What must agree across loops (accounts,
+ * throttling, the capture store, limits) is shared and thread-safe. */
+struct sg_loop {
+	struct sg_server *srv;
+	unsigned index;
+	pthread_t thread;
 	struct event_base *base;
 	struct sg_pool *pool;
+	struct sg_listener listeners[SG_MAX_LISTENERS];
+	size_t nlisteners;
+	struct sg_session *sessions;  /* intrusive list of this loop's sessions */
+	unsigned nsessions;
+	bool stopping;
+	struct event *stop_ev;        /* activated from the signal loop */
+	struct event *stop_timer;
+};
+
+struct sg_server {
+	struct sg_config cfg;
 	struct sg_tls_ctx *tls;
 	struct sg_cred_store *creds;
 	struct sg_mail_store *mail;
 	struct sg_throttle *throttle;
-	struct sg_listener listeners[SG_MAX_LISTENERS];
-	size_t nlisteners;
-	struct sg_session *sessions;  /* intrusive list of live sessions */
-	unsigned nsessions;
-	bool stopping;
-	uint64_t session_seq;
-	uint8_t *oauth_key;           /* sandbox HS256 secret, when generated */
+	struct sg_loop *loops;
+	unsigned nloops;
+	atomic_uint nsessions;        /* all loops */
+	atomic_uint_fast64_t session_seq;
+	atomic_bool stopping;
+	uint8_t *oauth_key;           /* HS256 secret (configured or the sandbox's) */
 	size_t oauth_key_len;
 	void *jwks;
-	struct event *sigterm_ev, *sigint_ev, *stop_timer;
+	struct event *sigterm_ev, *sigint_ev;
 };
 
 /* Set up everything (stores, TLS, listeners bound). -1 with a message. */
@@ -53,6 +73,6 @@ int sg_server_run(struct sg_server *srv);
 void sg_server_deinit(struct sg_server *srv);
 
 /* Called by sessions. */
-void sg_server_session_gone(struct sg_server *srv, struct sg_session *s);
+void sg_server_session_gone(struct sg_loop *loop, struct sg_session *s);
 
 #endif

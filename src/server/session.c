@@ -69,12 +69,14 @@ static void greet(struct sg_session *s)
 struct sg_session *sess_new(struct sg_listener *lst, int fd, const char *ip, unsigned port,
 			    unsigned local_port)
 {
-	struct sg_server *srv = lst->srv;
+	struct sg_server *srv = lst->loop->srv;
 	struct sg_session *s = sg_calloc(1, sizeof(*s));
 	s->srv = srv;
+	s->loop = lst->loop;
 	s->lst = lst;
 	s->started_ms = sg_now_ms();
-	snprintf(s->id, sizeof(s->id), "%08llx%04x", (unsigned long long)(++srv->session_seq),
+	snprintf(s->id, sizeof(s->id), "%08llx%04x",
+		 (unsigned long long)(atomic_fetch_add(&srv->session_seq, 1) + 1),
 		 (unsigned)(s->started_ms & 0xffff));
 	sg_strlcpy(s->client_ip, ip, sizeof(s->client_ip));
 	s->client_port = port;
@@ -84,7 +86,7 @@ struct sg_session *sess_new(struct sg_listener *lst, int fd, const char *ip, uns
 	s->line = sg_malloc(s->line_size + 1);
 	sg_buf_init(&s->body, srv->cfg.max_message_size);
 	bool implicit = lst->cfg->role == SG_ROLE_SUBMISSIONS;
-	s->conn = sg_conn_new(srv->base, fd, implicit ? srv->tls : NULL, &conn_cbs, s);
+	s->conn = sg_conn_new(s->loop->base, fd, implicit ? srv->tls : NULL, &conn_cbs, s);
 	if (s->conn == NULL) {
 		sg_log(SG_ERROR, "connect", "sid=%s client=%s error=\"connection setup failed\"", s->id,
 		       ip);
@@ -92,7 +94,7 @@ struct sg_session *sess_new(struct sg_listener *lst, int fd, const char *ip, uns
 		free(s);
 		return NULL;
 	}
-	s->life_ev = evtimer_new(srv->base, on_life_timeout, s);
+	s->life_ev = evtimer_new(s->loop->base, on_life_timeout, s);
 	struct timeval tv = {srv->cfg.timeout_session_ms / 1000, (srv->cfg.timeout_session_ms % 1000) * 1000};
 	evtimer_add(s->life_ev, &tv);
 	sg_log(SG_INFO, "connect", "sid=%s listener=%s role=%s client=%s port=%u", s->id,
@@ -132,8 +134,7 @@ void sess_free(struct sg_session *s)
 	sg_buf_free(&s->body);
 	free(s->rcpts);
 	free(s->line);
-	struct sg_server *srv = s->srv;
-	sg_server_session_gone(srv, s);
+	sg_server_session_gone(s->loop, s);
 	free(s);
 }
 
@@ -229,7 +230,7 @@ void sess_submit(struct sg_session *s, struct sess_job *j)
 	s->job = j;
 	s->state |= ST_BUSY;
 	sg_conn_pause(s->conn);
-	sg_pool_submit(s->srv->pool, &j->job);
+	sg_pool_submit(s->loop->pool, &j->job);
 }
 
 static void job_work(struct sg_job *job)

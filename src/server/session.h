@@ -25,6 +25,7 @@
 
 struct sg_server;
 struct sg_listener;
+struct sg_loop;
 struct sg_conn;
 struct event;
 
@@ -68,6 +69,7 @@ struct sess_job {
 struct sg_session {
 	struct sg_session *next, *prev;
 	struct sg_server *srv;
+	struct sg_loop *loop;
 	struct sg_listener *lst;
 	struct sg_conn *conn;
 	char id[24];

@@ -13,12 +13,14 @@
  * returns only when no callback of that handle runs any more.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <sqlite3.h>
@@ -242,6 +244,10 @@ int sg_events_open(const char *data_dir, struct sg_events **ev_r, const char **e
 	pthread_cond_init(&ev->cond, NULL);
 	pthread_cond_init(&ev->done_cond, NULL);
 	ev->queue = sg_malloc(QUEUE_MAX * sizeof(*ev->queue));
+	/* a new database file is private (0600), as the credential store makes it */
+	int cfd = open(ev->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (cfd >= 0)
+		close(cfd);
 	ev->wdb = db_open(ev->path, error_r);
 	if (ev->wdb == NULL)
 		goto fail;

@@ -16,6 +16,7 @@
  * can be carried over a reload by id.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -649,6 +651,10 @@ int sg_faults_open(const char *data_dir, struct sg_faults **f_r, const char **er
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_mutex_init(&f->stop_lock, NULL);
 	pthread_cond_init(&f->stop_cond, NULL);
+	/* a new database file is private (0600), as the credential store makes it */
+	int cfd = open(f->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (cfd >= 0)
+		close(cfd);
 	int rc = sqlite3_open_v2(f->path, &f->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
 	if (rc != SQLITE_OK) {

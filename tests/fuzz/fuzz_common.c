@@ -22,6 +22,7 @@ static struct sg_cred_store *fz_store;
 static struct sg_sasl_config fz_cfg;
 static void *fz_jwks;
 static char *fz_token;
+static bool fz_strict, fz_debug;
 
 _Noreturn void sg_fuzz_fail(const char *fmt, ...)
 {
@@ -56,6 +57,8 @@ void sg_fuzz_init(void)
 	if (fz_ready)
 		return;
 	fz_ready = true;
+	fz_strict = getenv("SG_FUZZ_STRICT") != NULL;
+	fz_debug = getenv("SG_FUZZ_DEBUG") != NULL;
 	sg_log_open(false, SG_ERROR);
 	const char *error = NULL;
 	(void)snprintf(fz_path, sizeof(fz_path), "/tmp/sg-fuzz-%ld.db", (long)getpid());
@@ -187,6 +190,13 @@ static void check_result(const struct sg_mech *m, int st, const struct sg_mech_r
 		sg_fuzz_fail("%s: out buffer contract broken", m->name);
 	if (st == SG_MECH_OK && strcmp(res->login, SG_FUZZ_LOGIN) != 0)
 		sg_fuzz_fail("%s: SG_MECH_OK for login \"%s\"", m->name, res->login);
+	/* mech.h: "res->reason says why" (log only). Off by default: a missing
+	 * reason is a logging gap, not a security finding. */
+	if (fz_strict && st != SG_MECH_CONTINUE && st != SG_MECH_OK && res->reason == NULL)
+		sg_fuzz_fail("%s: status %d without res->reason", m->name, st);
+	if (fz_debug)
+		fprintf(stderr, "%s: status %d login \"%s\" reason %s out %zu\n", m->name, st,
+			res->login, res->reason != NULL ? res->reason : "-", out->len);
 }
 
 int sg_fuzz_run_mech_hook(const struct sg_mech *m, const struct sg_sasl_server_env *env,

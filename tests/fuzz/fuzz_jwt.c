@@ -7,6 +7,7 @@
  * terminated, non-empty and free of control characters on success; the
  * reason is one of the documented ones.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(subject, 'x', sizeof(subject));
 	const char *reason = NULL;
 	int r = sg_jwt_verify(&cfg, tok, FUZZ_NOW, subject, sizeof(subject), &reason);
+	if (getenv("SG_FUZZ_DEBUG") != NULL) /* seed checking: print the verdict */
+		fprintf(stderr, "jwt: %d %s\n", r, r == 1 ? subject : reason);
 	if (r == 1) {
 		size_t n = strnlen(subject, sizeof(subject));
 		if (n == 0 || n == sizeof(subject))

@@ -2,7 +2,7 @@
  * http_standalone: the sandbox HTTP server without the SMTP side, for
  * developing and testing src/http against a data directory.
  *
- *   http_standalone DATA_DIR PORT [open]
+ *   http_standalone DATA_DIR PORT [open|closed] [CERT KEY]
  *
  * Lines on stdin feed the event stream:
  *   auth LOGIN RESULT REASON MECH [injected]
@@ -53,6 +53,8 @@ int main(int argc, char **argv)
 		.port = (unsigned)p,
 		.open = argc > 3 && strcmp(argv[3], "open") == 0,
 		.data_dir = dir,
+		.tls_cert = argc > 5 ? argv[4] : NULL,
+		.tls_key = argc > 5 ? argv[5] : NULL,
 	};
 	struct sg_http *http = NULL;
 	if (sg_http_start(&cfg, creds, mail, ev, faults, &metrics, &http, &err) < 0) {

@@ -354,6 +354,18 @@ class ProbeFakeServers(unittest.TestCase):
         self.assertEqual(rc, 4, out)
         self.assertIn("not valid base64", out)
 
+    def test_hostile_text_escaped(self):
+        # terminal escapes and invalid UTF-8 from the server are escaped, JSON stays valid
+        s = self.fake(b"220 \x1b[2J\xff\xfe evil\r\n", {"EHLO": EHLO_AUTH})
+        rc, out, _ = self.run_fake(s)
+        self.assertEqual(rc, 0, out)
+        self.assertNotIn("\x1b", out)
+        self.assertIn("220 \\x1b[2J", out)
+        rc, out, _ = self.run_fake(s, "--json")
+        self.assertEqual(rc, 0, out)
+        doc = json.loads(out)
+        self.assertIn("\\xff\\xfe", doc["greeting"])
+
     def test_greeting_refused(self):
         s = self.fake(b"554 5.7.1 go away\r\n")
         rc, out, _ = self.run_fake(s)

@@ -58,20 +58,18 @@ static void test_render(void **state)
 	assert_non_null(strstr(t, "smtpgate_session_duration_seconds_count 3\n"));
 	assert_non_null(strstr(t, "smtpgate_session_duration_seconds_sum 1000.704\n"));
 	/* every sample line belongs to a family announced by a TYPE line */
-	char *copy = strdup(t);
-	char *save = NULL;
 	char current[128] = "";
-	for (char *line = strtok_r(copy, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+	for (const char *line = t; *line != '\0';) {
+		const char *nl = strchr(line, '\n');
+		assert_non_null(nl); /* every line ends with a line feed */
 		if (strncmp(line, "# TYPE ", 7) == 0) {
-			sscanf(line + 7, "%127s", current);
-			continue;
+			assert_int_equal(sscanf(line + 7, "%127s", current), 1);
+		} else if (line[0] != '#') {
+			assert_true(current[0] != '\0');
+			assert_int_equal(strncmp(line, current, strlen(current)), 0);
 		}
-		if (line[0] == '#')
-			continue;
-		assert_true(current[0] != '\0');
-		assert_int_equal(strncmp(line, current, strlen(current)), 0);
+		line = nl + 1;
 	}
-	free(copy);
 	free(t);
 }
 

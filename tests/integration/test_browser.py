@@ -1,0 +1,116 @@
+"""The web page in a real browser (issue 6): Debian's chromium, headless, driven by playwright-core
+(tests/browser/run.js). Sign in as an account, send a message with smtplib, see it appear live (no
+reload), open it: its HTML is in an iframe with sandbox="" whose script does not run and whose
+remote image is never fetched; the auth log shows the failed attempt and the chart draws.
+Screenshots go to tests/out/browser-*.png.
+
+Skips (with the reason) when chromium, node or playwright-core are missing and `npm install` in
+tests/browser cannot fetch playwright-core.
+"""
+
+import http.server
+import json
+import os
+import shutil
+import smtplib
+import subprocess
+import threading
+import time
+import unittest
+
+import harness
+import test_http as th
+from harness import ALICE, BOB
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
+OUT = os.path.join(ROOT, "tests", "out")
+CHROMIUM = os.environ.get("SG_CHROMIUM", "/usr/bin/chromium")
+
+
+def ensure_playwright():
+    if not os.access(CHROMIUM, os.X_OK):
+        raise unittest.SkipTest("%s not installed (scripts/deps installs chromium)" % CHROMIUM)
+    if not shutil.which("node"):
+        raise unittest.SkipTest("node not installed (apt-get install nodejs npm)")
+    if os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
+        return
+    if not shutil.which("npm"):
+        raise unittest.SkipTest("npm not installed, cannot fetch playwright-core")
+    r = subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=BROWSER_DIR,
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0 or not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
+        raise unittest.SkipTest("npm install playwright-core failed: %s" % (r.stderr or r.stdout)[-300:])
+
+
+class Tracker(http.server.BaseHTTPRequestHandler):
+    hits = []
+
+    def do_GET(self):
+        Tracker.hits.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/gif")
+        self.end_headers()
+        self.wfile.write(b"GIF89a")
+
+    def log_message(self, *a):
+        pass
+
+
+class BrowserTest(unittest.TestCase):
+    def test_live_message_sandboxed_html(self):
+        ensure_playwright()
+        os.makedirs(OUT, exist_ok=True)
+        tracker = http.server.ThreadingHTTPServer((harness.HOST, 0), Tracker)
+        threading.Thread(target=tracker.serve_forever, daemon=True).start()
+        srv = th.start_http_server((ALICE, BOB))
+        node = None
+        try:
+            # a failed attempt for the auth log
+            s = srv.smtp("submission")
+            with self.assertRaises(smtplib.SMTPAuthenticationError):
+                s.login(BOB.login, "not-the-password")
+            s.quit()
+            marker = "browser-marker-%d" % time.time_ns()
+            subject = "Live in the browser %d" % time.time_ns()
+            env = dict(os.environ, SG_URL="http://%s:%d/" % (harness.HOST, srv.http_port),
+                       SG_LOGIN=BOB.login, SG_PASSWORD=BOB.password, SG_SUBJECT=subject,
+                       SG_MARKER=marker, SG_OUT=OUT, SG_CHROMIUM=CHROMIUM)
+            node = subprocess.Popen(["node", os.path.join(BROWSER_DIR, "run.js")], cwd=BROWSER_DIR,
+                                    env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            line = node.stdout.readline().strip()
+            self.assertEqual(line, "ready", line + node.stderr.read() if line != "ready" else "")
+            pixel = "http://%s:%d/pixel.gif" % (harness.HOST, tracker.server_address[1])
+            html = ('<h1>Hello from the browser test</h1><p>%s</p><img src="%s">'
+                    '<script>document.body.setAttribute("data-pwned", "1")</script>' % (marker, pixel))
+            msg = th.mime_message(ALICE.login, BOB.login, subject, html=html, text="plain " + marker)
+            th.smtp_send(srv, ALICE, BOB.login, msg)
+            out, err = node.communicate(timeout=90)
+            lines = [ln for ln in out.splitlines() if ln.startswith(("result ", "error "))]
+            self.assertTrue(lines and lines[-1].startswith("result "), out + err)
+            res = json.loads(lines[-1][len("result "):])
+            self.assertTrue(res.get("appeared_live"), res)
+            self.assertEqual(res["sandbox"], "")
+            self.assertTrue(res["srcdoc_has_marker"])
+            self.assertEqual(res["frame_h1"], "Hello from the browser test")
+            self.assertFalse(res["script_ran"])
+            self.assertEqual(res["subject"], subject)
+            self.assertTrue(res["raw_has_envelope"])
+            self.assertGreaterEqual(res["auth_fail_rows"], 1)
+            self.assertGreaterEqual(res["auth_rows"], res["auth_fail_rows"])
+            self.assertGreaterEqual(res["chart_bars"], 1)
+            self.assertEqual(Tracker.hits, [], "the remote image was fetched")
+            self.assertFalse([u for u in res["requests"] if "pixel.gif" in u], res["requests"])
+            for n in ("browser-2-live.png", "browser-3-message.png", "browser-4-authlog.png"):
+                self.assertTrue(os.path.getsize(os.path.join(OUT, n)) > 1000, n)
+        finally:
+            if node is not None and node.poll() is None:
+                node.kill()
+                node.wait()
+            tracker.shutdown()
+            srv.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
