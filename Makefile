@@ -42,5 +42,12 @@ asan: build-asan/build.ninja
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 \
 		meson test -C build-asan --suite unit --print-errorlogs
 
+# smtpgate vs Postfix vs Haraka on loopback (bench/run-bench; BENCH_ROUNDS, BENCH_SECONDS, ...).
+bench/haraka/node_modules/Haraka/package.json: bench/haraka/package.json
+	cd bench/haraka && npm install --no-audit --no-fund
+
+bench: build bench/haraka/node_modules/Haraka/package.json
+	python3 bench/run-bench $(BUILD)
+
 clean:
 	rm -rf $(BUILD) build-*

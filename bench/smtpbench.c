@@ -429,8 +429,20 @@ static void conn_close(struct conn *c, bool ok)
 		c->t->pending[c->t->npending++] = c;
 }
 
+static int g_debug; /* SMTPBENCH_DEBUG=N: describe the first N failures on stderr */
+
+static void debug_fail(const struct conn *c, const char *what, int code, const char *text)
+{
+	if (g_debug <= 0)
+		return;
+	g_debug--;
+	fprintf(stderr, "smtpbench: failure in state %d: %s %d %s (errno %s)\n", (int)c->st, what,
+		code, text ? text : "", strerror(errno));
+}
+
 static void fail(struct conn *c, unsigned long *counter)
 {
+	debug_fail(c, "fail", 0, NULL);
 	if (counter)
 		(*counter)++;
 	c->failed = true;
@@ -440,6 +452,7 @@ static void fail(struct conn *c, unsigned long *counter)
 /* Unexpected reply: count it by code, then QUIT (ignoring replies until 221 or EOF). */
 static void bad_reply(struct conn *c, int code)
 {
+	debug_fail(c, "reply", code, NULL);
 	if (code >= 0 && code < 600)
 		c->t->st.code_err[code]++;
 	c->failed = true;
@@ -894,8 +907,11 @@ static void conn_progress(struct conn *c, uint32_t events)
 	if (c->st == S_CONNECT) {
 		int err = 0;
 		socklen_t el = sizeof(err);
-		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0)
-			{ fail(c, &c->t->st.err_connect); return; }
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0) {
+			errno = err;
+			fail(c, &c->t->st.err_connect);
+			return;
+		}
 		if (!(events & (EPOLLOUT | EPOLLIN)))
 			return;
 		if (O.tls == TLS_IMPLICIT) {
@@ -1292,6 +1308,8 @@ int main(int argc, char **argv)
 						SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	}
 	build_body();
+	if (getenv("SMTPBENCH_DEBUG"))
+		g_debug = (int)strtol(getenv("SMTPBENCH_DEBUG"), NULL, 10);
 
 	if (O.idle)
 		return run_idle();

@@ -537,13 +537,30 @@ static bool mech_can_start(const struct sg_mech *m, const struct probe_opts *o, 
 
 /* ---- output ----------------------------------------------------------- */
 
+/* Peer text goes to a terminal: C0 controls, DEL, C1 controls (U+0080..U+009F,
+ * e.g. CSI) and bytes that are not valid UTF-8 are shown as \xHH. */
+static size_t utf8_len(const unsigned char *p)
+{
+	size_t n = *p >= 0xf0 && *p <= 0xf4 ? 4 : *p >= 0xe0 ? 3 : *p >= 0xc2 ? 2 : 0;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if (n == 2 && p[0] == 0xc2 && p[1] <= 0x9f)
+		return 0; /* C1 control */
+	return n;
+}
+
 static void put_escaped(FILE *f, const char *s)
 {
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p < 0x20 || *p == 0x7f)
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t n = *p >= 0x80 ? utf8_len(p) : 1;
+		if (n == 0 || *p < 0x20 || *p == 0x7f) {
 			fprintf(f, "\\x%02x", *p);
-		else
-			fputc(*p, f);
+			p++;
+			continue;
+		}
+		fwrite(p, 1, n, f);
+		p += n;
 	}
 }
 

@@ -1,5 +1,6 @@
 /* smtpgate serve */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,9 @@ static const char serve_usage[] =
 	"                       the default listeners\n"
 	"  --hostname NAME      name used in the greeting, EHLO and Received headers\n"
 	"  --log-level LEVEL    debug, info (default), warn or error\n"
+	"  --http ADDR:PORT     the sandbox HTTP API and web page (default 127.0.0.1:8025)\n"
+	"  --http-open          no credentials needed for HTTP (only on a loopback address)\n"
+	"  --no-http            no HTTP server\n"
 	"  -h, --help           this text\n"
 	"\n"
 	"Without a configured certificate a self-signed one (ECDSA P-256) is created in\n"
@@ -61,6 +65,9 @@ int sg_cmd_serve(int argc, char **argv)
 		{"listen", required_argument, NULL, 'l'},
 		{"hostname", required_argument, NULL, 'H'},
 		{"log-level", required_argument, NULL, 'L'},
+		{"http", required_argument, NULL, 'P'},
+		{"http-open", no_argument, NULL, 'O'},
+		{"no-http", no_argument, NULL, 'N'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -69,6 +76,8 @@ int sg_cmd_serve(int argc, char **argv)
 	sg_config_defaults(cfg);
 	char err[1400];
 	const char *config_file = NULL, *data_dir = NULL, *hostname = NULL, *level = NULL;
+	const char *http = NULL;
+	bool http_open = false;
 	const char *listens[SG_MAX_LISTENERS];
 	size_t nlistens = 0;
 	int c;
@@ -93,6 +102,15 @@ int sg_cmd_serve(int argc, char **argv)
 			break;
 		case 'L':
 			level = optarg;
+			break;
+		case 'P':
+			http = optarg;
+			break;
+		case 'O':
+			http_open = true;
+			break;
+		case 'N':
+			http = "off";
 			break;
 		case 'h':
 			fputs(serve_usage, stdout);
@@ -124,6 +142,10 @@ int sg_cmd_serve(int argc, char **argv)
 		sg_strlcpy(cfg->hostname, hostname, sizeof(cfg->hostname));
 	if (level != NULL)
 		sg_strlcpy(cfg->log_level, level, sizeof(cfg->log_level));
+	if (http != NULL)
+		sg_strlcpy(cfg->http_listen, http, sizeof(cfg->http_listen));
+	if (http_open)
+		cfg->http_open = true;
 	sg_config_finish(cfg);
 	sg_log_open(cfg->syslog, parse_level(cfg->log_level));
 	if (sg_server_init(&srv, err, sizeof(err)) < 0) {

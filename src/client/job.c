@@ -418,6 +418,13 @@ void sg_job_run(struct event_base *base, struct sg_job *job)
 	job->outcome = SG_JOB_OK;
 	sg_transcript_init(&job->transcript);
 	job->conn = sg_smtpc_new(base, &job->transcript, job->opts.timeout_ms, job_cb, job);
+	if (job->opts.tls_mode != SG_TLSM_NONE && job->opts.tls == NULL) {
+		job->outcome = SG_JOB_IO_FAILED;
+		job->io_err = SG_SMTPC_E_TLS;
+		sg_strlcpy(job->error, "TLS requested without a TLS context", sizeof(job->error));
+		sg_smtpc_free(&job->conn);
+		return;
+	}
 	sg_smtpc_connect(job->conn, job->opts.host, job->opts.port);
 	while (!job->done) {
 		if (event_base_loop(base, EVLOOP_ONCE) < 0)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "core/b64.h"
 #include "core/conn.h"
@@ -18,6 +19,7 @@
 #include "server/server.h"
 #include "server/session.h"
 #include "server/throttle.h"
+#include "store/events.h"
 
 #define AUTH_LINE_MAX 12288 /* RFC 4954 4: at least 12,288 octets */
 
@@ -111,13 +113,47 @@ void auth_abort(struct sg_session *s)
 	s->error_challenge = false;
 }
 
+void sess_auth_event(struct sg_session *s, const char *mech, const char *login, const char *result,
+		     const char *reason, bool injected)
+{
+	struct sg_auth_event e;
+	memset(&e, 0, sizeof(e));
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	e.time_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	sg_strlcpy(e.session, s->id, sizeof(e.session));
+	sg_strlcpy(e.client_ip, s->client_ip, sizeof(e.client_ip));
+	sg_strlcpy(e.listener, s->lst->cfg->name, sizeof(e.listener));
+	e.tls = sess_tls(s);
+	if (e.tls)
+		sg_strlcpy(e.tls_version, sg_conn_info(s->conn)->version, sizeof(e.tls_version));
+	sg_strlcpy(e.mech, mech, sizeof(e.mech));
+	sg_strlcpy(e.login, login, sizeof(e.login));
+	sg_strlcpy(e.result, result, sizeof(e.result));
+	sg_strlcpy(e.reason, reason != NULL ? reason : "", sizeof(e.reason));
+	e.injected = injected;
+	sg_events_auth(s->srv->events, &e);
+	static const struct {
+		const char *name;
+		enum sg_metric_auth_result r;
+	} results[] = {{"ok", SG_MA_OK},	       {"fail", SG_MA_FAIL},
+		       {"tempfail", SG_MA_TEMPFAIL},   {"malformed", SG_MA_MALFORMED},
+		       {"aborted", SG_MA_ABORTED},     {"throttled", SG_MA_THROTTLED}};
+	for (size_t i = 0; i < sizeof(results) / sizeof(results[0]); i++)
+		if (strcmp(results[i].name, result) == 0) {
+			struct sg_metrics *m = &s->srv->metrics;
+			atomic_fetch_add(&m->auth[sg_metrics_mech_index(m, mech)][results[i].r], 1);
+		}
+}
+
 static void log_auth(struct sg_session *s, const char *login, const char *result, const char *reason)
 {
 	char lv[300];
+	const char *mech = s->mech != NULL ? s->mech->name : "-";
 	sg_log(SG_INFO, "auth", "sid=%s client=%s listener=%s tls=%s mech=%s login=%s result=%s reason=%s",
 	       s->id, s->client_ip, s->lst->cfg->name, sess_tls(s) ? sg_conn_info(s->conn)->version : "no",
-	       s->mech != NULL ? s->mech->name : "-", sg_log_value(login, lv, sizeof(lv)), result,
-	       reason != NULL ? reason : "-");
+	       mech, sg_log_value(login, lv, sizeof(lv)), result, reason != NULL ? reason : "-");
+	sess_auth_event(s, s->mech != NULL ? s->mech->name : "", login, result, reason, false);
 }
 
 static void on_fail_delay(evutil_socket_t fd, short what, void *arg)
@@ -315,6 +351,8 @@ void cmd_auth(struct sg_session *s, char *args)
 	if (!sg_throttle_auth_allowed(s->srv->throttle, s->client_ip, sg_now_ms())) {
 		sg_log(SG_INFO, "auth", "sid=%s client=%s mech=%s result=throttled reason=cooling_off", s->id,
 		       s->client_ip, m->name);
+		sess_auth_event(s, m->name, "", "throttled", "cooling_off", false);
+		atomic_fetch_add(&s->srv->metrics.throttled_clients, 1);
 		sess_reply(s, SG_R_AUTH_TEMP);
 		return;
 	}

@@ -12,6 +12,7 @@
 #include "core/util.h"
 #include "server/server.h"
 #include "server/session.h"
+#include "store/events.h"
 #include "store/mail.h"
 
 void cmd_data(struct sg_session *s, char *args)
@@ -76,6 +77,7 @@ static void finish(struct sg_session *s)
 	struct sg_data_reader *dr = &s->dr;
 	if (dr->too_big) {
 		sg_log(SG_INFO, "data", "sid=%s size=%zu result=rejected reason=too_big", s->id, dr->size);
+		atomic_fetch_add(&s->srv->metrics.messages_rejected[SG_MR_TOO_BIG], 1);
 		sess_reset_txn(s);
 		sess_reply(s, SG_R_TOO_BIG);
 		return;
@@ -83,6 +85,7 @@ static void finish(struct sg_session *s)
 	if ((dr->bare_lf && !dr->normalize_lf) || dr->bare_cr) {
 		sg_log(SG_INFO, "data", "sid=%s size=%zu result=rejected reason=%s", s->id, dr->size,
 		       dr->bare_cr ? "bare_cr" : "bare_lf");
+		atomic_fetch_add(&s->srv->metrics.messages_rejected[SG_MR_BARE_LF], 1);
 		sess_reset_txn(s);
 		sess_reply(s, SG_R_BARE_LF);
 		return;
@@ -128,12 +131,21 @@ void store_job_done(struct sg_session *s, struct sess_job *j)
 	if (j->store_rc < 0) {
 		sg_log(SG_ERROR, "store", "sid=%s result=failed error=\"%s\"", s->id,
 		       j->error ? j->error : "?");
+		atomic_fetch_add(&s->srv->metrics.messages_rejected[SG_MR_STORE], 1);
 		sess_reset_txn(s);
 		sess_reply(s, SG_R_STORE_FAILED);
 		return;
 	}
 	sg_log(SG_INFO, "stored", "sid=%s id=%s size=%zu inboxes=%zu login=%s", s->id, j->id, size,
 	       j->nlogins, sess_log_login(s));
+	atomic_fetch_add(&s->srv->metrics.messages_accepted, 1);
+	atomic_fetch_add(&s->srv->metrics.bytes_stored, j->prefix.len + size);
+	for (size_t i = 0; i < j->nlogins; i++) {
+		struct sg_msg_event e = {.time_ms = (int64_t)time(NULL) * 1000, .size = j->prefix.len + size};
+		sg_strlcpy(e.login, j->logins[i], sizeof(e.login));
+		sg_strlcpy(e.id, j->id, sizeof(e.id));
+		sg_events_message(s->srv->events, &e);
+	}
 	sess_reset_txn(s);
 	sess_reply(s, SG_R_QUEUED, j->id);
 }

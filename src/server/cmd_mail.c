@@ -105,6 +105,7 @@ void cmd_mail(struct sg_session *s, char *args)
 		if (r == 0) {
 			sg_log(SG_INFO, "mail", "sid=%s login=%s from=%s result=rejected reason=not_owned",
 			       s->id, s->login, sg_log_value(pc.path, pv, sizeof(pv)));
+			atomic_fetch_add(&s->srv->metrics.messages_rejected[SG_MR_SENDER], 1);
 			sess_error(s, SG_R_SENDER_NOT_OWNED, s->login);
 			return;
 		}
@@ -195,6 +196,7 @@ void cmd_rcpt(struct sg_session *s, char *args)
 		if (!local) {
 			sg_log(SG_INFO, "rcpt", "sid=%s client=%s to=%s result=rejected reason=relay_denied",
 			       s->id, s->client_ip, pv);
+			atomic_fetch_add(&s->srv->metrics.messages_rejected[SG_MR_RELAY], 1);
 			sess_error(s, SG_R_RELAY_DENIED);
 			return;
 		}
@@ -207,6 +209,7 @@ void cmd_rcpt(struct sg_session *s, char *args)
 		if (r == 0) {
 			sg_log(SG_INFO, "rcpt", "sid=%s client=%s to=%s result=rejected reason=no_such_user",
 			       s->id, s->client_ip, pv);
+			atomic_fetch_add(&s->srv->metrics.messages_rejected[SG_MR_NO_SUCH_USER], 1);
 			sess_error(s, SG_R_NO_SUCH_USER);
 			return;
 		}

@@ -52,6 +52,9 @@ static const struct key global_keys[] = {
 	{"timeout_tls_ms", UINT(timeout_tls_ms, 100, 600000)},
 	{"timeout_session_ms", UINT(timeout_session_ms, 1000, 86400000)},
 	{"loops", UINT(loops, 1, 256)},
+	{"http_listen", STR(http_listen)},
+	{"http_open", BOOL(http_open)},
+	{"fault", K_STR, 0, 0, 0, 0}, /* special: repeatable */
 	{"workers", UINT(workers, 1, 256)},
 	{"sender_policy", K_STR, 0, 0, 0, 0}, /* special: enforce | off */
 	{"scram_iterations", K_UINT, offsetof(struct sg_config, sasl.scram_iterations), 0, 4096,
@@ -132,6 +135,7 @@ void sg_config_defaults(struct sg_config *c)
 	sg_strlcpy(c->oauth_login_claim, "sub", sizeof(c->oauth_login_claim));
 	sg_strlcpy(c->oauth_scope, "smtp", sizeof(c->oauth_scope));
 	sg_strlcpy(c->gss_service, "smtp", sizeof(c->gss_service));
+	sg_strlcpy(c->http_listen, "127.0.0.1:8025", sizeof(c->http_listen));
 }
 
 static char *trim(char *s)
@@ -292,6 +296,12 @@ static int set_global_key(struct sg_config *c, const char *k, const char *v, cha
 		const struct key *key = &global_keys[i];
 		if (strcmp(key->name, k) != 0)
 			continue;
+		if (strcmp(k, "fault") == 0) {
+			if (c->nfaults >= SG_MAX_FAULTS || !sg_strlcpy(c->faults[c->nfaults], v, sizeof(c->faults[0])))
+				goto bad;
+			c->nfaults++;
+			return 0;
+		}
 		if (strcmp(k, "sender_policy") == 0) {
 			if (strcmp(v, "enforce") == 0)
 				c->sender_enforce = true;

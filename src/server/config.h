@@ -23,6 +23,7 @@
 enum sg_role { SG_ROLE_MX, SG_ROLE_SUBMISSION, SG_ROLE_SUBMISSIONS };
 
 #define SG_MAX_LISTENERS 16
+#define SG_MAX_FAULTS 32
 
 struct sg_listener_cfg {
 	char name[32];
@@ -78,6 +79,12 @@ struct sg_config {
 	char gss_service[64];
 	char gss_realm[128];
 	char gss_map_domain[256];
+	/* sandbox HTTP API and page */
+	char http_listen[80];         /* "127.0.0.1:8025"; "off" disables it */
+	bool http_open;               /* no access control (loopback only) */
+	/* fault-injection rules from the config file ("fault = stage=auth reply=...") */
+	size_t nfaults;
+	char faults[SG_MAX_FAULTS][256];
 	size_t nlisteners;
 	struct sg_listener_cfg listeners[SG_MAX_LISTENERS];
 };

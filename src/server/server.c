@@ -19,7 +19,10 @@
 #include "core/privs.h"
 #include "core/tls.h"
 #include "core/util.h"
+#include "http/http.h"
 #include "sasl/jwt.h"
+#include "store/events.h"
+#include "store/faults.h"
 #include "server/session.h"
 #include "server/throttle.h"
 #include "smtp/reply.h"
@@ -226,6 +229,62 @@ static int setup_oauth(struct sg_server *srv, char *err, size_t errsize)
 	return 0;
 }
 
+/* The auth event log, fault rules, metrics and the HTTP API. */
+static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
+{
+	struct sg_config *c = &srv->cfg;
+	const char *error = NULL;
+	const char *names[SG_MAX_LISTENERS];
+	for (size_t i = 0; i < c->nlisteners; i++)
+		names[i] = c->listeners[i].name;
+	sg_metrics_init(&srv->metrics, names, c->nlisteners);
+	if (sg_events_open(c->data_dir, &srv->events, &error) < 0) {
+		snprintf(err, errsize, "auth event log: %s", error);
+		return -1;
+	}
+	if (sg_faults_open(c->data_dir, &srv->faults, &error) < 0) {
+		snprintf(err, errsize, "fault rules: %s", error);
+		return -1;
+	}
+	/* Rules from the config file replace those of the previous start. */
+	size_t cleared;
+	if (sg_faults_clear(srv->faults, "config", &cleared, &error) < 0) {
+		snprintf(err, errsize, "fault rules: %s", error);
+		return -1;
+	}
+	for (size_t i = 0; i < c->nfaults; i++)
+		if (sg_faults_add_spec(srv->faults, c->faults[i], &error) < 0) {
+			snprintf(err, errsize, "fault '%s': %s", c->faults[i], error);
+			return -1;
+		}
+	if (strcmp(c->http_listen, "off") == 0)
+		return 0;
+	char host[64];
+	const char *colon = strrchr(c->http_listen, ':');
+	uint64_t port;
+	size_t hl = colon != NULL ? (size_t)(colon - c->http_listen) : 0;
+	if (colon == NULL || hl == 0 || hl >= sizeof(host) || sg_parse_u64(colon + 1, 1, 65535, &port) < 0) {
+		snprintf(err, errsize, "http_listen '%s': expected ADDR:PORT or off", c->http_listen);
+		return -1;
+	}
+	memcpy(host, c->http_listen, hl);
+	host[hl] = '\0';
+	struct sg_http_config hc = {
+		.listen_host = host,
+		.port = (unsigned)port,
+		.open = c->http_open,
+		.data_dir = c->data_dir,
+	};
+	if (sg_http_start(&hc, srv->creds, srv->mail, srv->events, srv->faults, &srv->metrics, &srv->http,
+			  &error) < 0) {
+		snprintf(err, errsize, "HTTP %s: %s", c->http_listen, error);
+		return -1;
+	}
+	sg_log(SG_INFO, "listen", "listener=http addr=%s access=%s", c->http_listen,
+	       c->http_open ? "open" : "credentials");
+	return 0;
+}
+
 int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 {
 	struct sg_config *c = &srv->cfg;
@@ -293,7 +352,7 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		snprintf(err, errsize, "mail store: %s", error);
 		return -1;
 	}
-	if (setup_oauth(srv, err, errsize) < 0)
+	if (setup_oauth(srv, err, errsize) < 0 || setup_sandbox(srv, err, errsize) < 0)
 		return -1;
 	for (unsigned k = 0; k < srv->nloops; k++)
 		srv->loops[k].pool = sg_pool_new(srv->loops[k].base, c->workers);
@@ -413,6 +472,9 @@ void sg_server_deinit(struct sg_server *srv)
 		loop_deinit(&srv->loops[k]);
 	free(srv->loops);
 	srv->loops = NULL;
+	sg_http_stop(&srv->http);
+	sg_events_close(&srv->events);
+	sg_faults_close(&srv->faults);
 	sg_throttle_free(&srv->throttle);
 	sg_tls_ctx_free(&srv->tls);
 	sg_mail_close(&srv->mail);

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/metrics.h"
 #include "server/config.h"
 
 struct event_base;
@@ -20,6 +21,9 @@ struct sg_cred_store;
 struct sg_mail_store;
 struct sg_session;
 struct sg_throttle;
+struct sg_events;
+struct sg_faults;
+struct sg_http;
 
 struct sg_loop;
 
@@ -55,6 +59,10 @@ struct sg_server {
 	struct sg_cred_store *creds;
 	struct sg_mail_store *mail;
 	struct sg_throttle *throttle;
+	struct sg_events *events;
+	struct sg_faults *faults;
+	struct sg_http *http;
+	struct sg_metrics metrics;
 	struct sg_loop *loops;
 	unsigned nloops;
 	atomic_uint nsessions;        /* all loops */

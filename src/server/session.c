@@ -16,6 +16,8 @@
 #include "core/util.h"
 #include "server/server.h"
 #include "smtp/cmd.h"
+#include "store/events.h"
+#include "store/faults.h"
 
 #define ST_ANY_SESSION (ST_GREETED | ST_READY | ST_MAIL | ST_RCPT)
 
@@ -40,6 +42,8 @@ static const struct sess_cmd {
 
 static void on_read(void *ctx);
 static void on_event(void *ctx, enum sg_conn_event ev);
+static void run_command(struct sg_session *s, char *line, size_t len, bool fault_checked);
+static void greet(struct sg_session *s);
 static const struct sg_conn_cbs conn_cbs = {on_read, on_event};
 
 static void on_life_timeout(evutil_socket_t fd, short what, void *arg)
@@ -64,6 +68,76 @@ static void greet(struct sg_session *s)
 	s->state = ST_GREETED;
 	sess_reply(s, SG_R_GREETING, s->srv->cfg.hostname);
 	sg_conn_set_timeout(s->conn, s->srv->cfg.timeout_command_ms);
+}
+
+/* ---- fault injection (sandbox: "what does my app do when AUTH fails?") ---- */
+
+static void on_fault_delay(evutil_socket_t fd, short what, void *arg)
+{
+	struct sg_session *s = arg;
+	event_free(s->fault_ev);
+	s->fault_ev = NULL;
+	char *line = s->fault_line;
+	s->fault_line = NULL;
+	if (line == NULL) {
+		greet(s); /* a delayed greeting */
+	} else {
+		run_command(s, line, strlen(line), true);
+		sg_wipe(line, strlen(line));
+		free(line);
+	}
+	if (!(s->state & (ST_CLOSING | ST_BUSY)) && s->delay_ev == NULL && s->fault_ev == NULL)
+		sg_conn_resume(s->conn);
+}
+
+/* Apply the rule for this stage, if any. Returns true when the fault took
+ * the command over (a reply, a close, a drop, or a delay after which
+ * the command runs: line is kept for that; NULL = the greeting). */
+static bool apply_fault(struct sg_session *s, enum sg_fault_stage stage, const char *line)
+{
+	struct sg_fault_action a;
+	sg_faults_check(s->srv->faults, stage, s->lst->cfg->name, s->authenticated ? s->login : NULL, &a);
+	if (a.kind == SG_FAULT_NONE)
+		return false;
+	sg_log(SG_INFO, "fault", "sid=%s rule=%ld stage=%d kind=%d code=%u delay_ms=%u", s->id, a.rule_id,
+	       (int)stage, (int)a.kind, a.code, a.delay_ms);
+	if (stage == SG_FAULT_AUTH && a.kind != SG_FAULT_DELAY)
+		sess_auth_event(s, "", "", a.code >= 500 ? "fail" : "tempfail", "injected", true);
+	if (a.delay_ms > 0 && a.kind == SG_FAULT_DELAY) {
+		s->fault_line = line != NULL ? sg_strdup(line) : NULL;
+		s->fault_ev = evtimer_new(s->loop->base, on_fault_delay, s);
+		struct timeval tv = {a.delay_ms / 1000, (a.delay_ms % 1000) * 1000};
+		sg_conn_pause(s->conn);
+		evtimer_add(s->fault_ev, &tv);
+		return true;
+	}
+	switch (a.kind) {
+	case SG_FAULT_REPLY:
+	case SG_FAULT_REPLY_CLOSE: {
+		char text[400];
+		int n = a.enhanced[0] != '\0' ? snprintf(text, sizeof(text), "%u %s %s\r\n", a.code, a.enhanced, a.text)
+					      : snprintf(text, sizeof(text), "%u %s\r\n", a.code, a.text);
+		if (n > 0)
+			sess_reply_raw(s, text);
+		if (a.kind == SG_FAULT_REPLY_CLOSE)
+			sess_close(s, (enum sg_reply_id)-1);
+		else if (stage == SG_FAULT_CONNECT)
+			sess_close(s, (enum sg_reply_id)-1); /* a refused greeting ends the session */
+		return true;
+	}
+	case SG_FAULT_DROP:
+		sg_conn_shutdown(s->conn);
+		s->state = ST_CLOSING;
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void start_session(struct sg_session *s)
+{
+	if (!apply_fault(s, SG_FAULT_CONNECT, NULL))
+		greet(s);
 }
 
 struct sg_session *sess_new(struct sg_listener *lst, int fd, const char *ip, unsigned port,
@@ -103,8 +177,10 @@ struct sg_session *sess_new(struct sg_listener *lst, int fd, const char *ip, uns
 		s->state = ST_HANDSHAKE;
 		sg_conn_set_timeout(s->conn, srv->cfg.timeout_tls_ms);
 	} else {
-		greet(s);
+		start_session(s);
 	}
+	atomic_fetch_add(&srv->metrics.connections_current, 1);
+	atomic_fetch_add(&srv->metrics.connections_total[sg_metrics_listener_index(&srv->metrics, lst->cfg->name)], 1);
 	return s;
 }
 
@@ -120,6 +196,8 @@ void sess_free(struct sg_session *s)
 			evtimer_del(s->life_ev);
 		if (s->delay_ev != NULL)
 			evtimer_del(s->delay_ev);
+		if (s->fault_ev != NULL)
+			evtimer_del(s->fault_ev);
 		return;
 	}
 	auth_abort(s);
@@ -131,6 +209,12 @@ void sess_free(struct sg_session *s)
 		event_free(s->delay_ev);
 	if (s->life_ev != NULL)
 		event_free(s->life_ev);
+	if (s->fault_ev != NULL)
+		event_free(s->fault_ev);
+	if (s->fault_line != NULL)
+		sg_free_secret_str(&s->fault_line);
+	atomic_fetch_sub(&s->srv->metrics.connections_current, 1);
+	sg_metrics_session_done(&s->srv->metrics, sg_now_ms() - s->started_ms);
 	sg_buf_free(&s->body);
 	free(s->rcpts);
 	free(s->line);
@@ -264,11 +348,28 @@ static void job_done(struct sg_job *job, bool cancelled)
 	else
 		store_job_done(s, j);
 	sess_job_free(j);
-	if (!(s->state & (ST_CLOSING | ST_BUSY)) && s->delay_ev == NULL)
+	if (!(s->state & (ST_CLOSING | ST_BUSY)) && s->delay_ev == NULL && s->fault_ev == NULL)
 		sg_conn_resume(s->conn);
 }
 
-static void dispatch(struct sg_session *s, char *line, size_t len)
+static enum sg_fault_stage stage_of(const char *verb, bool *has)
+{
+	*has = true;
+	if (strcmp(verb, "EHLO") == 0 || strcmp(verb, "HELO") == 0)
+		return SG_FAULT_EHLO;
+	if (strcmp(verb, "AUTH") == 0)
+		return SG_FAULT_AUTH;
+	if (strcmp(verb, "MAIL") == 0)
+		return SG_FAULT_MAIL;
+	if (strcmp(verb, "RCPT") == 0)
+		return SG_FAULT_RCPT;
+	if (strcmp(verb, "DATA") == 0)
+		return SG_FAULT_DATA;
+	*has = false;
+	return SG_FAULT_CONNECT;
+}
+
+static void run_command(struct sg_session *s, char *line, size_t len, bool fault_checked)
 {
 	if (strlen(line) != len) {
 		sess_error(s, SG_R_SYNTAX); /* NUL in a command line */
@@ -288,6 +389,10 @@ static void dispatch(struct sg_session *s, char *line, size_t len)
 			sess_error(s, SG_R_BAD_SEQ_EHLO);
 			return;
 		}
+		bool has;
+		enum sg_fault_stage stage = stage_of(verb, &has);
+		if (has && !fault_checked && apply_fault(s, stage, line))
+			return;
 		commands[i].run(s, (char *)args);
 		return;
 	}
@@ -299,7 +404,8 @@ static void on_read(void *ctx)
 	struct sg_session *s = ctx;
 	/* Process as many pipelined commands as are buffered; replies are
 	 * queued and leave in one write (RFC 2920). */
-	while (!(s->state & (ST_BUSY | ST_CLOSING | ST_HANDSHAKE)) && s->delay_ev == NULL) {
+	while (!(s->state & (ST_BUSY | ST_CLOSING | ST_HANDSHAKE)) && s->delay_ev == NULL &&
+	       s->fault_ev == NULL) {
 		if (s->state & ST_DATA) {
 			if (sg_conn_input_len(s->conn) == 0)
 				return;
@@ -325,7 +431,7 @@ static void on_read(void *ctx)
 		if (s->state & ST_AUTH)
 			cmd_auth_line(s, s->line, len);
 		else
-			dispatch(s, s->line, len);
+			run_command(s, s->line, len, false);
 		/* AUTH lines hold secrets */
 		sg_wipe(s->line, len);
 	}
@@ -340,8 +446,9 @@ static void on_event(void *ctx, enum sg_conn_event ev)
 		sg_log(SG_INFO, "tls", "sid=%s version=%s cipher=%s client_cert=%s", s->id, i->version,
 		       i->cipher, i->cert_verified ? "verified" : i->cert_subject[0] ? "unverified" : "none");
 		if (s->state & ST_HANDSHAKE) {
+			atomic_fetch_add(&s->srv->metrics.tls_handshakes, 1);
 			if (!s->after_starttls)
-				greet(s); /* implicit TLS: the greeting comes after the handshake */
+				start_session(s); /* implicit TLS: the greeting comes after the handshake */
 			else {
 				s->state = ST_GREETED; /* after STARTTLS: the client speaks first */
 				sg_conn_set_timeout(s->conn, s->srv->cfg.timeout_command_ms);
@@ -354,6 +461,7 @@ static void on_event(void *ctx, enum sg_conn_event ev)
 		sess_close(s, SG_R_TIMEOUT);
 		return;
 	case SG_CONN_TLS_FAILED:
+		atomic_fetch_add(&s->srv->metrics.tls_failures, 1);
 		sg_log(SG_INFO, "tls_failed", "sid=%s client=%s", s->id, s->client_ip);
 		break;
 	case SG_CONN_EOF:

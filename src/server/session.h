@@ -117,6 +117,9 @@ struct sg_session {
 	bool quit;
 	bool after_starttls;
 	bool zombie;            /* connection gone, a job still out */
+	bool tls_counted;
+	char *fault_line;       /* command held back by a fault-injection delay */
+	struct event *fault_ev;
 };
 
 struct sg_session *sess_new(struct sg_listener *lst, int fd, const char *ip, unsigned port,
@@ -135,6 +138,9 @@ void sess_reset_txn(struct sg_session *s);
 void sess_close(struct sg_session *s, enum sg_reply_id id);
 void sess_submit(struct sg_session *s, struct sess_job *j);
 bool sess_tls(const struct sg_session *s);
+/* Auth event log + metrics for one attempt (cmd_auth.c). */
+void sess_auth_event(struct sg_session *s, const char *mech, const char *login, const char *result,
+		     const char *reason, bool injected);
 const char *sess_log_login(const struct sg_session *s);
 
 void cmd_ehlo(struct sg_session *s, char *args);

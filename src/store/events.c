@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -244,10 +245,16 @@ int sg_events_open(const char *data_dir, struct sg_events **ev_r, const char **e
 	pthread_cond_init(&ev->cond, NULL);
 	pthread_cond_init(&ev->done_cond, NULL);
 	ev->queue = sg_malloc(QUEUE_MAX * sizeof(*ev->queue));
-	/* a new database file is private (0600), as the credential store makes it */
-	int cfd = open(ev->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (cfd >= 0)
-		close(cfd);
+	/* A new database file is private (0600), as the credential store makes
+	 * it. Only when it does not exist yet: closing any descriptor of an open
+	 * SQLite file drops this process's POSIX locks on it (other connections'
+	 * locks included), after which another process may delete the WAL. */
+	struct stat sb;
+	if (stat(ev->path, &sb) < 0 && errno == ENOENT) {
+		int cfd = open(ev->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (cfd >= 0)
+			close(cfd);
+	}
 	ev->wdb = db_open(ev->path, error_r);
 	if (ev->wdb == NULL)
 		goto fail;

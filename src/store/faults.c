@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -651,10 +652,16 @@ int sg_faults_open(const char *data_dir, struct sg_faults **f_r, const char **er
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_mutex_init(&f->stop_lock, NULL);
 	pthread_cond_init(&f->stop_cond, NULL);
-	/* a new database file is private (0600), as the credential store makes it */
-	int cfd = open(f->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (cfd >= 0)
-		close(cfd);
+	/* A new database file is private (0600), as the credential store makes
+	 * it. Only when it does not exist yet: closing any descriptor of an open
+	 * SQLite file drops this process's POSIX locks on it (other connections'
+	 * locks included), after which another process may delete the WAL. */
+	struct stat sb;
+	if (stat(f->path, &sb) < 0 && errno == ENOENT) {
+		int cfd = open(f->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (cfd >= 0)
+			close(cfd);
+	}
 	int rc = sqlite3_open_v2(f->path, &f->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
 	if (rc != SQLITE_OK) {

@@ -56,7 +56,8 @@ async function main() {
     await page.screenshot({ path: path.join(out, 'browser-3-message.png') });
 
     await page.click('#view .toolbar button[data-view="raw"]');
-    await page.waitForFunction(() => document.getElementById('v-raw').textContent.length > 0);
+    // (no waitForFunction: the page's CSP forbids the eval it relies on)
+    await page.waitForSelector('#v-raw[data-loaded="1"]', { state: 'attached', timeout: 10000 });
     result.raw_has_envelope = (await page.locator('#v-raw').textContent()).includes('X-Smtpgate-Envelope');
 
     await page.click('#tabs button[data-tab="auth"]');
@@ -65,6 +66,11 @@ async function main() {
     result.auth_fail_rows = await page.locator('#authlog tbody tr.fail').count();
     result.chart_bars = await page.locator('#chart rect').count();
     await page.screenshot({ path: path.join(out, 'browser-4-authlog.png') });
+  } catch (e) {
+    const pages = browser.pages();
+    if (pages.length) await pages[pages.length - 1].screenshot({ path: path.join(out, 'browser-error.png') }).catch(() => {});
+    e.message += '\nbrowser console: ' + JSON.stringify(result.console.slice(-10));
+    throw e;
   } finally {
     await browser.close();
     fs.rmSync(profile, { recursive: true, force: true });

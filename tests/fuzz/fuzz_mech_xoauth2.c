@@ -29,11 +29,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.port = 587,
 		.service = "smtp",
 	};
-	uint8_t *in = NULL;
-	size_t n = 0;
 	cenv.token = sg_fuzz_token();
-	sg_fuzz_subst(data, size, "%T", sg_fuzz_token(), &in, &n);
-	(void)sg_fuzz_mech_input(&sg_mech_xoauth2, &env, &cenv, in, n, true);
-	free(in);
+	if (size < 1)
+		return 0;
+	if ((data[0] & SG_FUZZ_F_PAIR) != 0) {
+		(void)sg_fuzz_mech_input(&sg_mech_xoauth2, &env, &cenv, data, size, true);
+		return 0;
+	}
+	/* split first, then "%T" -> the token in each message */
+	struct sg_fuzz_msg msgs[3];
+	uint8_t *bufs[2] = {NULL, NULL};
+	size_t n = sg_fuzz_split(data + 1, size - 1, msgs);
+	for (size_t i = 0; i < n; i++) {
+		size_t len = 0;
+		sg_fuzz_subst(msgs[i].p, msgs[i].n, "%T", sg_fuzz_token(), &bufs[i], &len);
+		msgs[i] = (struct sg_fuzz_msg){bufs[i], len};
+	}
+	msgs[n++] = (struct sg_fuzz_msg){(const uint8_t *)"", 0};
+	(void)sg_fuzz_run_mech(&sg_mech_xoauth2, &env, (data[0] & SG_FUZZ_F_NULL_FIRST) != 0, msgs, n);
+	free(bufs[0]);
+	free(bufs[1]);
 	return 0;
 }

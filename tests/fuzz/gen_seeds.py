@@ -229,7 +229,7 @@ put("mech_oauthbearer", "pair", pair(0))
 
 # NTLM: NEGOTIATE (curl's), AUTHENTICATE with an NTLMv2 blob and NTLMv1.
 NTLMSSP = b"NTLMSSP\x00"
-negotiate = NTLMSSP + struct.pack("<II", 1, 0xa2088207) + struct.pack("<HHI", 0, 0, 0) * 2
+negotiate = NTLMSSP + struct.pack("<II", 1, 0xa2088207) + struct.pack("<HHI", 0, 0, 0) * 2 + b"\x0a\x00\x63\x45\x00\x00\x00\x0f"  # VERSION
 
 
 def authenticate(nt_resp, lm_resp=b"\x00" * 24, domain="EXAMPLE", user="alice",

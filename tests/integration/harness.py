@@ -432,6 +432,8 @@ class Server:
         self.settings.setdefault("throttle_ip_threshold", 100000)
         self.settings.setdefault("throttle_account_threshold", 100000)
         self.settings.setdefault("throttle_max_delay_ms", auth_fail_delay_ms)
+        # many servers run side by side: no HTTP unless a test asks (--http ADDR:PORT)
+        self.settings.setdefault("http_listen", "off")
         self.config_extra = config_extra
         self.env = dict(env or {})
         self.extra_args = list(extra_args)

@@ -1,6 +1,6 @@
 """The web page in a real browser (issue 6): Debian's chromium, headless, driven by playwright-core
-(tests/browser/run.js). Sign in as an account, send a message with smtplib, see it appear live (no
-reload), open it: its HTML is in an iframe with sandbox="" whose script does not run and whose
+(tests/browser/run.js). Sign in as an account, send a message with smtplib as that account (it is
+captured in the sender's inbox), see it appear live (no reload), open it: its HTML is in an iframe with sandbox="" whose script does not run and whose
 remote image is never fetched; the auth log shows the failed attempt and the chart draws.
 Screenshots go to tests/out/browser-*.png.
 
@@ -69,12 +69,12 @@ class BrowserTest(unittest.TestCase):
             # a failed attempt for the auth log
             s = srv.smtp("submission")
             with self.assertRaises(smtplib.SMTPAuthenticationError):
-                s.login(BOB.login, "not-the-password")
+                th.login_once(s, ALICE.login, "not-the-password")
             s.quit()
             marker = "browser-marker-%d" % time.time_ns()
             subject = "Live in the browser %d" % time.time_ns()
             env = dict(os.environ, SG_URL="http://%s:%d/" % (harness.HOST, srv.http_port),
-                       SG_LOGIN=BOB.login, SG_PASSWORD=BOB.password, SG_SUBJECT=subject,
+                       SG_LOGIN=ALICE.login, SG_PASSWORD=ALICE.password, SG_SUBJECT=subject,
                        SG_MARKER=marker, SG_OUT=OUT, SG_CHROMIUM=CHROMIUM)
             node = subprocess.Popen(["node", os.path.join(BROWSER_DIR, "run.js")], cwd=BROWSER_DIR,
                                     env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -378,6 +378,7 @@ class ServeDefaults(unittest.TestCase):
                 except OSError:
                     self.skipTest("default port %d in use" % p)
         with tempfile.TemporaryDirectory(prefix="sg-it-") as cwd:
+            os.chmod(cwd, 0o711)   # serve drops root: ./smtpgate-data must stay reachable
             log_path = os.path.join(cwd, "serve.log")
             with open(log_path, "wb") as log:
                 proc = subprocess.Popen([binary(), "serve"], cwd=cwd, stdin=subprocess.DEVNULL,

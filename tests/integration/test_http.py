@@ -106,14 +106,27 @@ def q(s):
     return urllib.parse.quote(s, safe="")
 
 
+def login_once(s, login, password, mech="PLAIN"):
+    """One AUTH attempt with one mechanism (smtplib's login() tries every mechanism in turn,
+    which would count as several attempts). Raises SMTPAuthenticationError on failure."""
+    s.user, s.password = login, password
+    auth = {"PLAIN": s.auth_plain, "LOGIN": s.auth_login, "CRAM-MD5": s.auth_cram_md5}[mech]
+    return s.auth(mech, auth, initial_response_ok=(mech != "CRAM-MD5"))
+
+
+def sender_of(user):
+    return user.login if "@" in user.login else user.addresses[0]
+
+
 def smtp_send(srv, user, rcpts, message, listener="submission"):
-    """Log in as user on listener (STARTTLS) and send; returns the queued id."""
+    """Log in as user on listener (STARTTLS, AUTH PLAIN) and send; returns the NOOP code. An
+    authenticated submission is captured in the sender's own inbox."""
     s = srv.smtp(listener)
     try:
-        s.login(user.login, user.password)
+        login_once(s, user.login, user.password)
         if isinstance(rcpts, str):
             rcpts = [rcpts]
-        s.sendmail(user.login, rcpts, message)
+        s.sendmail(sender_of(user), rcpts, message)
         code, text = s.noop()
     finally:
         try:
@@ -257,7 +270,7 @@ class HttpTestCase(unittest.TestCase):
         return r.json() if r.headers.get("content-type", "").startswith("application/json") else r
 
     def send(self, user, rcpt, subject, **kw):
-        msg = kw.pop("message", None) or harness.make_message(user.login, rcpt, subject)
+        msg = kw.pop("message", None) or harness.make_message(sender_of(user), rcpt, subject)
         smtp_send(self.srv, user, rcpt, msg)
         return msg
 
@@ -286,12 +299,13 @@ class AccessControlTest(HttpTestCase):
         self.assertEqual(self.get("/api/v1/inboxes", auth="Basic !!!").status, 401)
 
     def test_account_sees_only_its_inbox(self):
-        self.send(ALICE, BOB.login, "for bob from alice")
-        self.send(BOB, ALICE.login, "for alice from bob")
+        # an authenticated submission lands in the sender's inbox
+        self.send(ALICE, BOB.login, "sent by alice")
+        self.send(BOB, ALICE.login, "sent by bob")
         bob_msgs = self.inbox(BOB.login)["messages"]
         alice_msgs = self.inbox(ALICE.login)["messages"]
-        bob_id = [m for m in bob_msgs if m["subject"] == "for bob from alice"][0]["id"]
-        alice_id = [m for m in alice_msgs if m["subject"] == "for alice from bob"][0]["id"]
+        bob_id = [m for m in bob_msgs if m["subject"] == "sent by bob"][0]["id"]
+        alice_id = [m for m in alice_msgs if m["subject"] == "sent by alice"][0]["id"]
 
         inboxes = self.ok("GET", "/api/v1/inboxes", auth=basic(ALICE))["inboxes"]
         self.assertEqual([i["login"] for i in inboxes], [ALICE.login])
@@ -359,7 +373,7 @@ class AccessControlTest(HttpTestCase):
 class MessagesTest(HttpTestCase):
     def test_paging_newest_first(self):
         for i in range(5):
-            self.send(ALICE, DAVE.addresses[0], "paging %d" % i)
+            self.send(DAVE, ALICE.login, "paging %d" % i)
             time.sleep(0.02)
         all_ = self.inbox(DAVE.login, query="?q=paging")["messages"]
         self.assertEqual([m["subject"] for m in all_], ["paging %d" % i for i in (4, 3, 2, 1, 0)])
@@ -378,17 +392,16 @@ class MessagesTest(HttpTestCase):
         self.assertEqual(pages, 3)
         self.assertEqual(seen, ["paging %d" % i for i in (4, 3, 2, 1, 0)])
         m = all_[0]
-        self.assertEqual(m["envelope_from"], ALICE.login)
-        self.assertEqual(m["to"], [DAVE.addresses[0]])
-        self.assertEqual(m["auth"]["login"], ALICE.login)
-        self.assertTrue(m["auth"]["mechanism"])
+        self.assertEqual(m["envelope_from"], DAVE.addresses[0])
+        self.assertEqual(m["to"], [ALICE.login])
+        self.assertEqual(m["auth"], {"mechanism": "PLAIN", "login": DAVE.login})
         self.assertTrue(m["tls"]["version"].startswith("TLS"))
         self.assertTrue(m["tls"]["cipher"])
         self.assertGreater(m["size"], 100)
 
     def test_search(self):
-        self.send(ALICE, DAVE.addresses[0], "invoice 4711 ready")
-        self.send(ALICE, DAVE.addresses[0], "password reset")
+        self.send(DAVE, BOB.login, "invoice 4711 ready")
+        self.send(DAVE, BOB.login, "password reset")
         r = self.inbox(DAVE.login, query="?q=" + q("INVOICE 4711"))
         self.assertEqual([m["subject"] for m in r["messages"]], ["invoice 4711 ready"])
         r = self.inbox(DAVE.login, query="?q=no-such-thing-anywhere")
@@ -397,9 +410,9 @@ class MessagesTest(HttpTestCase):
     def test_detail_raw_attachment(self):
         html = '<h1>Welcome</h1><img src="http://tracker.example/pixel.gif">'
         att = bytes(range(256)) * 4
-        msg = mime_message(ALICE.login, BOB.login, "=?UTF-8?B?V2lsbGtvbW1lbiDinJM=?=", html=html,
+        msg = mime_message(BOB.login, ALICE.login, "=?UTF-8?B?V2lsbGtvbW1lbiDinJM=?=", html=html,
                            text="Welcome, plain", attachment=("report.pdf", "application/pdf", att))
-        self.send(ALICE, BOB.login, None, message=msg)
+        self.send(BOB, ALICE.login, None, message=msg)
         m = [m for m in self.inbox(BOB.login)["messages"] if m["subject"] == "Willkommen \u2713"][0]
         d = self.ok("GET", "/api/v1/messages/%s" % m["id"], auth=basic(BOB))
         self.assertEqual(d["subject"], "Willkommen \u2713")
@@ -427,7 +440,7 @@ class MessagesTest(HttpTestCase):
 
     def test_delete_one_and_all(self):
         for i in range(3):
-            self.send(BOB, ALICE.addresses[0], "to delete %d" % i)
+            self.send(ALICE, BOB.login, "to delete %d" % i)
         msgs = self.inbox(ALICE.login, auth=basic(ALICE), query="?q=to+delete")["messages"]
         self.assertEqual(len(msgs), 3)
         victim = msgs[0]["id"]
@@ -447,7 +460,7 @@ class AuthEventsTest(HttpTestCase):
     def login(self, login, password, listener="submission"):
         s = self.srv.smtp(listener)
         try:
-            s.login(login, password)
+            login_once(s, login, password)
             return 235
         except smtplib.SMTPAuthenticationError as e:
             return e.smtp_code
@@ -494,8 +507,8 @@ class AuthEventsTest(HttpTestCase):
             self.assertEqual(s.wait_status(), 200)
             self.assertEqual(b.wait_status(), 200)
             time.sleep(0.2)
-            self.send(ALICE, BOB.login, "live one")
-            self.send(BOB, ALICE.login, "not for bob's stream")
+            self.send(BOB, ALICE.login, "live one")
+            self.send(ALICE, BOB.login, "not for bob's stream")
             self.assertTrue(s.wait_for(lambda t, d: t == "message" and d["login"] == BOB.login),
                             s.events)
             self.assertTrue(s.wait_for(lambda t, d: t == "auth" and d["login"] == ALICE.login
@@ -521,7 +534,7 @@ class FaultsTest(HttpTestCase):
     def try_login(self, user, listener="submission"):
         s = self.srv.smtp(listener)
         try:
-            s.login(user.login, user.password)
+            login_once(s, user.login, user.password)
             return (235, "")
         except smtplib.SMTPAuthenticationError as e:
             return (e.smtp_code, e.smtp_error.decode())
@@ -547,9 +560,11 @@ class FaultsTest(HttpTestCase):
         rules = self.ok("GET", "/api/v1/faults")["faults"]
         self.assertEqual(rules[0]["fired"], 2)
         self.assertEqual(rules[0]["remaining"], 0)
-        ev = self.ok("GET", "/api/v1/auth-events?limit=3&login=" + q(BOB.login))["events"]
+        # (an AUTH refused by a rule before the exchange has no login yet: no login filter)
+        ev = self.ok("GET", "/api/v1/auth-events?limit=3")["events"]
         self.assertEqual([e["injected"] for e in ev], [False, True, True])
         self.assertEqual(ev[0]["result"], "ok")
+        self.assertEqual(ev[1]["result"], "tempfail")
 
     def test_api_validation_and_delete(self):
         for bad in ({"stage": "nope", "reply": "535"}, {"stage": "auth"},
@@ -586,7 +601,7 @@ class FaultsTest(HttpTestCase):
         self.wait_rule_live()
         self.assertEqual(self.try_login(ALICE), (535, "5.7.8 Authentication credentials invalid"))
         self.assertEqual(self.try_login(ALICE)[0], 235)
-        ev = self.ok("GET", "/api/v1/auth-events?limit=2&login=" + q(ALICE.login))["events"]
+        ev = self.ok("GET", "/api/v1/auth-events?limit=2")["events"]
         self.assertEqual([e["injected"] for e in ev], [False, True])
         self.assertNotEqual(ev[1]["result"], "ok")
         self.srv.cli("fault", "--data-dir", self.srv.data_dir, "clear", str(rule_id))
@@ -640,7 +655,7 @@ class MetricsTest(HttpTestCase):
         s = self.srv.smtp("submission")
         try:
             with self.assertRaises(smtplib.SMTPAuthenticationError):
-                s.login(ALICE.login, "wrong")
+                login_once(s, ALICE.login, "wrong")
         finally:
             s.quit()
         time.sleep(0.3)

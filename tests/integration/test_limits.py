@@ -1,0 +1,321 @@
+"""Issue 5, limits and resource exhaustion: command line length, a 1 MB line without CRLF,
+recipients per message, message size (declared and actual), errors per session, unknown
+commands, connections per address and in total, 1,000 idle connections, slowloris, and the
+command / DATA / TLS handshake / session timeouts. A normal session from another loopback
+address must keep completing promptly."""
+
+import socket
+import threading
+import time
+import unittest
+
+from harness import (ALICE, HOST, R_AUTH_OK, R_QUEUED, R_TOO_BIG, R_TOO_MANY_RCPTS, STD_USERS,
+                     Server, ServerTestCase, assert_reply, plain_b64)
+from sec_util import PLAIN_SUBMISSION, connect, raise_nofile, timed, wait_for
+
+R_LINE_TOO_LONG = "500 5.5.2"
+R_421_ERRORS = "421 4.7.0 %s Too many errors, closing connection"
+R_421_CONNS = "421 4.7.0 %s Too many connections"
+R_421_TIMEOUT = "421 4.4.2 %s Timeout"
+
+
+def normal_session(srv, src="127.0.0.2", name="submission"):
+    """Greeting, EHLO, AUTH PLAIN, MAIL, RCPT, DATA, QUIT from `src`. Returns the seconds taken."""
+    t0 = time.monotonic()
+    with connect(srv, name, src=src, timeout=5) as c:
+        c.ehlo()
+        assert_reply(c.auth_plain(ALICE.login, ALICE.password), R_AUTH_OK, "normal session")
+        assert_reply(c.cmd("MAIL FROM:<alice@example.test>"), "250")
+        assert_reply(c.cmd("RCPT TO:<friend@remote.test>"), "250")
+        assert_reply(c.data(b"Subject: normal\r\n\r\nstill served\r\n"), R_QUEUED)
+        assert_reply(c.cmd("QUIT"), "221")
+    return time.monotonic() - t0
+
+
+class Limits(ServerTestCase):
+    USERS = STD_USERS
+    LISTENERS = {"submission": PLAIN_SUBMISSION, "mx": "mx"}
+    SETTINGS = {"max_recipients": 5, "max_message_size": "64k"}
+
+    def test_command_line_too_long_session_goes_on(self):
+        with connect(self.srv, "mx") as c:
+            c.ehlo()
+            assert_reply(c.cmd("NOOP " + "x" * 4000), "250", "a 4005-octet line is allowed")
+            assert_reply(c.cmd("NOOP " + "x" * 5000), R_LINE_TOO_LONG)
+            assert_reply(c.cmd("MAIL FROM:<" + "a" * 5000 + "@example.test>"), R_LINE_TOO_LONG)
+            assert_reply(c.cmd("NOOP"), "250")
+            assert_reply(c.cmd("MAIL FROM:<someone@remote.test>"), "250",
+                         "the long MAIL line must not have started a transaction")
+            assert_reply(c.cmd("RCPT TO:<alice@example.test>"), "250")
+            assert_reply(c.data(b"Subject: after long lines\r\n\r\nok\r\n"), R_QUEUED)
+
+    def test_one_megabyte_line_without_crlf(self):
+        c = connect(self.srv, "mx")
+        with c:
+            c.ehlo()
+            c.send(b"A" * (1 << 20))             # no CRLF
+            r = c.read_reply(timeout=5)
+            assert_reply(r, R_LINE_TOO_LONG, "1 MB without CRLF")
+            # others are served meanwhile
+            self.assertLess(normal_session(self.srv), 2.0)
+            c.send(b"B" * (1 << 20))             # still the same line: discarded quietly
+            dt = normal_session(self.srv)
+            self.assertLess(dt, 2.0)
+            c.send(b"\r\n")                      # the end of the overlong line
+            assert_reply(c.cmd("NOOP"), "250", "the first command after the overlong line")
+            assert_reply(c.cmd("EHLO again.example.test"), "250")
+        # the same inside an AUTH exchange: 500 5.5.6, then the session goes on
+        with connect(self.srv, "submission") as c:
+            c.ehlo()
+            c.send(b"AUTH PLAIN " + b"Q" * (1 << 20))
+            assert_reply(c.read_reply(timeout=5), "500 5.5.6")
+            c.send(b"\r\n")
+            assert_reply(c.auth_plain(ALICE.login, ALICE.password), R_AUTH_OK)
+
+    def test_recipients_limit(self):
+        with connect(self.srv, "submission") as c:
+            c.ehlo()
+            assert_reply(c.auth_plain(ALICE.login, ALICE.password), R_AUTH_OK)
+            assert_reply(c.cmd("MAIL FROM:<alice@example.test>"), "250")
+            for i in range(5):
+                assert_reply(c.cmd("RCPT TO:<r%d@remote.test>" % i), "250")
+            assert_reply(c.cmd("RCPT TO:<r5@remote.test>"), R_TOO_MANY_RCPTS)
+            assert_reply(c.cmd("RCPT TO:<r6@remote.test>"), R_TOO_MANY_RCPTS)
+            r = c.data(b"Subject: five rcpts\r\n\r\nx\r\n")
+            assert_reply(r, R_QUEUED)
+            stored = self.srv.read_message(ALICE.login, r.first.split()[-1])
+            self.assertEqual(stored.count(b"X-Smtpgate-Rcpt:"), 5)
+
+    def test_message_size_declared_and_actual(self):
+        srv = self.srv
+        with connect(srv, "submission") as c:
+            c.ehlo()
+            self.assertEqual(c.esmtp.get("SIZE"), str(64 * 1024))
+            assert_reply(c.auth_plain(ALICE.login, ALICE.password), R_AUTH_OK)
+            assert_reply(c.cmd("MAIL FROM:<alice@example.test> SIZE=70000"), R_TOO_BIG,
+                         "declared SIZE over the limit")
+            assert_reply(c.cmd("MAIL FROM:<alice@example.test> SIZE=99999999999999999999"),
+                         "5", "absurd SIZE")
+            before = set(srv.messages(ALICE.login))
+            assert_reply(c.cmd("MAIL FROM:<alice@example.test> SIZE=1000"), "250")
+            assert_reply(c.cmd("RCPT TO:<big@remote.test>"), "250")
+            body = b"Subject: big\r\n\r\n" + (b"y" * 998 + b"\r\n") * 70    # ~70 KB
+            r = c.data(body)
+            assert_reply(r, R_TOO_BIG, "actual size over the limit")
+            self.assertEqual(set(srv.messages(ALICE.login)), before, "the big message was stored")
+            assert_reply(c.cmd("NOOP"), "250")
+            assert_reply(c.cmd("MAIL FROM:<alice@example.test>"), "250")
+            assert_reply(c.cmd("RCPT TO:<small@remote.test>"), "250")
+            assert_reply(c.data(b"Subject: small\r\n\r\nok\r\n"), R_QUEUED)
+
+    def test_errors_per_session(self):
+        with connect(self.srv, "mx") as c:
+            c.ehlo()
+            for i in range(9):
+                assert_reply(c.cmd("BOGUS%d" % i), "500 5.5.2", "error %d" % (i + 1))
+            r = c.cmd("BOGUS9")
+            assert_reply(r, "500 5.5.2", "10th error")
+            assert_reply(c.read_reply(), R_421_ERRORS % self.srv.hostname)
+            self.assertTrue(c.closed(3), "still open after the 421")
+
+    def test_unknown_commands(self):
+        cmds = ["FOO", "EXPN root", "TURN", "ETRN example.test", "XCLIENT ADDR=10.0.0.1",
+                "XFORWARD ADDR=10.0.0.1", "BDAT 10 LAST", "ATRN", "GET / HTTP/1.0",
+                "POST /cgi-bin/x HTTP/1.1", "\x01\x02\x03", "MAI L FROM:<a@b.test>",
+                "MAILFROM:<a@b.test>", "EHLO\x00x", "NOOP\x00"]
+        for i in range(0, len(cmds), 5):
+            with connect(self.srv, "mx") as c:
+                c.ehlo()
+                for cmd in cmds[i:i + 5]:
+                    r = c.cmd(cmd.encode("latin-1"))
+                    self.assertIn(r.code, (500, 502), "%r -> %r" % (cmd, r))
+                    self.assertRegex(r.first, r"^50[02] 5\.5\.[12] ", "%r -> %r" % (cmd, r))
+                assert_reply(c.cmd("NOOP"), "250")
+
+
+class Connections(unittest.TestCase):
+
+    def test_per_address_and_total_limits(self):
+        with Server(users=STD_USERS, listeners={"submission": PLAIN_SUBMISSION},
+                    settings={"max_connections_per_ip": 5, "max_connections": 8}) as srv:
+            held = [connect(srv, "submission") for _ in range(5)]
+            for c in held:
+                assert_reply(c.greeting, "220")
+            extra = connect(srv, "submission")
+            assert_reply(extra.greeting, R_421_CONNS % srv.hostname, "6th from 127.0.0.1")
+            self.assertTrue(extra.closed(3))
+            extra.close()
+            self.assertLess(normal_session(srv, src="127.0.0.2"), 2.0)
+            # wait until that session is gone, then fill the server up to 8
+            time.sleep(0.2)
+            held += [connect(srv, "submission", src=s) for s in ("127.0.0.2", "127.0.0.3",
+                                                                   "127.0.0.4")]
+            for c in held:
+                assert_reply(c.greeting, "220")
+            extra = connect(srv, "submission", src="127.0.0.5")
+            assert_reply(extra.greeting, R_421_CONNS % srv.hostname, "9th connection in total")
+            extra.close()
+            # a slot freed is a slot usable again
+            held.pop(0).quit()
+            c = wait_for(lambda: self._greeted(srv, "127.0.0.1"), timeout=3)
+            self.assertTrue(c, "no 220 from 127.0.0.1 after one of its connections closed")
+            c.close()
+            for c in held:
+                c.close()
+            self.assertIn("reason=max_connections_per_ip", srv.log())
+
+    @staticmethod
+    def _greeted(srv, src):
+        c = connect(srv, "submission", src=src)
+        if c.greeting.code == 220:
+            return c
+        c.close()
+        return None
+
+    def test_thousand_idle_connections(self):
+        n = 1000
+        raise_nofile(n + 500)
+        with Server(users=STD_USERS, listeners={"submission": PLAIN_SUBMISSION},
+                    settings={"max_connections_per_ip": n + 50}) as srv:
+            socks = []
+            try:
+                for _ in range(n):
+                    socks.append(socket.create_connection((HOST, srv.ports["submission"]),
+                                                          timeout=10,
+                                                          source_address=("127.0.0.1", 0)))
+                dt = normal_session(srv, src="127.0.0.2")
+                self.assertLess(dt, 2.0, "normal session took %.2fs with %d idle connections"
+                                % (dt, n))
+                greeted = 0
+                for s in socks:
+                    s.settimeout(5)
+                    if s.recv(512).startswith(b"220 "):
+                        greeted += 1
+                self.assertEqual(greeted, n, "idle connections greeted")
+                dt = normal_session(srv, src="127.0.0.3")
+                self.assertLess(dt, 2.0)
+            finally:
+                for s in socks:
+                    s.close()
+
+    def test_slowloris_does_not_block_others(self):
+        with Server(users=STD_USERS, listeners={"submission": PLAIN_SUBMISSION}) as srv:
+            stop = time.monotonic() + 2.5
+            results = []
+
+            def slow(script):
+                try:
+                    c = connect(srv, "submission")
+                    replies = []
+                    for line in script:
+                        for b in line:
+                            if time.monotonic() > stop:
+                                break
+                            c.send(bytes([b]))
+                            time.sleep(0.2)
+                        else:
+                            replies.append(c.read_reply(timeout=3).code)
+                            continue
+                        break
+                    results.append(replies)
+                    c.close()
+                except Exception as e:
+                    results.append(repr(e))
+
+            auth = ("AUTH PLAIN " + plain_b64("", ALICE.login, ALICE.password) + "\r\n").encode()
+            scripts = [[b"EHLO s\r\n", b"NOOP\r\n", b"NOOP\r\n"]] * 3 + \
+                      [[b"EHLO s\r\n", auth]]
+            threads = [threading.Thread(target=slow, args=(s,)) for s in scripts]
+            for t in threads:
+                t.start()
+            time.sleep(0.5)
+            times = []
+            for i in range(3):
+                times.append(normal_session(srv, src="127.0.0.2"))
+            for t in threads:
+                t.join(10)
+            self.assertLess(max(times), 2.0, "normal sessions during slowloris: %r" % times)
+            self.assertEqual(len(results), len(scripts), results)
+            for r in results:
+                self.assertIsInstance(r, list, r)
+                self.assertTrue(r and r[0] == 250, "slow client not served: %r" % r)
+
+
+class Timeouts(ServerTestCase):
+    USERS = STD_USERS
+    LISTENERS = {"submission": PLAIN_SUBMISSION, "starttls": "submission",
+                 "submissions": "submissions"}
+    SETTINGS = {"timeout_command_ms": 500, "timeout_data_ms": 900, "timeout_tls_ms": 500,
+                "timeout_session_ms": 2500}
+
+    def expect_timeout(self, c, lo, hi, what):
+        t0 = time.monotonic()
+        r = c.read_reply(timeout=hi + 2)
+        dt = time.monotonic() - t0
+        assert_reply(r, R_421_TIMEOUT % self.srv.hostname, what)
+        self.assertGreaterEqual(dt, lo, "%s: 421 after %.2fs" % (what, dt))
+        self.assertLess(dt, hi, "%s: 421 after %.2fs" % (what, dt))
+        self.assertTrue(c.closed(2), "%s: connection open after the 421" % what)
+
+    def test_command_timeout(self):
+        with connect(self.srv, "submission") as c:
+            self.expect_timeout(c, 0.4, 1.5, "idle after the greeting")
+        with connect(self.srv, "submission") as c:
+            c.ehlo()
+            c.send(b"NOO")                       # half a command
+            self.expect_timeout(c, 0.4, 1.5, "half a command line")
+
+    def test_data_timeout(self):
+        before = set(self.srv.messages(ALICE.login))
+        with connect(self.srv, "submission") as c:
+            c.ehlo()
+            assert_reply(c.auth_plain(ALICE.login, ALICE.password), R_AUTH_OK)
+            assert_reply(c.cmd("MAIL FROM:<alice@example.test>"), "250")
+            assert_reply(c.cmd("RCPT TO:<x@remote.test>"), "250")
+            assert_reply(c.cmd("DATA"), "354")
+            c.send(b"Subject: never finished\r\n\r\npartial")
+            self.expect_timeout(c, 0.8, 2.0, "stalled DATA (timeout_data_ms=900)")
+        self.assertEqual(set(self.srv.messages(ALICE.login)), before)
+
+    def test_tls_handshake_timeout(self):
+        s = socket.create_connection((HOST, self.srv.ports["submissions"]), timeout=5)
+        t0 = time.monotonic()
+        s.settimeout(3)
+        try:
+            while s.recv(4096):
+                pass
+        except (ConnectionError, socket.timeout):
+            pass
+        dt = time.monotonic() - t0
+        s.close()
+        self.assertGreaterEqual(dt, 0.4)
+        self.assertLess(dt, 1.5, "implicit TLS without a ClientHello kept open %.2fs" % dt)
+        with connect(self.srv, "starttls") as c:
+            c.ehlo()
+            assert_reply(c.cmd("STARTTLS"), "220")
+            t0 = time.monotonic()
+            self.assertTrue(c.closed(3), "STARTTLS without a handshake: still open")
+            dt = time.monotonic() - t0
+            self.assertGreaterEqual(dt, 0.4)
+            self.assertLess(dt, 1.5)
+
+    def test_session_timeout(self):
+        with connect(self.srv, "submission") as c:
+            t0 = time.monotonic()
+            c.ehlo()
+            while True:
+                r = c.cmd("NOOP", timeout=3)
+                if r.code != 250:
+                    break
+                if time.monotonic() - t0 > 5:
+                    self.fail("session still open after 5 s (timeout_session_ms=2500)")
+                time.sleep(0.3)
+            dt = time.monotonic() - t0
+            assert_reply(r, R_421_TIMEOUT % self.srv.hostname, "session limit")
+            self.assertGreaterEqual(dt, 2.2)
+            self.assertLess(dt, 3.5)
+            self.assertTrue(c.closed(2))
+
+
+if __name__ == "__main__":
+    unittest.main()
