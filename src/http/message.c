@@ -320,7 +320,12 @@ static GMimeMessage *parse_file(struct sg_mail_store *mail, const char *login, c
 	return msg;
 }
 
+#define CID_MAX 32
+#define CID_IMAGE_MAX (2 * 1024 * 1024)
+
 struct walk {
+	GMimeObject *cids[CID_MAX]; /* image parts with a Content-ID (cid: URLs in the HTML) */
+	size_t ncids;
 	json_t *atts;
 	char *text;
 	char *html;
@@ -386,6 +391,9 @@ static void walk_cb(GMimeObject *parent, GMimeObject *part, gpointer data)
 		json_object_set_new(a, "content_id", jstr(cid));
 		json_object_set_new(a, "inline", json_boolean(disp != NULL && strcasecmp(disp, "inline") == 0));
 		json_array_append_new(w->atts, a);
+		if (cid != NULL && GMIME_IS_PART(part) && w->ncids < CID_MAX &&
+		    g_mime_content_type_is_type(ct, "image", "*"))
+			w->cids[w->ncids++] = part;
 		g_free(type);
 		return;
 	}
@@ -415,6 +423,44 @@ static json_t *text_json(const char *t, bool *truncated)
 	json_t *j = jstr(cut);
 	free(cut);
 	return j;
+}
+
+/* Inline images: "cid:<Content-ID>" in the HTML becomes a data: URL (RFC 2392
+ * section 2), the only kind of image the page's CSP lets the sandboxed frame
+ * load, so embedded logos show while remote images stay blocked. */
+static char *inline_cids(char *html, const struct walk *w)
+{
+	if (html == NULL || w->ncids == 0)
+		return html;
+	GString *g = g_string_new(html);
+	g_free(html);
+	for (size_t i = 0; i < w->ncids; i++) {
+		GMimeObject *part = w->cids[i];
+		const char *cid = g_mime_object_get_content_id(part);
+		GMimeDataWrapper *dw = g_mime_part_get_content((GMimePart *)part);
+		if (cid == NULL || dw == NULL)
+			continue;
+		char *needle = g_strconcat("cid:", cid, NULL);
+		if (strstr(g->str, needle) == NULL) {
+			g_free(needle);
+			continue;
+		}
+		GMimeStream *mem = g_mime_stream_mem_new();
+		ssize_t n = g_mime_data_wrapper_write_to_stream(dw, mem);
+		GByteArray *ba = g_mime_stream_mem_get_byte_array((GMimeStreamMem *)mem);
+		if (n > 0 && ba != NULL && ba->len <= CID_IMAGE_MAX) {
+			char *type = g_mime_content_type_get_mime_type(g_mime_object_get_content_type(part));
+			char *b64 = g_base64_encode(ba->data, ba->len);
+			char *uri = g_strconcat("data:", type, ";base64,", b64, NULL);
+			g_string_replace(g, needle, uri, 0);
+			g_free(uri);
+			g_free(b64);
+			g_free(type);
+		}
+		g_object_unref(mem);
+		g_free(needle);
+	}
+	return g_string_free(g, FALSE);
 }
 
 void *sg_msg_detail_json(struct sg_mail_store *mail, const char *login, const char *id)
@@ -452,6 +498,7 @@ void *sg_msg_detail_json(struct sg_mail_store *mail, const char *login, const ch
 	json_object_set_new(o, "headers", hdrs);
 	struct walk w = {.atts = json_array(), .want = (size_t)-1};
 	g_mime_message_foreach(msg, walk_cb, &w);
+	w.html = inline_cids(w.html, &w);
 	bool truncated = false;
 	json_object_set_new(o, "text", text_json(w.text, &truncated));
 	json_object_set_new(o, "html", text_json(w.html, &truncated));

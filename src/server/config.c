@@ -41,6 +41,7 @@ static const struct key global_keys[] = {
 	{"max_auth_attempts", UINT(max_auth_attempts, 1, 1000)},
 	{"max_connections", UINT(max_connections, 1, 1000000)},
 	{"max_connections_per_ip", UINT(max_connections_per_ip, 1, 1000000)},
+	{"auth_cache_ttl_ms", UINT(auth_cache_ttl_ms, 0, 86400000)},
 	{"auth_fail_delay_ms", UINT(auth_fail_delay_ms, 0, 60000)},
 	{"throttle_ip_threshold", UINT(throttle_ip_threshold, 1, 1000000)},
 	{"throttle_account_threshold", UINT(throttle_account_threshold, 1, 1000000)},
@@ -118,6 +119,7 @@ void sg_config_defaults(struct sg_config *c)
 	c->max_connections = 10000;
 	c->max_connections_per_ip = 100;
 	c->auth_fail_delay_ms = 1000;
+	c->auth_cache_ttl_ms = 300000;
 	c->throttle_ip_threshold = 10;
 	c->throttle_account_threshold = 20;
 	c->throttle_window_ms = 15 * 60 * 1000;

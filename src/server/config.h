@@ -53,6 +53,7 @@ struct sg_config {
 	unsigned max_auth_attempts;   /* per connection */
 	unsigned max_connections;
 	unsigned max_connections_per_ip;
+	unsigned auth_cache_ttl_ms;   /* remember successful PLAIN/LOGIN checks; 0 = off */
 	unsigned auth_fail_delay_ms;  /* first failure; doubles per failure from the address */
 	unsigned throttle_ip_threshold;
 	unsigned throttle_account_threshold;

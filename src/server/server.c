@@ -348,6 +348,7 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		snprintf(err, errsize, "account database %s: %s", path, error);
 		return -1;
 	}
+	sg_cred_set_auth_cache(srv->creds, c->auth_cache_ttl_ms, 4096);
 	if (sg_mail_open(c->data_dir, &srv->mail, &error) < 0) {
 		snprintf(err, errsize, "mail store: %s", error);
 		return -1;

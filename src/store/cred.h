@@ -78,6 +78,9 @@ int sg_cred_lookup(struct sg_cred_store *s, const char *login, enum sg_cred_kind
 int sg_cred_check_password(struct sg_cred_store *s, const char *login, const char *password,
 			   struct sg_account *acct, const char **reason_r);
 
+/* Remember successful password checks for ttl_ms (0 = off); see auth_cache.h. */
+void sg_cred_set_auth_cache(struct sg_cred_store *s, unsigned ttl_ms, unsigned slots);
+
 /* Does the account own this envelope address (exact address, or @domain)? 1/0/-1 */
 int sg_cred_owns_address(struct sg_cred_store *s, const char *login, const char *address);
 /* Which account receives mail for this address? 1 (login_r filled) / 0 / -1. */

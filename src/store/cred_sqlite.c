@@ -35,6 +35,7 @@
 #include "core/log.h"
 #include "core/secret.h"
 #include "core/util.h"
+#include "store/auth_cache.h"
 #include "store/cred.h"
 #include "store/verifier.h"
 
@@ -57,6 +58,7 @@ struct sg_cred_store {
 	pthread_mutex_t lock;
 	struct conn *idle;
 	_Atomic uint64_t last_generation;
+	struct sg_auth_cache *cache;  /* NULL: every check hashes */
 };
 
 static _Thread_local char errbuf[512];
@@ -301,6 +303,7 @@ void sg_cred_close(struct sg_cred_store **store)
 	if (s == NULL)
 		return;
 	*store = NULL;
+	sg_auth_cache_free(&s->cache);
 	while (s->idle != NULL) {
 		struct conn *c = s->idle;
 		s->idle = c->next;
@@ -360,16 +363,28 @@ static int bump_generation(sqlite3 *db)
 	return exec_sql(db, "UPDATE meta SET value = value + 1 WHERE key = 'generation'");
 }
 
-uint64_t sg_cred_generation(struct sg_cred_store *s)
+/* The current generation, read from the database; -1 when it cannot be read. */
+static int read_generation(struct sg_cred_store *s, uint64_t *gen)
 {
 	struct conn *c = conn_get(s);
 	if (c == NULL)
-		return atomic_load(&s->last_generation);
+		return -1;
 	int64_t g = 0;
-	if (query_int(c->db, "SELECT value FROM meta WHERE key = 'generation'", NULL, NULL, &g) == 1)
-		atomic_store(&s->last_generation, (uint64_t)g);
+	int r = query_int(c->db, "SELECT value FROM meta WHERE key = 'generation'", NULL, NULL, &g);
 	conn_put(s, c);
-	return atomic_load(&s->last_generation);
+	if (r != 1)
+		return -1;
+	atomic_store(&s->last_generation, (uint64_t)g);
+	*gen = (uint64_t)g;
+	return 0;
+}
+
+uint64_t sg_cred_generation(struct sg_cred_store *s)
+{
+	uint64_t g;
+	if (read_generation(s, &g) < 0)
+		return atomic_load(&s->last_generation);
+	return g;
 }
 
 /* ---- lookups ---- */
@@ -440,9 +455,29 @@ int sg_cred_lookup(struct sg_cred_store *s, const char *login, enum sg_cred_kind
 	return ret;
 }
 
+void sg_cred_set_auth_cache(struct sg_cred_store *s, unsigned ttl_ms, unsigned slots)
+{
+	sg_auth_cache_free(&s->cache);
+	if (ttl_ms > 0)
+		s->cache = sg_auth_cache_new(ttl_ms, slots);
+}
+
 int sg_cred_check_password(struct sg_cred_store *s, const char *login, const char *password,
 			   struct sg_account *acct, const char **reason_r)
 {
+	uint64_t gen = 0;
+	bool cacheable = s->cache != NULL && password != NULL && read_generation(s, &gen) == 0;
+	if (cacheable) {
+		/* Only while the store answers: an outage is a 454, never a
+		 * success from memory (the account may have been disabled). */
+		struct sg_account hit;
+		if (sg_auth_cache_get(s->cache, login, password, gen, &hit)) {
+			if (acct != NULL)
+				*acct = hit;
+			set_err(reason_r, "ok");
+			return 1;
+		}
+	}
 	struct sg_account a;
 	struct sg_verifier v;
 	int found = sg_cred_lookup(s, login, SG_CRED_PASSWORD_HASH, &a, &v);
@@ -473,6 +508,8 @@ int sg_cred_check_password(struct sg_cred_store *s, const char *login, const cha
 	}
 	if (acct != NULL)
 		*acct = a;
+	if (cacheable)
+		sg_auth_cache_put(s->cache, login, password, gen, &a);
 	set_err(reason_r, "ok");
 	return 1;
 }

@@ -70,8 +70,12 @@ struct sg_faults;
 int sg_faults_open(const char *data_dir, struct sg_faults **f_r, const char **error_r);
 void sg_faults_close(struct sg_faults **f);
 /* Which action applies now at this stage? login may be NULL (not yet
- * authenticated). Must be cheap when there are no rules (the common case):
- * no database access on the hot path unless the rule set changed. */
+ * authenticated); a rule scoped to a login never matches NULL, so for the
+ * AUTH stage pass the login the client claims when it is known. Every call
+ * that matches a rule counts towards its times/every counters: call once
+ * per command. Cheap when there are no rules (the common case): one atomic
+ * load; never any database access (a background thread reloads the rules
+ * within 200 ms of a change by another process). Thread-safe. */
 void sg_faults_check(struct sg_faults *f, enum sg_fault_stage stage, const char *listener,
 		     const char *login, struct sg_fault_action *out);
 

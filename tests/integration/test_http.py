@@ -36,33 +36,42 @@ def http_supported():
 
 
 def start_http_server(users, extra_args=(), token=ADMIN_TOKEN, **kw):
-    """A harness.Server with the HTTP server on a free loopback port (srv.http_port)."""
+    """A harness.Server with the HTTP server on a free loopback port (srv.http_port). Other test
+    runs on the machine may take the port between the probe and the bind: the server is checked
+    to be the one answering (its log names the port, GET / serves our page), else retried."""
     if not http_supported():
         raise unittest.SkipTest("this smtpgate serve has no --http option yet")
-    port = harness.free_port()
-    srv = Server(users=users, start=False,
-                 extra_args=["--http", "%s:%d" % (HOST, port)] + list(extra_args), **kw)
-    if token:
-        with open(os.path.join(srv.data_dir, "admin-token.sha256"), "w") as f:
-            f.write(hashlib.sha256(token.encode()).hexdigest() + "\n")
-        os.chmod(os.path.join(srv.data_dir, "admin-token.sha256"), 0o600)
-    try:
-        srv.start()
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection((HOST, port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("HTTP port %d not accepting" % port)
+    last = None
+    for _attempt in range(4):
+        port = harness.free_port()
+        srv = Server(users=users, start=False,
+                     extra_args=["--http", "%s:%d" % (HOST, port)] + list(extra_args), **kw)
+        if token:
+            path = os.path.join(srv.data_dir, "admin-token.sha256")
+            with open(path, "w") as f:
+                f.write(hashlib.sha256(token.encode()).hexdigest() + "\n")
+            os.chmod(path, 0o600)
+        try:
+            srv.start()
+            deadline = time.monotonic() + 10
+            while "port=%d " % port not in srv.log():
+                if srv.proc is None or srv.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("HTTP server on port %d did not start" % port)
                 time.sleep(0.05)
-    except BaseException:
-        srv.print_log_tail("HTTP server failed to start")
-        srv.cleanup()
-        raise
-    srv.http_port = port
-    return srv
+            r = request(port, "GET", "/", timeout=5)
+            if r.status != 200 or b"smtpgate" not in r.body:
+                raise AssertionError("port %d is answered by someone else" % port)
+        except (AssertionError, OSError, http.client.HTTPException) as e:
+            last = e
+            srv.cleanup()
+            continue
+        except BaseException:
+            srv.print_log_tail("HTTP server failed to start")
+            srv.cleanup()
+            raise
+        srv.http_port = port
+        return srv
+    raise AssertionError("could not start the HTTP server: %s" % last)
 
 
 class Resp:
@@ -437,6 +446,25 @@ class MessagesTest(HttpTestCase):
         harness.split_message(raw.body, msg)
         for bad in ("../../etc/passwd", "1.zz", "x" * 80, "%2e%2e"):
             self.assertEqual(self.get("/api/v1/messages/%s" % q(bad)).status, 404, bad)
+
+    def test_inline_cid_image_becomes_data_url(self):
+        png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+                               "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+        msg = "\r\n".join([
+            "From: <%s>" % BOB.login, "To: <%s>" % ALICE.login, "Subject: inline logo",
+            "MIME-Version: 1.0", 'Content-Type: multipart/related; boundary="rel"', "",
+            "--rel", "Content-Type: text/html; charset=utf-8", "",
+            '<p>logo: <img src="cid:logo@tests.example"></p>', "--rel",
+            "Content-Type: image/png", "Content-ID: <logo@tests.example>",
+            "Content-Disposition: inline", "Content-Transfer-Encoding: base64", "",
+            base64.b64encode(png).decode(), "--rel--", ""]).encode()
+        self.send(BOB, ALICE.login, None, message=msg)
+        m = [m for m in self.inbox(BOB.login)["messages"] if m["subject"] == "inline logo"][0]
+        d = self.ok("GET", "/api/v1/messages/%s" % m["id"])
+        self.assertIn('src="data:image/png;base64,%s"' % base64.b64encode(png).decode(), d["html"])
+        self.assertNotIn("cid:", d["html"])
+        self.assertEqual(d["attachments"][0]["content_id"], "logo@tests.example")
+        self.assertTrue(d["attachments"][0]["inline"])
 
     def test_delete_one_and_all(self):
         for i in range(3):
