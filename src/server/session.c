@@ -101,8 +101,22 @@ static bool apply_fault(struct sg_session *s, enum sg_fault_stage stage, const c
 		return false;
 	sg_log(SG_INFO, "fault", "sid=%s rule=%ld stage=%d kind=%d code=%u delay_ms=%u", s->id, a.rule_id,
 	       (int)stage, (int)a.kind, a.code, a.delay_ms);
-	if (stage == SG_FAULT_AUTH && a.kind != SG_FAULT_DELAY)
-		sess_auth_event(s, "", "", a.code >= 500 ? "fail" : "tempfail", "injected", true);
+	if (stage == SG_FAULT_AUTH && a.kind != SG_FAULT_DELAY) {
+		/* name the mechanism the client asked for ("AUTH PLAIN ...") */
+		char mech[32] = "";
+		if (line != NULL && strlen(line) > 5) {
+			size_t n = strcspn(line + 5, " ");
+			if (n < sizeof(mech)) {
+				memcpy(mech, line + 5, n);
+				mech[n] = '\0';
+				for (char *p = mech; *p != '\0'; p++)
+					if (*p >= 'a' && *p <= 'z')
+						*p = (char)(*p - 'a' + 'A');
+			}
+		}
+		sess_auth_event(s, mech, "", a.code >= 500 ? "fail" : a.code >= 400 ? "tempfail" : "ok",
+				"injected", true);
+	}
 	if (a.delay_ms > 0 && a.kind == SG_FAULT_DELAY) {
 		s->fault_line = line != NULL ? sg_strdup(line) : NULL;
 		s->fault_ev = evtimer_new(s->loop->base, on_fault_delay, s);
