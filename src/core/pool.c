@@ -14,7 +14,6 @@ struct sg_pool {
 	struct event *done_ev;
 	pthread_t *threads;
 	unsigned nthreads;
-	unsigned pending;
 	bool stopping;
 };
 
@@ -41,10 +40,8 @@ static void *worker(void *arg)
 		p->queue_head = j->next;
 		if (p->queue_head == NULL)
 			p->queue_tail = NULL;
-		bool cancelled = j->cancelled;
 		pthread_mutex_unlock(&p->lock);
-		if (!cancelled)
-			j->work(j);
+		j->work(j);
 		pthread_mutex_lock(&p->lock);
 		push(&p->done_head, &p->done_tail, j);
 		event_active(p->done_ev, EV_READ, 0);
@@ -62,11 +59,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&p->lock);
 	while (j != NULL) {
 		struct sg_job *next = j->next;
-		pthread_mutex_lock(&p->lock);
-		bool cancelled = j->cancelled;
-		p->pending--;
-		pthread_mutex_unlock(&p->lock);
-		j->done(j, cancelled);
+		j->done(j);
 		j = next;
 	}
 }
@@ -90,23 +83,9 @@ struct sg_pool *sg_pool_new(struct event_base *base, unsigned threads)
 void sg_pool_submit(struct sg_pool *p, struct sg_job *job)
 {
 	pthread_mutex_lock(&p->lock);
-	job->cancelled = false;
-	p->pending++;
 	push(&p->queue_head, &p->queue_tail, job);
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
-}
-
-void sg_pool_cancel(struct sg_pool *p, struct sg_job *job)
-{
-	pthread_mutex_lock(&p->lock);
-	job->cancelled = true;
-	pthread_mutex_unlock(&p->lock);
-}
-
-unsigned sg_pool_pending(const struct sg_pool *p)
-{
-	return p->pending;
 }
 
 void sg_pool_free(struct sg_pool **pp)

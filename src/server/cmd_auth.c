@@ -357,7 +357,6 @@ void cmd_auth(struct sg_session *s, char *args)
 		return;
 	}
 	s->mech = m;
-	s->auth_started_ms = sg_now_ms();
 	if (ir != NULL) {
 		if (strcmp(ir, "*") == 0) {
 			log_auth(s, "", "aborted", NULL);

@@ -366,10 +366,6 @@ int sg_config_parse(struct sg_config *c, const char *text, const char *name, cha
 		memcpy(line, p, n);
 		line[n] = '\0';
 		p += n + (nl != NULL ? 1 : 0);
-		if (memchr(line, '\0', n) != NULL && strlen(line) != n) {
-			snprintf(err, errsize, "%s: NUL byte", where);
-			return -1;
-		}
 		char *s = trim(line);
 		if (*s == '\0' || *s == '#' || *s == ';')
 			continue;
@@ -436,6 +432,10 @@ int sg_config_load(struct sg_config *c, const char *path, char *err, size_t errs
 			break;
 		}
 	fclose(f);
+	if (r == 0 && text.len > 0 && memchr(text.data, '\0', text.len) != NULL) {
+		snprintf(err, errsize, "%s: contains a NUL byte (not a text file?)", path);
+		r = -1;
+	}
 	if (r == 0)
 		r = sg_config_parse(c, sg_buf_str(&text), path, err, errsize);
 	sg_buf_free(&text);

@@ -86,7 +86,6 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		refuse(fd, srv, SG_R_TOO_MANY_CONN);
 		return;
 	}
-	l->accepted++;
 	struct sg_session *s = sess_new(l, fd, ip, port, l->cfg->port);
 	if (s == NULL) {
 		sg_throttle_conn_del(srv->throttle, ip);

@@ -31,7 +31,6 @@ struct sg_listener {
 	struct sg_loop *loop;
 	const struct sg_listener_cfg *cfg;
 	struct evconnlistener *evl;
-	unsigned long long accepted;
 };
 
 /* One event loop per core (thread), each with its own listening sockets on

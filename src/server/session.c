@@ -236,11 +236,6 @@ void sess_free(struct sg_session *s)
 	free(s);
 }
 
-bool sess_in_data(const struct sg_session *s)
-{
-	return (s->state & (ST_DATA | ST_BUSY)) != 0 || s->body.len > 0;
-}
-
 void sess_shutdown(struct sg_session *s)
 {
 	if (s->state & (ST_CLOSING))
@@ -318,7 +313,7 @@ void sess_reset_txn(struct sg_session *s)
 }
 
 static void job_work(struct sg_job *job);
-static void job_done(struct sg_job *job, bool cancelled);
+static void job_done(struct sg_job *job);
 
 void sess_submit(struct sg_session *s, struct sess_job *j)
 {
@@ -340,7 +335,7 @@ static void job_work(struct sg_job *job)
 		store_job_work(j);
 }
 
-static void job_done(struct sg_job *job, bool cancelled)
+static void job_done(struct sg_job *job)
 {
 	struct sess_job *j = (struct sess_job *)job;
 	struct sg_session *s = j->s;

@@ -92,7 +92,6 @@ struct sg_session {
 	unsigned auth_failures;
 	bool error_challenge;           /* an error challenge was sent: failure counted */
 	unsigned error_delay_ms;
-	uint64_t auth_started_ms;
 	/* abuse counters */
 	unsigned errors;
 	/* transaction */
@@ -127,7 +126,6 @@ struct sg_session *sess_new(struct sg_listener *lst, int fd, const char *ip, uns
 void sess_free(struct sg_session *s);
 /* Server stopping: close idle sessions now, others after their transaction. */
 void sess_shutdown(struct sg_session *s);
-bool sess_in_data(const struct sg_session *s);
 
 /* Used by the command handlers (cmd_*.c). */
 void sess_reply(struct sg_session *s, enum sg_reply_id id, ...);

@@ -3,6 +3,9 @@
  * key and a fixed JWKS (one RS256, one ES256 key), issuer and audience set,
  * at a fixed time. Input: data[0] bit 0 picks the login claim ("sub" or
  * "email"), bit 1 drops the issuer/audience checks; the rest is the token.
+ * Bit 2 ("sign mode"): the rest is header JSON, NUL, claims JSON; the target
+ * builds the JWS and signs it with the HS256 key, so the fuzzer reaches the
+ * header and claim checks behind the signature.
  * Checked: the verdict is -1/0/1 with a reason on refusal, the subject is
  * terminated, non-empty and free of control characters on success; the
  * reason is one of the documented ones.
@@ -11,6 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "core/b64.h"
+#include "core/util.h"
 #include "fuzz_common.h"
 #include "sasl/jwt.h"
 
@@ -28,6 +36,28 @@ static const char *const reasons[] = {
 	"missing_subject", "internal_error", NULL,
 };
 
+/* header "." claims "." HMAC-SHA256, all base64url (RFC 7515 7.1). */
+static char *sign_hs256(const uint8_t *p, size_t n)
+{
+	const uint8_t *nul = memchr(p, '\0', n);
+	size_t hl = nul != NULL ? (size_t)(nul - p) : n;
+	const uint8_t *c = nul != NULL ? nul + 1 : (const uint8_t *)"";
+	size_t cl = nul != NULL ? n - hl - 1 : 0;
+	char *tok = sg_malloc(SG_B64_ENCODED_LEN(hl) + SG_B64_ENCODED_LEN(cl) + 64);
+	size_t o = sg_b64url_encode(p, hl, tok);
+	tok[o++] = '.';
+	o += sg_b64url_encode(c, cl, tok + o);
+	uint8_t mac[EVP_MAX_MD_SIZE];
+	unsigned ml = 0;
+	if (HMAC(EVP_sha256(), sg_fuzz_hs256_key, sizeof(sg_fuzz_hs256_key), (const uint8_t *)tok, o,
+		 mac, &ml) == NULL)
+		sg_fuzz_fail("jwt: HMAC");
+	tok[o++] = '.';
+	o += sg_b64url_encode(mac, ml, tok + o);
+	tok[o] = '\0';
+	return tok;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
@@ -39,9 +69,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cfg.oauth_issuer = NULL;
 		cfg.oauth_audience = NULL;
 	}
-	char *tok = malloc(size);
-	memcpy(tok, data + 1, size - 1);
-	tok[size - 1] = '\0';
+	char *tok;
+	if ((data[0] & 4) != 0) {
+		tok = sign_hs256(data + 1, size - 1);
+	} else {
+		tok = malloc(size);
+		memcpy(tok, data + 1, size - 1);
+		tok[size - 1] = '\0';
+	}
 	char subject[SG_LOGIN_MAX + 1];
 	memset(subject, 'x', sizeof(subject));
 	const char *reason = NULL;

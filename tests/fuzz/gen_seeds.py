@@ -161,6 +161,13 @@ put("jwt", "hs256_aud_array", b"\x00" + jws({"alg": "HS256"}, dict(claims, aud=[
 put("jwt", "expired", b"\x00" + jws({"alg": "HS256"}, dict(claims, exp=FUZZ_NOW - 3600), hs).encode())
 put("jwt", "none", b"\x02" + (b64u(b'{"alg":"none"}') + "." + b64u(json.dumps(claims).encode()) + ".").encode())
 put("jwt", "crit", b"\x00" + jws({"alg": "HS256", "crit": ["x"]}, claims, hs).encode())
+# sign mode (bit 2): header NUL claims, signed by the target
+for n, (h, c) in {"sign_basic": ({"alg": "HS256"}, claims),
+                  "sign_aud_array": ({"alg": "HS256", "typ": "JWT"}, dict(claims, aud=["a", "smtp"], nbf=FUZZ_NOW)),
+                  "sign_float_exp": ({"alg": "HS256"}, dict(claims, exp=1.8e9)),
+                  "sign_no_exp": ({"alg": "HS256"}, {k: v for k, v in claims.items() if k != "exp"}),
+                  "sign_email": ({"alg": "HS256"}, dict(claims, email="Alice@Example.TEST"))}.items():
+    put("jwt", n, bytes([4 | (1 if "email" in n else 0)]) + json.dumps(h).encode() + b"\x00" + json.dumps(c).encode())
 keys = os.path.join(HERE, "keys")
 if os.path.exists(os.path.join(keys, "rsa.pem")):
     put("jwt", "rs256", b"\x00" + jws({"alg": "RS256", "kid": "rsa1"}, claims,

@@ -164,6 +164,58 @@ class Connections(unittest.TestCase):
                 c.close()
             self.assertIn("reason=max_connections_per_ip", srv.log())
 
+    def test_connection_slots_released_however_sessions_end(self):
+        """Per-address slots come back whatever way a session ends: QUIT, EOF mid-command,
+        reset during DATA, during the AUTH failure delay, during a TLS handshake, after
+        too many errors, after a timeout."""
+        with Server(users=STD_USERS, listeners={"submission": PLAIN_SUBMISSION,
+                                                "submissions": "submissions"},
+                    settings={"max_connections_per_ip": 3, "auth_fail_delay_ms": 300,
+                              "throttle_max_delay_ms": 300, "timeout_command_ms": 300,
+                              "max_errors": 2}) as srv:
+            def rst(c):
+                import struct
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                c.close()
+
+            for _ in range(2):
+                c = connect(srv, "submission")                 # QUIT
+                c.quit()
+                c = connect(srv, "submission")                 # EOF in the middle of a line
+                c.send(b"EHL")
+                c.close()
+                c = connect(srv, "submission")                 # reset during DATA
+                c.ehlo()
+                assert_reply(c.auth_plain(ALICE.login, ALICE.password), R_AUTH_OK)
+                c.cmd("MAIL FROM:<alice@example.test>")
+                c.cmd("RCPT TO:<x@remote.test>")
+                c.cmd("DATA")
+                c.send(b"Subject: x\r\n\r\npartial")
+                rst(c)
+                c = connect(srv, "submission")                 # reset during the failure delay
+                c.ehlo()
+                c.send(b"AUTH PLAIN " + plain_b64("", ALICE.login, "wrong").encode() + b"\r\n")
+                time.sleep(0.05)
+                rst(c)
+                s = socket.create_connection((HOST, srv.ports["submissions"]))
+                s.send(b"\x16\x03\x01\x00\x05hello")          # half a ClientHello
+                s.close()
+                c = connect(srv, "submission")                 # too many errors (max_errors 2)
+                c.cmd("X")
+                c.send(b"Y\r\n")
+                c.close()
+                c = connect(srv, "submission")                 # command timeout
+                c.closed(2)
+                c.close()
+            time.sleep(1.0)
+            held = []
+            for i in range(3):
+                c = connect(srv, "submission")
+                held.append(c)
+                assert_reply(c.greeting, "220", "connection %d after the sessions ended" % (i + 1))
+            for c in held:
+                c.close()
+
     @staticmethod
     def _greeted(srv, src):
         c = connect(srv, "submission", src=src)
@@ -241,6 +293,44 @@ class Connections(unittest.TestCase):
                 self.assertTrue(r and r[0] == 250, "slow client not served: %r" % r)
 
 
+    def test_pipelined_flood_without_reading_stays_bounded(self):
+        """A client that pipelines commands and never reads the replies (HELP: 6 octets in,
+        ~90 out) must not make the server buffer the replies without bound: it should stop
+        reading that client (TCP back-pressure) or close it, not grow by the flood's size."""
+        flood = 8 * 1024 * 1024
+        with Server(users=STD_USERS, listeners={"submission": PLAIN_SUBMISSION}) as srv:
+            pid = srv.proc.pid
+            rss0 = rss_kb(pid)
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect((HOST, srv.ports["submission"]))
+            s.settimeout(2)
+            chunk = b"HELP\r\n" * 10000
+            sent = 0
+            blocked = False
+            try:
+                while sent < flood:
+                    s.sendall(chunk)
+                    sent += len(chunk)
+            except socket.timeout:
+                blocked = True                 # the server stopped reading: back-pressure
+            except (ConnectionError, OSError):
+                blocked = True                 # or it closed us
+            time.sleep(0.5)
+            grown = rss_kb(pid) - rss0
+            dt = normal_session(srv, src="127.0.0.2")
+            s.close()
+            self.assertLess(dt, 2.0)
+            self.assertLess(grown, 32 * 1024, "server RSS grew by %d MB while a client sent %.1f MB "
+                            "of pipelined HELP without reading (%s)" % (grown // 1024, sent / 1e6,
+                            "then blocked" if blocked else "never blocked"))
+
+
+def rss_kb(pid):
+    from sec_util import proc_status
+    return int(proc_status(pid)["VmRSS"].split()[0])
+
+
 class Timeouts(ServerTestCase):
     USERS = STD_USERS
     LISTENERS = {"submission": PLAIN_SUBMISSION, "starttls": "submission",
@@ -264,6 +354,17 @@ class Timeouts(ServerTestCase):
             c.ehlo()
             c.send(b"NOO")                       # half a command
             self.expect_timeout(c, 0.4, 1.5, "half a command line")
+
+    def test_auth_exchange_timeout(self):
+        with connect(self.srv, "submission") as c:
+            c.ehlo()
+            assert_reply(c.cmd("AUTH PLAIN"), "334")
+            self.expect_timeout(c, 0.4, 1.5, "no answer to the 334")
+        with connect(self.srv, "submission") as c:
+            c.ehlo()
+            assert_reply(c.cmd("AUTH LOGIN"), "334")
+            c.send(b"YWxp")                      # half a response line
+            self.expect_timeout(c, 0.4, 1.5, "half an AUTH response")
 
     def test_data_timeout(self):
         before = set(self.srv.messages(ALICE.login))
