@@ -168,8 +168,18 @@ enum sg_saslc_status sg_saslc_reply(struct sg_saslc *c, const struct sg_reply *r
 	const char *err = NULL;
 	enum sg_mech_status s;
 	if (c->mech_done) {
-		/* Data after the mechanism finished (SCRAM's v= came earlier, OAuth
-		 * error JSON): RFC 4954 section 4, answer with an empty line. */
+		/* Data after the mechanism finished (an OAuth error JSON): the
+		 * mechanism says what to answer (RFC 7628 3.2.3: %x01 for
+		 * OAUTHBEARER); otherwise RFC 4954 section 4: an empty line. */
+		s = c->mech->client_step(c->st, in, inlen, &out, &err);
+		if (s == SG_MECH_FAIL && out.len > 0) {
+			sg_wipe(in, inlen);
+			free(in);
+			int mr = make_line(c, "", out.data, out.len, false);
+			sg_buf_free(&out);
+			return mr < 0 ? send_cancel(c, "internal") : SG_SASLC_SEND;
+		}
+		sg_buf_reset(&out);
 		s = SG_MECH_CONTINUE;
 	} else {
 		s = c->mech->client_step(c->st, in, inlen, &out, &err);

@@ -14,8 +14,8 @@ import threading
 import time
 import unittest
 
-from harness import (ALICE, BOB, R_AUTH_OK, R_QUEUED, STD_USERS, Server, assert_reply,
-                     dot_stuff_bytes, queued_id, split_message)
+from harness import (ALICE, BOB, HOST, R_AUTH_OK, R_QUEUED, STD_USERS, Server, assert_reply,
+                     dot_stuff_bytes, plain_b64, queued_id, split_message)
 from sec_util import PLAIN_SUBMISSION, connect, sigkill_and_restart
 
 TOKEN_RE = re.compile(rb"X-Sec-Token: (\S+) len=(\d+) sha256=([0-9a-f]{64})\r?\n")
@@ -175,6 +175,50 @@ class Durability(unittest.TestCase):
             from harness import ACTIVE
             if srv in ACTIVE:
                 ACTIVE.remove(srv)
+
+    def test_sigterm_does_not_wait_for_idle_sessions(self):
+        """Only sessions in DATA may hold the shutdown up: idle ones, one in an AUTH exchange,
+        one in its failure delay and connections that never finish their TLS handshake
+        (implicit TLS, or after STARTTLS) are closed at once and the server exits 0."""
+        with Server(users=STD_USERS, listeners={"submission": PLAIN_SUBMISSION,
+                                                "starttls": "submission",
+                                                "submissions": "submissions"},
+                    settings={"auth_fail_delay_ms": 2000, "throttle_max_delay_ms": 2000}) as srv:
+            idle = connect(srv, "submission")
+            idle.ehlo()
+            in_auth = connect(srv, "submission")
+            in_auth.ehlo()
+            assert_reply(in_auth.cmd("AUTH LOGIN"), "334")
+            delayed = connect(srv, "submission")
+            delayed.ehlo()
+            delayed.send(("AUTH PLAIN %s\r\n" % plain_b64("", ALICE.login, "wrong")).encode())
+            no_hello = socket.create_connection((HOST, srv.ports["submissions"]), timeout=5)
+            half_tls = connect(srv, "starttls")
+            half_tls.ehlo()
+            assert_reply(half_tls.cmd("STARTTLS"), "220")
+            time.sleep(0.3)
+            proc = srv.proc
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(8)
+            except Exception:
+                rc = None
+            dt = time.monotonic() - t0
+            for c in (idle, in_auth, delayed, half_tls):
+                c.close()
+            no_hello.close()
+            if rc is None:
+                proc.kill()
+                proc.wait(5)
+            srv.proc = None
+            srv._stopped_rc = proc.returncode
+            from harness import ACTIVE
+            if srv in ACTIVE:
+                ACTIVE.remove(srv)
+            self.assertIsNotNone(rc, "server still running 8 s after SIGTERM")
+            self.assertEqual(rc, 0)
+            self.assertLess(dt, 3.0, "SIGTERM with no session in DATA took %.1fs to exit" % dt)
 
 
 if __name__ == "__main__":
