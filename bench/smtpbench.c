@@ -523,6 +523,11 @@ static void send_ehlo(struct conn *c)
 
 static void send_msg_start(struct conn *c)
 {
+	if (c->msgs_done >= O.msgs_per_session) { /* --msgs-per-session 0: sessions only */
+		c->st = S_QUIT;
+		out_printf(c, "QUIT\r\n");
+		return;
+	}
 	if (O.pipelining) {
 		out_printf(c, "MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n", O.from, O.to);
 		c->pipe_pending = 3;
@@ -791,12 +796,7 @@ static void on_reply(struct conn *c, int code, const char *text, size_t tlen)
 			{ bad_reply(c, code); return; }
 		c->t->st.msgs_ok++;
 		c->msgs_done++;
-		if (c->msgs_done < O.msgs_per_session) {
-			send_msg_start(c);
-		} else {
-			c->st = S_QUIT;
-			out_printf(c, "QUIT\r\n");
-		}
+		send_msg_start(c);
 		return;
 	case S_QUIT:
 		if (code == 221)

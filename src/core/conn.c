@@ -18,6 +18,11 @@
 
 /* Bytes buffered from a client before we stop reading it. */
 #define READ_HIGH_WATERMARK (64 * 1024)
+/* Unsent replies: past the high mark the client is not read (a pipelining
+ * client that never reads its replies cannot grow our memory); reading
+ * resumes once they drain below the low mark. */
+#define OUT_HIGH_WATERMARK (256 * 1024)
+#define OUT_LOW_WATERMARK (16 * 1024)
 
 struct sg_conn {
 	struct event_base *base;
@@ -32,6 +37,7 @@ struct sg_conn {
 	bool closing;
 	bool discarding;
 	bool paused;
+	bool out_blocked;
 	struct sg_conn_info info;
 };
 
@@ -53,6 +59,7 @@ static void setup_bev(struct sg_conn *c)
 {
 	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HIGH_WATERMARK);
+	bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW_WATERMARK, 0);
 	apply_timeout(c);
 	if (!c->paused)
 		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
@@ -156,8 +163,19 @@ static void fill_tls_info(struct sg_conn *c)
 static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct sg_conn *c = arg;
-	if (!c->closing && !c->paused && c->pending_tls == NULL)
+	if (!c->closing && !c->paused && !c->out_blocked && c->pending_tls == NULL)
 		c->cbs->on_read(c->ctx);
+}
+
+bool sg_conn_output_full(struct sg_conn *c)
+{
+	if (c->out_blocked)
+		return true;
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) < OUT_HIGH_WATERMARK)
+		return false;
+	c->out_blocked = true;
+	bufferevent_disable(c->bev, EV_READ);
+	return true;
 }
 
 static void do_upgrade(struct sg_conn *c)
@@ -182,10 +200,23 @@ static void do_upgrade(struct sg_conn *c)
 static void on_write(struct bufferevent *bev, void *arg)
 {
 	struct sg_conn *c = arg;
-	if (c->pending_tls != NULL)
-		do_upgrade(c);
-	else if (c->closing)
-		c->cbs->on_event(c->ctx, SG_CONN_CLOSED);
+	/* Called whenever the output drains to the low mark; upgrade and close
+	 * wait until it is empty. */
+	bool empty = evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
+	if (c->pending_tls != NULL) {
+		if (empty)
+			do_upgrade(c);
+	} else if (c->closing) {
+		if (empty)
+			c->cbs->on_event(c->ctx, SG_CONN_CLOSED);
+	} else if (c->out_blocked) {
+		c->out_blocked = false;
+		if (!c->paused) {
+			bufferevent_enable(c->bev, EV_READ);
+			bufferevent_trigger(c->bev, EV_READ,
+					    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+		}
+	}
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -308,7 +339,7 @@ void sg_conn_resume(struct sg_conn *c)
 	if (!c->paused)
 		return;
 	c->paused = false;
-	if (c->closing || c->pending_tls != NULL)
+	if (c->closing || c->pending_tls != NULL || c->out_blocked)
 		return;
 	bufferevent_enable(c->bev, EV_READ);
 	/* Input may already be buffered (pipelining): deliver it now. */

@@ -60,6 +60,9 @@ void sg_conn_drain(struct sg_conn *c, size_t n);
 size_t sg_conn_input_len(struct sg_conn *c);
 
 void sg_conn_write(struct sg_conn *c, const void *p, size_t n);
+/* True when unsent replies passed the high mark: stop processing input; the
+ * connection calls on_read again once they drained. */
+bool sg_conn_output_full(struct sg_conn *c);
 void sg_conn_pause(struct sg_conn *c);
 void sg_conn_resume(struct sg_conn *c);
 /* Input inactivity limit; 0 = none. */

@@ -240,6 +240,12 @@ void sess_shutdown(struct sg_session *s)
 {
 	if (s->state & (ST_CLOSING))
 		return;
+	if (s->state & ST_HANDSHAKE) {
+		/* No reply can reach a client that has not finished its TLS
+		 * handshake: just go. */
+		sess_free(s);
+		return;
+	}
 	if (s->state & (ST_DATA | ST_BUSY))
 		return; /* finishes its transaction first; server.c bounds the wait */
 	sess_close(s, SG_R_SHUTDOWN);
@@ -414,7 +420,7 @@ static void on_read(void *ctx)
 	/* Process as many pipelined commands as are buffered; replies are
 	 * queued and leave in one write (RFC 2920). */
 	while (!(s->state & (ST_BUSY | ST_CLOSING | ST_HANDSHAKE)) && s->delay_ev == NULL &&
-	       s->fault_ev == NULL) {
+	       s->fault_ev == NULL && !sg_conn_output_full(s->conn)) {
 		if (s->state & ST_DATA) {
 			if (sg_conn_input_len(s->conn) == 0)
 				return;

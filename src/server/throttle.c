@@ -22,6 +22,8 @@ struct sg_throttle {
 	struct entry *tab;
 	size_t cap;   /* power of two */
 	size_t used;
+	uint64_t last_rebuild_ms;
+	struct entry scratch; /* stands in for new keys while the table is full */
 };
 
 static uint64_t fnv(const char *s)
@@ -117,7 +119,20 @@ static struct entry *get(struct sg_throttle *t, char kind, const char *name, boo
 	if (!create)
 		return NULL;
 	if ((t->used + 1) * 2 > t->cap) {
+		/* Full at max_entries of live keys (a distributed attack): rebuild
+		 * at most once a second, and meanwhile count new keys in a
+		 * scratch entry rather than rescanning the table on every call. */
+		if (t->cap >= (size_t)t->cfg.max_entries * 2 && now - t->last_rebuild_ms < 1000) {
+			t->scratch = (struct entry){.key = NULL};
+			return &t->scratch;
+		}
+		t->last_rebuild_ms = now;
+		size_t before = t->used;
 		rebuild(t, now);
+		if ((t->used + 1) * 2 > t->cap && t->used >= before) {
+			t->scratch = (struct entry){.key = NULL};
+			return &t->scratch;
+		}
 		return get(t, kind, name, true, now);
 	}
 	t->tab[i] = (struct entry){.key = sg_strdup(key)};

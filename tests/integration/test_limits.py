@@ -11,7 +11,7 @@ import unittest
 
 from harness import (ALICE, HOST, R_AUTH_OK, R_QUEUED, R_TOO_BIG, R_TOO_MANY_RCPTS, STD_USERS,
                      Server, ServerTestCase, assert_reply, plain_b64)
-from sec_util import PLAIN_SUBMISSION, connect, raise_nofile, timed, wait_for
+from sec_util import PLAIN_SUBMISSION, connect, raise_nofile, wait_for
 
 R_LINE_TOO_LONG = "500 5.5.2"
 R_421_ERRORS = "421 4.7.0 %s Too many errors, closing connection"
