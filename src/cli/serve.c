@@ -14,6 +14,7 @@
 static const char serve_usage[] =
 	"usage: smtpgate serve [--config FILE] [--data-dir DIR] [--listen ROLE=ADDR:PORT]...\n"
 	"                      [--hostname NAME] [--log-level debug|info|warn|error]\n"
+	"                      [--http ADDR:PORT | --no-http] [--http-open]\n"
 	"\n"
 	"Run the SMTP server in the foreground. In sandbox mode (the only mode so far)\n"
 	"every accepted message is stored durably in the inbox of its account and\n"

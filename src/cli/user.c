@@ -87,6 +87,10 @@ static int fail(const char *what, const char *err)
 
 /* ---- password input ---- */
 
+/* scram_iterations of the config: verifiers derived here must match what the
+ * server uses for unknown logins' fake salts. */
+static struct sg_cred_params cred_params = {.scram_iterations = 4096};
+
 static struct termios saved_tio;
 static volatile sig_atomic_t echo_off;
 
@@ -252,8 +256,8 @@ static int cmd_set_password(struct sg_cred_store *s, bool add, int argc, char **
 	char *pw = sg_malloc(PASSWORD_MAX);
 	ret = get_password(from_stdin, pw);
 	if (ret == 0) {
-		int r = add ? sg_cred_add(s, login, pw, NULL, &err)
-			    : sg_cred_set_password(s, login, pw, NULL, &err);
+		int r = add ? sg_cred_add(s, login, pw, &cred_params, &err)
+			    : sg_cred_set_password(s, login, pw, &cred_params, &err);
 		if (r != 0)
 			ret = fail(add ? "add" : "passwd", err);
 	}
@@ -349,6 +353,7 @@ int sg_cmd_user(int argc, char **argv)
 		}
 	}
 	char *dir = sg_strdup(data_dir != NULL ? data_dir : cfg->data_dir);
+	cred_params.scram_iterations = cfg->sasl.scram_iterations;
 	free(cfg);
 	int ret = user_main(dir, argc - i, argv + i);
 	free(dir);

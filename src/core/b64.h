@@ -20,7 +20,9 @@ size_t sg_b64_encode(const uint8_t *in, size_t n, char *out);
 /* Decode; out needs SG_B64_DECODED_MAX(n) bytes (+1: a NUL is appended for
  * convenience and not counted). Returns 0, or -1 for invalid input. */
 int sg_b64_decode(const char *in, size_t n, uint8_t *out, size_t *outlen);
-/* Same, with base64url (RFC 4648 section 5) and optional padding (JWT). */
+/* Same, with base64url (RFC 4648 section 5) and optional padding (JWT):
+ * unpadded input decodes to up to SG_B64URL_DECODED_MAX(n) bytes (+1). */
+#define SG_B64URL_DECODED_MAX(n) ((((n) + 3) / 4) * 3)
 int sg_b64url_decode(const char *in, size_t n, uint8_t *out, size_t *outlen);
 size_t sg_b64url_encode(const uint8_t *in, size_t n, char *out);
 

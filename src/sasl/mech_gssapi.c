@@ -58,6 +58,13 @@
 static void sg_gss_release(gss_buffer_t b)
 {
 	OM_uint32 m;
+	/* MIT's gss_release_buffer frees only non-empty buffers, but gss_unwrap
+	 * of an empty message returns a zero-length one-octet allocation. */
+	if (b->length == 0 && b->value != NULL) {
+		free(b->value);
+		b->value = NULL;
+		return;
+	}
 	(void)gss_release_buffer(&m, b);
 }
 

@@ -35,6 +35,8 @@ static bool hello_common(struct sg_session *s, char *args, bool esmtp)
 		return false;
 	}
 	sess_reset_txn(s);
+	if (s->helo[0] == '\0') /* the greeting wait is over */
+		sg_conn_set_timeout(s->conn, s->srv->cfg.timeout_command_ms);
 	sg_strlcpy(s->helo, args, sizeof(s->helo));
 	s->esmtp = esmtp;
 	s->state = ST_READY;

@@ -48,6 +48,7 @@ static const struct key global_keys[] = {
 	{"throttle_window_ms", UINT(throttle_window_ms, 1000, 86400000)},
 	{"throttle_cooloff_ms", UINT(throttle_cooloff_ms, 0, 86400000)},
 	{"throttle_max_delay_ms", UINT(throttle_max_delay_ms, 0, 600000)},
+	{"timeout_greeting_ms", UINT(timeout_greeting_ms, 100, 3600000)},
 	{"timeout_command_ms", UINT(timeout_command_ms, 100, 3600000)},
 	{"timeout_data_ms", UINT(timeout_data_ms, 100, 3600000)},
 	{"timeout_tls_ms", UINT(timeout_tls_ms, 100, 600000)},
@@ -55,6 +56,7 @@ static const struct key global_keys[] = {
 	{"loops", UINT(loops, 1, 256)},
 	{"http_listen", STR(http_listen)},
 	{"http_open", BOOL(http_open)},
+	{"http_tls", BOOL(http_tls)},
 	{"fault", K_STR, 0, 0, 0, 0}, /* special: repeatable */
 	{"workers", UINT(workers, 1, 256)},
 	{"sender_policy", K_STR, 0, 0, 0, 0}, /* special: enforce | off */
@@ -125,6 +127,7 @@ void sg_config_defaults(struct sg_config *c)
 	c->throttle_window_ms = 15 * 60 * 1000;
 	c->throttle_cooloff_ms = 5 * 60 * 1000;
 	c->throttle_max_delay_ms = 8000;
+	c->timeout_greeting_ms = 60000;
 	c->timeout_command_ms = 300000;
 	c->timeout_data_ms = 180000;
 	c->timeout_tls_ms = 30000;
@@ -398,6 +401,12 @@ int sg_config_parse(struct sg_config *c, const char *text, const char *name, cha
 			return -1;
 		}
 		*eq = '\0';
+		/* "key = value   # comment": a '#' after whitespace starts a comment */
+		for (char *h = eq + 1; *h != '\0'; h++)
+			if (*h == '#' && h > eq + 1 && isspace((unsigned char)h[-1])) {
+				*h = '\0';
+				break;
+			}
 		char *k = trim(s), *v = trim(eq + 1);
 		if (*k == '\0') {
 			snprintf(err, errsize, "%s: empty key", where);

@@ -60,6 +60,7 @@ struct sg_config {
 	unsigned throttle_window_ms;
 	unsigned throttle_cooloff_ms;
 	unsigned throttle_max_delay_ms;
+	unsigned timeout_greeting_ms; /* from the greeting to the client's first command */
 	unsigned timeout_command_ms;  /* RFC 5321 4.5.3.2.7: 5 minutes */
 	unsigned timeout_data_ms;     /* 4.5.3.2.5: 3 minutes per data block */
 	unsigned timeout_tls_ms;
@@ -83,6 +84,7 @@ struct sg_config {
 	/* sandbox HTTP API and page */
 	char http_listen[80];         /* "127.0.0.1:8025"; "off" disables it */
 	bool http_open;               /* no access control (loopback only) */
+	bool http_tls;                /* HTTPS with tls_cert / tls_key */
 	/* fault-injection rules from the config file ("fault = stage=auth reply=...") */
 	size_t nfaults;
 	char faults[SG_MAX_FAULTS][256];

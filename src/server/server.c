@@ -273,14 +273,16 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 		.port = (unsigned)port,
 		.open = c->http_open,
 		.data_dir = c->data_dir,
+		.tls_cert = c->http_tls ? c->tls_cert : NULL,
+		.tls_key = c->http_tls ? c->tls_key : NULL,
 	};
 	if (sg_http_start(&hc, srv->creds, srv->mail, srv->events, srv->faults, &srv->metrics, &srv->http,
 			  &error) < 0) {
 		snprintf(err, errsize, "HTTP %s: %s", c->http_listen, error);
 		return -1;
 	}
-	sg_log(SG_INFO, "listen", "listener=http addr=%s access=%s", c->http_listen,
-	       c->http_open ? "open" : "credentials");
+	sg_log(SG_INFO, "listen", "listener=http addr=%s tls=%s access=%s", c->http_listen,
+	       c->http_tls ? "yes" : "no", c->http_open ? "open" : "credentials");
 	return 0;
 }
 

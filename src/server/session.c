@@ -67,7 +67,7 @@ static void greet(struct sg_session *s)
 {
 	s->state = ST_GREETED;
 	sess_reply(s, SG_R_GREETING, s->srv->cfg.hostname);
-	sg_conn_set_timeout(s->conn, s->srv->cfg.timeout_command_ms);
+	sg_conn_set_timeout(s->conn, s->srv->cfg.timeout_greeting_ms);
 }
 
 /* ---- fault injection (sandbox: "what does my app do when AUTH fails?") ---- */

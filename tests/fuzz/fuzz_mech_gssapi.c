@@ -138,14 +138,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* the layer message */
 		if ((data[0] & 1) != 0) {
 			s = step(m, st, data + 1, size - 1, &out, &res);
-		} else if (size == 1) {
-			/* KNOWN FINDING (tests/fuzz/crashes/mech_gssapi-empty-layer-leak.bin):
-			 * MIT's gss_unwrap returns a 1-octet allocation with length 0
-			 * for an empty message and gss_release_buffer frees only when
-			 * length != 0, so sg_gss_srv_layer leaks it on every such
-			 * attempt. Skipped until mech_gssapi.c frees it; remove this
-			 * branch then. */
-			s = SG_MECH_FAIL;
 		} else {
 			gss_buffer_desc p = {size - 1, (void *)(data + 1)}, wr = GSS_C_EMPTY_BUFFER;
 			if (GSS_ERROR(gss_wrap(&minor, ic.ctx, 0, GSS_C_QOP_DEFAULT, &p, NULL, &wr)))
