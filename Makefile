@@ -20,8 +20,10 @@ build: deps $(BUILD)/build.ninja
 run: build
 	sh scripts/run-demo $(BUILD)/src/smtpgate
 
+# Every test: unit + integration, the same under ASan + UBSan, unit tests under
+# valgrind, and a short run of every fuzz target (tests/check; SG_CHECK_PHASES).
 check: build
-	sh tests/run $(BUILD)
+	sh tests/check $(BUILD)
 
 # Fuzzing (clang + libFuzzer, ASan+UBSan): every target FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60

@@ -48,7 +48,7 @@ static const struct key global_keys[] = {
 	{"throttle_window_ms", UINT(throttle_window_ms, 1000, 86400000)},
 	{"throttle_cooloff_ms", UINT(throttle_cooloff_ms, 0, 86400000)},
 	{"throttle_max_delay_ms", UINT(throttle_max_delay_ms, 0, 600000)},
-	{"timeout_greeting_ms", UINT(timeout_greeting_ms, 100, 3600000)},
+	{"timeout_greeting_ms", UINT(timeout_greeting_ms, 0, 3600000)},
 	{"timeout_command_ms", UINT(timeout_command_ms, 100, 3600000)},
 	{"timeout_data_ms", UINT(timeout_data_ms, 100, 3600000)},
 	{"timeout_tls_ms", UINT(timeout_tls_ms, 100, 600000)},
@@ -127,7 +127,6 @@ void sg_config_defaults(struct sg_config *c)
 	c->throttle_window_ms = 15 * 60 * 1000;
 	c->throttle_cooloff_ms = 5 * 60 * 1000;
 	c->throttle_max_delay_ms = 8000;
-	c->timeout_greeting_ms = 60000;
 	c->timeout_command_ms = 300000;
 	c->timeout_data_ms = 180000;
 	c->timeout_tls_ms = 30000;

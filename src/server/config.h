@@ -60,7 +60,7 @@ struct sg_config {
 	unsigned throttle_window_ms;
 	unsigned throttle_cooloff_ms;
 	unsigned throttle_max_delay_ms;
-	unsigned timeout_greeting_ms; /* from the greeting to the client's first command */
+	unsigned timeout_greeting_ms; /* greeting to the first EHLO/HELO; 0 = timeout_command_ms */
 	unsigned timeout_command_ms;  /* RFC 5321 4.5.3.2.7: 5 minutes */
 	unsigned timeout_data_ms;     /* 4.5.3.2.5: 3 minutes per data block */
 	unsigned timeout_tls_ms;

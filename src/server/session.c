@@ -67,7 +67,8 @@ static void greet(struct sg_session *s)
 {
 	s->state = ST_GREETED;
 	sess_reply(s, SG_R_GREETING, s->srv->cfg.hostname);
-	sg_conn_set_timeout(s->conn, s->srv->cfg.timeout_greeting_ms);
+	const struct sg_config *c = &s->srv->cfg;
+	sg_conn_set_timeout(s->conn, c->timeout_greeting_ms ? c->timeout_greeting_ms : c->timeout_command_ms);
 }
 
 /* ---- fault injection (sandbox: "what does my app do when AUTH fails?") ---- */
