@@ -91,6 +91,28 @@ void sg_oauth_secret_free(uint8_t **key, size_t len);
 /* ---- Shared by mech_xoauth2.c and mech_oauthbearer.c (defined in
  * mech_oauthbearer.c, so that jwt.c does not depend on the store) ---- */
 
+/* The server side shared by XOAUTH2 and OAUTHBEARER: state, the error
+ * challenge and its acknowledgement. check() parses one client message and
+ * returns OK, MALFORMED, TEMPFAIL, FAIL (refused without an error challenge),
+ * or CONTINUE meaning "token refused: send the error JSON" (res->reason and
+ * res->login set); the driver then sends the JSON as a 334, and the next
+ * step, whatever the client answers (RFC 7628 3.2.3), returns FAIL. */
+struct sg_oauth_server {
+	const struct sg_sasl_server_env *env;
+	bool oauthbearer;              /* which error JSON */
+	int stage;                     /* 0 start, 1 error sent, 2 done */
+	const char *reason;
+	char login[SG_LOGIN_MAX + 1];
+	enum sg_mech_status (*check)(struct sg_oauth_server *st, char *msg, size_t len,
+				     struct sg_mech_result *res);
+};
+void *sg_oauth_server_new(const struct sg_sasl_server_env *env, bool oauthbearer,
+			  enum sg_mech_status (*check)(struct sg_oauth_server *st, char *msg, size_t len,
+						       struct sg_mech_result *res));
+enum sg_mech_status sg_oauth_server_step(void *st, const uint8_t *in, size_t inlen,
+					 struct sg_buf *out, struct sg_mech_result *res);
+void sg_oauth_server_free(void *st);
+
 /* Subject comparison: exact, or ASCII case-insensitive when either side is
  * an address (contains '@'). */
 bool sg_oauth_subject_eq(const char *a, const char *b);

@@ -195,20 +195,63 @@ char *sg_oauth_error_text(const uint8_t *in, size_t inlen)
 
 /* ---- server ------------------------------------------------------------------ */
 
-enum oauth_stage { OB_START, OB_ERROR_SENT, OB_DONE };
-
-struct oauthbearer_server {
-	const struct sg_sasl_server_env *env;
-	enum oauth_stage stage;
-	const char *reason;
-	char login[SG_LOGIN_MAX + 1];
-};
-
-static void *oauthbearer_server_start(const struct sg_sasl_server_env *env)
+void *sg_oauth_server_new(const struct sg_sasl_server_env *env, bool oauthbearer,
+			  enum sg_mech_status (*check)(struct sg_oauth_server *st, char *msg, size_t len,
+						       struct sg_mech_result *res))
 {
-	struct oauthbearer_server *st = sg_calloc(1, sizeof(*st));
+	struct sg_oauth_server *st = sg_calloc(1, sizeof(*st));
 	st->env = env;
+	st->oauthbearer = oauthbearer;
+	st->check = check;
 	return st;
+}
+
+void sg_oauth_server_free(void *st)
+{
+	if (st != NULL)
+		sg_wipe(st, sizeof(struct sg_oauth_server));
+	free(st);
+}
+
+enum sg_mech_status sg_oauth_server_step(void *vst, const uint8_t *in, size_t inlen,
+					 struct sg_buf *out, struct sg_mech_result *res)
+{
+	struct sg_oauth_server *st = vst;
+	switch (st->stage) {
+	case 0:
+		if (in == NULL)
+			return SG_MECH_CONTINUE; /* no initial response: "334 " */
+		break;
+	case 1:
+		/* RFC 7628 3.2.3: the client acknowledges the error (0x01, an
+		 * empty line, or anything): the exchange fails. */
+		st->stage = 2;
+		res->reason = st->reason;
+		sg_strlcpy(res->login, st->login, sizeof(res->login));
+		return SG_MECH_FAIL;
+	default:
+		res->reason = "protocol";
+		return SG_MECH_MALFORMED;
+	}
+	st->stage = 2;
+	if (inlen == 0 || inlen > SG_JWT_MAX + 1024 || memchr(in, '\0', inlen) != NULL) {
+		res->reason = "malformed";
+		return SG_MECH_MALFORMED;
+	}
+	char *msg = sg_malloc(inlen + 1);
+	memcpy(msg, in, inlen);
+	msg[inlen] = '\0';
+	enum sg_mech_status s = st->check(st, msg, inlen, res);
+	sg_wipe(msg, inlen);
+	free(msg);
+	if (s != SG_MECH_CONTINUE)
+		return s;
+	st->reason = res->reason;
+	sg_strlcpy(st->login, res->login, sizeof(st->login));
+	if (sg_oauth_error_json(st->env->cfg, st->oauthbearer, out) < 0)
+		return SG_MECH_FAIL;
+	st->stage = 1;
+	return SG_MECH_CONTINUE;
 }
 
 bool sg_oauth_server_available(const struct sg_sasl_server_env *env)
@@ -269,21 +312,7 @@ static bool host_is_us(const struct sg_sasl_server_env *env, const char *host)
 	return env->hostname != NULL && strcasecmp(h, env->hostname) == 0;
 }
 
-static enum sg_mech_status ob_fail_json(struct oauthbearer_server *st, struct sg_buf *out,
-					struct sg_mech_result *res)
-{
-	st->reason = res->reason;
-	sg_strlcpy(st->login, res->login, sizeof(st->login));
-	if (sg_oauth_error_json(st->env->cfg, true, out) < 0) {
-		st->stage = OB_DONE;
-		return SG_MECH_FAIL;
-	}
-	st->stage = OB_ERROR_SENT;
-	return SG_MECH_CONTINUE;
-}
-
-static enum sg_mech_status ob_parse_and_check(struct oauthbearer_server *st, char *msg,
-					      size_t len, struct sg_buf *out,
+static enum sg_mech_status ob_parse_and_check(struct sg_oauth_server *st, char *msg, size_t len,
 					      struct sg_mech_result *res)
 {
 	char authzid[SG_LOGIN_MAX + 1] = "";
@@ -336,7 +365,7 @@ static enum sg_mech_status ob_parse_and_check(struct oauthbearer_server *st, cha
 	const char *host = sg_oauth_kv_get(kv, n, "host");
 	if (host != NULL && !host_is_us(st->env, host)) {
 		res->reason = "wrong_host";
-		return ob_fail_json(st, out, res);
+		return SG_MECH_CONTINUE; /* the error challenge */
 	}
 	const char *port = sg_oauth_kv_get(kv, n, "port");
 	if (port != NULL) {
@@ -347,56 +376,19 @@ static enum sg_mech_status ob_parse_and_check(struct oauthbearer_server *st, cha
 		}
 		if (st->env->local_port != 0 && p != st->env->local_port) {
 			res->reason = "wrong_port";
-			return ob_fail_json(st, out, res);
+			return SG_MECH_CONTINUE; /* the error challenge */
 		}
 	}
 	enum sg_mech_status s =
 		sg_oauth_authenticate(st->env, have_authzid ? authzid : NULL, token, res);
 	if (s == SG_MECH_FAIL)
-		return ob_fail_json(st, out, res);
+		return SG_MECH_CONTINUE; /* the error challenge */
 	return s;
 }
 
-static enum sg_mech_status oauthbearer_server_step(void *vst, const uint8_t *in, size_t inlen,
-						   struct sg_buf *out, struct sg_mech_result *res)
+static void *oauthbearer_server_start(const struct sg_sasl_server_env *env)
 {
-	struct oauthbearer_server *st = vst;
-	switch (st->stage) {
-	case OB_START:
-		if (in == NULL)
-			return SG_MECH_CONTINUE; /* no initial response: "334 " */
-		break;
-	case OB_ERROR_SENT:
-		/* Section 3.2.3: the client acknowledges the error (0x01, or an
-		 * empty line, or anything): the exchange fails. */
-		st->stage = OB_DONE;
-		res->reason = st->reason;
-		sg_strlcpy(res->login, st->login, sizeof(res->login));
-		return SG_MECH_FAIL;
-	case OB_DONE:
-	default:
-		res->reason = "protocol";
-		return SG_MECH_MALFORMED;
-	}
-	st->stage = OB_DONE;
-	if (inlen == 0 || inlen > SG_JWT_MAX + 1024 || memchr(in, '\0', inlen) != NULL) {
-		res->reason = "malformed";
-		return SG_MECH_MALFORMED;
-	}
-	char *msg = sg_malloc(inlen + 1);
-	memcpy(msg, in, inlen);
-	msg[inlen] = '\0';
-	enum sg_mech_status s = ob_parse_and_check(st, msg, inlen, out, res);
-	sg_wipe(msg, inlen);
-	free(msg);
-	return s;
-}
-
-static void oauthbearer_server_free(void *st)
-{
-	if (st != NULL)
-		sg_wipe(st, sizeof(struct oauthbearer_server));
-	free(st);
+	return sg_oauth_server_new(env, true, ob_parse_and_check);
 }
 
 /* ---- client ------------------------------------------------------------------ */
@@ -538,8 +530,8 @@ const struct sg_mech sg_mech_oauthbearer = {
 	.cred = SG_CRED_NONE,
 	.server_available = sg_oauth_server_available,
 	.server_start = oauthbearer_server_start,
-	.server_step = oauthbearer_server_step,
-	.server_free = oauthbearer_server_free,
+	.server_step = sg_oauth_server_step,
+	.server_free = sg_oauth_server_free,
 	.client_start = oauthbearer_client_start,
 	.client_step = sg_oauth_client_step,
 	.client_free = sg_oauth_client_free,

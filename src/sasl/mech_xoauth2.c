@@ -21,24 +21,8 @@
 #include "sasl/mech.h"
 #include "sasl/mechs.h"
 
-enum xoauth2_stage { XO_START, XO_ERROR_SENT, XO_DONE };
-
-struct xoauth2_server {
-	const struct sg_sasl_server_env *env;
-	enum xoauth2_stage stage;
-	const char *reason;
-	char login[SG_LOGIN_MAX + 1];
-};
-
-static void *xoauth2_server_start(const struct sg_sasl_server_env *env)
-{
-	struct xoauth2_server *st = sg_calloc(1, sizeof(*st));
-	st->env = env;
-	return st;
-}
-
-static enum sg_mech_status xoauth2_check(struct xoauth2_server *st, char *msg, size_t len,
-					 struct sg_buf *out, struct sg_mech_result *res)
+static enum sg_mech_status xoauth2_check(struct sg_oauth_server *st, char *msg, size_t len,
+					 struct sg_mech_result *res)
 {
 	struct sg_oauth_kv kv[SG_OAUTH_KV_MAX];
 	size_t n;
@@ -54,56 +38,14 @@ static enum sg_mech_status xoauth2_check(struct xoauth2_server *st, char *msg, s
 		return SG_MECH_MALFORMED;
 	}
 	enum sg_mech_status s = sg_oauth_authenticate(st->env, user, token, res);
-	if (s != SG_MECH_FAIL)
-		return s;
-	st->reason = res->reason;
-	sg_strlcpy(st->login, res->login, sizeof(st->login));
-	if (sg_oauth_error_json(st->env->cfg, false, out) < 0)
-		return SG_MECH_FAIL;
-	st->stage = XO_ERROR_SENT;
-	return SG_MECH_CONTINUE;
+	return s == SG_MECH_FAIL ? SG_MECH_CONTINUE /* the error challenge */ : s;
 }
 
-static enum sg_mech_status xoauth2_server_step(void *vst, const uint8_t *in, size_t inlen,
-					       struct sg_buf *out, struct sg_mech_result *res)
+static void *xoauth2_server_start(const struct sg_sasl_server_env *env)
 {
-	struct xoauth2_server *st = vst;
-	switch (st->stage) {
-	case XO_START:
-		if (in == NULL)
-			return SG_MECH_CONTINUE; /* no initial response: "334 " */
-		break;
-	case XO_ERROR_SENT:
-		/* Whatever the client answers to the error JSON, it has failed. */
-		st->stage = XO_DONE;
-		res->reason = st->reason;
-		sg_strlcpy(res->login, st->login, sizeof(res->login));
-		return SG_MECH_FAIL;
-	case XO_DONE:
-	default:
-		res->reason = "protocol";
-		return SG_MECH_MALFORMED;
-	}
-	st->stage = XO_DONE;
-	if (inlen == 0 || inlen > SG_JWT_MAX + 1024 || memchr(in, '\0', inlen) != NULL) {
-		res->reason = "malformed";
-		return SG_MECH_MALFORMED;
-	}
-	char *msg = sg_malloc(inlen + 1);
-	memcpy(msg, in, inlen);
-	msg[inlen] = '\0';
-	enum sg_mech_status s = xoauth2_check(st, msg, inlen, out, res);
-	sg_wipe(msg, inlen);
-	free(msg);
-	return s;
+	return sg_oauth_server_new(env, false, xoauth2_check);
 }
 
-static void xoauth2_server_free(void *st)
-{
-	if (st != NULL)
-		sg_wipe(st, sizeof(struct xoauth2_server));
-	free(st);
-}
 
 static void *xoauth2_client_start(const struct sg_sasl_client_env *env, const char **error_r)
 {
@@ -118,8 +60,8 @@ const struct sg_mech sg_mech_xoauth2 = {
 	.cred = SG_CRED_NONE,
 	.server_available = sg_oauth_server_available,
 	.server_start = xoauth2_server_start,
-	.server_step = xoauth2_server_step,
-	.server_free = xoauth2_server_free,
+	.server_step = sg_oauth_server_step,
+	.server_free = sg_oauth_server_free,
 	.client_start = xoauth2_client_start,
 	.client_step = sg_oauth_client_step,
 	.client_free = sg_oauth_client_free,
