@@ -133,7 +133,9 @@ void sg_config_defaults(struct sg_config *c)
 	c->timeout_session_ms = 3600000;
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	c->loops = cores > 0 && cores < 64 ? (unsigned)cores : 1;
-	c->workers = 2;
+	/* fsync is the bottleneck of durable capture: many in flight let the
+	 * file system batch them (measured in BENCHMARKS.md) */
+	c->workers = 8;
 	c->sender_enforce = true;
 	c->sasl.scram_iterations = 4096;
 	sg_strlcpy(c->oauth_login_claim, "sub", sizeof(c->oauth_login_claim));

@@ -15,10 +15,17 @@ void sg_data_init(struct sg_data_reader *r, struct sg_buf *out, size_t max_size,
 
 static void emit(struct sg_data_reader *r, const void *p, size_t n)
 {
+	size_t before = r->size;
 	r->size += n;
 	if (r->too_big)
 		return;
-	if (r->size > r->max_size || sg_buf_append(r->out, p, n) < 0)
+	if (r->size > r->max_size) {
+		/* keep what fits, octet for octet as a byte-wise feed would */
+		(void)sg_buf_append(r->out, p, r->max_size - before);
+		r->too_big = true;
+		return;
+	}
+	if (sg_buf_append(r->out, p, n) < 0)
 		r->too_big = true;
 }
 
@@ -77,9 +84,23 @@ size_t sg_data_feed(struct sg_data_reader *r, const uint8_t *p, size_t n)
 				text(r, c);
 			}
 			break;
-		case DR_TEXT:
-			text(r, c);
+		case DR_TEXT: {
+			if (c == '\r' || c == '\n') {
+				text(r, c);
+				break;
+			}
+			/* Fast path: the run of ordinary octets up to the next CR or LF
+			 * goes into the buffer in one append. */
+			size_t start = i - 1, end = i;
+			while (end < n && p[end] != '\r' && p[end] != '\n')
+				end++;
+			for (size_t k = start; k < end && !r->eightbit; k++)
+				if (p[k] >= 0x80)
+					r->eightbit = true;
+			emit(r, p + start, end - start);
+			i = end;
 			break;
+		}
 		case DR_CR:
 			if (c == '\n') {
 				emit(r, "\r\n", 2);
