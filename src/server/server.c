@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
@@ -152,9 +153,12 @@ static int setup_tls(struct sg_server *srv, char *err, size_t errsize)
 	return 0;
 }
 
-static int bind_listener(struct sg_loop *loop, struct sg_listener *l, char *err, size_t errsize)
+/* Bind and listen once per configured listener. Every loop then accepts on
+ * its own duplicate of that one socket: no SO_REUSEPORT, so a second server
+ * (or two listeners configured on one port) fails with "address in use"
+ * instead of silently sharing the port. */
+static int open_listener(const struct sg_listener_cfg *lc, int *fd_r, char *err, size_t errsize)
 {
-	const struct sg_listener_cfg *lc = l->cfg;
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
 	struct addrinfo *ai = NULL;
@@ -165,21 +169,39 @@ static int bind_listener(struct sg_loop *loop, struct sg_listener *l, char *err,
 		snprintf(err, errsize, "listener %s: address '%s': %s", lc->name, lc->host, gai_strerror(r));
 		return -1;
 	}
-	l->loop = loop;
-	l->evl = evconnlistener_new_bind(loop->base, on_accept, l,
-					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
-						 (loop->srv->nloops > 1 ? LEV_OPT_REUSEABLE_PORT : 0),
-					 1024, ai->ai_addr, (int)ai->ai_addrlen);
-	freeaddrinfo(ai);
-	if (l->evl == NULL) {
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
 		snprintf(err, errsize, "listener %s: cannot listen on %s:%u: %s", lc->name, lc->host,
 			 lc->port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
 		return -1;
 	}
-	if (loop->index == 0)
-		sg_log(SG_INFO, "listen", "listener=%s role=%s addr=%s:%u tls=%s", lc->name,
-		       sg_role_name(lc->role), lc->host, lc->port,
-		       lc->role == SG_ROLE_SUBMISSIONS ? "implicit" : "starttls");
+	freeaddrinfo(ai);
+	*fd_r = fd;
+	sg_log(SG_INFO, "listen", "listener=%s role=%s addr=%s:%u tls=%s", lc->name,
+	       sg_role_name(lc->role), lc->host, lc->port,
+	       lc->role == SG_ROLE_SUBMISSIONS ? "implicit" : "starttls");
+	return 0;
+}
+
+static int attach_listener(struct sg_loop *loop, struct sg_listener *l, int fd, char *err,
+			   size_t errsize)
+{
+	int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	l->loop = loop;
+	l->evl = dfd < 0 ? NULL
+			 : evconnlistener_new(loop->base, on_accept, l,
+					      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, dfd);
+	if (l->evl == NULL) {
+		snprintf(err, errsize, "listener %s: %s", l->cfg->name, strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		return -1;
+	}
 	return 0;
 }
 
@@ -306,22 +328,35 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 	evthread_use_pthreads();
 	srv->nloops = c->loops;
 	srv->loops = sg_calloc(srv->nloops, sizeof(*srv->loops));
-	for (unsigned k = 0; k < srv->nloops; k++) {
+	int fds[SG_MAX_LISTENERS];
+	for (size_t i = 0; i < c->nlisteners; i++)
+		if (open_listener(&c->listeners[i], &fds[i], err, errsize) < 0) {
+			while (i-- > 0)
+				close(fds[i]);
+			return -1;
+		}
+	int ret = 0;
+	for (unsigned k = 0; k < srv->nloops && ret == 0; k++) {
 		struct sg_loop *loop = &srv->loops[k];
 		loop->srv = srv;
 		loop->index = k;
 		loop->base = event_base_new();
 		if (loop->base == NULL) {
 			snprintf(err, errsize, "event_base_new failed");
-			return -1;
+			ret = -1;
+			break;
 		}
-		for (size_t i = 0; i < c->nlisteners; i++) {
+		for (size_t i = 0; i < c->nlisteners && ret == 0; i++) {
 			loop->listeners[i].cfg = &c->listeners[i];
-			if (bind_listener(loop, &loop->listeners[i], err, errsize) < 0)
-				return -1;
-			loop->nlisteners++;
+			ret = attach_listener(loop, &loop->listeners[i], fds[i], err, errsize);
+			if (ret == 0)
+				loop->nlisteners++;
 		}
 	}
+	for (size_t i = 0; i < c->nlisteners; i++)
+		close(fds[i]); /* every loop holds its own duplicate */
+	if (ret < 0)
+		return -1;
 	if (root) {
 		char abs[PATH_MAX];
 		if (realpath(c->data_dir, abs) == NULL || !sg_strlcpy(c->data_dir, abs, sizeof(c->data_dir))) {

@@ -33,9 +33,9 @@ struct sg_listener {
 	struct evconnlistener *evl;
 };
 
-/* One event loop per core (thread), each with its own listening sockets on
- * the same addresses (SO_REUSEPORT: the kernel spreads connections), its own
- * worker pool and its own sessions. What must agree across loops (accounts,
+/* One event loop per core (thread), each accepting on its own duplicate of
+ * the listening sockets (bound once: no SO_REUSEPORT, so another process can
+ * never share our ports), with its own worker pool and its own sessions. What must agree across loops (accounts,
  * throttling, the capture store, limits) is shared and thread-safe. */
 struct sg_loop {
 	struct sg_server *srv;
