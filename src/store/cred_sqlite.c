@@ -775,6 +775,23 @@ out:
 	return end_write(s, c, ret, error_r);
 }
 
+/* Start a write transaction on the account with this normalised login: the
+ * connection and *id, or NULL with *error_r (nothing left open). */
+static struct conn *begin_account_write(struct sg_cred_store *s, const char *norm, int64_t *id,
+					const char **error_r)
+{
+	struct conn *c = begin_write(s, error_r);
+	if (c == NULL)
+		return NULL;
+	int r = account_id(c->db, norm, id);
+	if (r != 1) {
+		set_err(error_r, r == 0 ? errf("account '%s' does not exist", norm) : db_error(c->db));
+		(void)end_write(s, c, -1, error_r);
+		return NULL;
+	}
+	return c;
+}
+
 int sg_cred_set_password(struct sg_cred_store *s, const char *login, const char *password,
 			 const struct sg_cred_params *p, const char **error_r)
 {
@@ -786,18 +803,13 @@ int sg_cred_set_password(struct sg_cred_store *s, const char *login, const char 
 	struct derived *d = derive_all(password, p, error_r);
 	if (d == NULL)
 		return -1;
-	struct conn *c = begin_write(s, error_r);
+	int64_t id;
+	struct conn *c = begin_account_write(s, norm, &id, error_r);
 	if (c == NULL) {
 		derived_wipe(d);
 		return -1;
 	}
 	int ret = -1;
-	int64_t id;
-	int r = account_id(c->db, norm, &id);
-	if (r != 1) {
-		set_err(error_r, r == 0 ? errf("account '%s' does not exist", norm) : db_error(c->db));
-		goto out;
-	}
 	if (write_verifiers(c->db, id, d) != 0) {
 		set_err(error_r, db_error(c->db));
 		goto out;
@@ -854,16 +866,11 @@ int sg_cred_delete(struct sg_cred_store *s, const char *login, const char **erro
 		set_err(error_r, "invalid login");
 		return -1;
 	}
-	struct conn *c = begin_write(s, error_r);
-	if (c == NULL)
-		return -1;
 	int ret = -1;
 	int64_t id;
-	int r = account_id(c->db, norm, &id);
-	if (r != 1) {
-		set_err(error_r, r == 0 ? errf("account '%s' does not exist", norm) : db_error(c->db));
-		return end_write(s, c, -1, error_r);
-	}
+	struct conn *c = begin_account_write(s, norm, &id, error_r);
+	if (c == NULL)
+		return -1;
 	/* explicit deletes as well as ON DELETE CASCADE, in case foreign keys
 	 * were off on the connection that created the rows */
 	sqlite3_stmt *st[3] = {
@@ -898,18 +905,13 @@ int sg_cred_add_address(struct sg_cred_store *s, const char *login, const char *
 	if (sg_cred_validate_address(address, error_r) != 0)
 		return -1;
 	norm_domain_part(address, addr, sizeof(addr));
-	struct conn *c = begin_write(s, error_r);
+	int64_t id, other;
+	struct conn *c = begin_account_write(s, norm, &id, error_r);
 	if (c == NULL)
 		return -1;
 	int ret = -1;
-	int64_t id, other;
 	char owner[256];
-	int r = account_id(c->db, norm, &id);
-	if (r != 1) {
-		set_err(error_r, r == 0 ? errf("account '%s' does not exist", norm) : db_error(c->db));
-		goto out;
-	}
-	r = query_login(c->db,
+	int r = query_login(c->db,
 			"SELECT accounts.login FROM addresses JOIN accounts ON accounts.id = "
 			"addresses.account_id WHERE addresses.address = ?1",
 			addr, owner, sizeof(owner));
@@ -965,16 +967,11 @@ int sg_cred_del_address(struct sg_cred_store *s, const char *login, const char *
 		set_err(error_r, "invalid address");
 		return -1;
 	}
-	struct conn *c = begin_write(s, error_r);
-	if (c == NULL)
-		return -1;
 	int ret = -1;
 	int64_t id;
-	int r = account_id(c->db, norm, &id);
-	if (r != 1) {
-		set_err(error_r, r == 0 ? errf("account '%s' does not exist", norm) : db_error(c->db));
-		return end_write(s, c, -1, error_r);
-	}
+	struct conn *c = begin_account_write(s, norm, &id, error_r);
+	if (c == NULL)
+		return -1;
 	sqlite3_stmt *st = prep(c->db, "DELETE FROM addresses WHERE account_id = ?1 AND address = ?2");
 	if (st == NULL) {
 		set_err(error_r, db_error(c->db));
