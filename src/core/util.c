@@ -20,6 +20,22 @@ void sg_fatal(const char *fmt, ...)
 	abort();
 }
 
+const char *sg_errf(const char *fmt, ...)
+{
+	static _Thread_local char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return buf;
+}
+
+void sg_set_err(const char **error_r, const char *msg)
+{
+	if (error_r != NULL)
+		*error_r = msg;
+}
+
 void *sg_malloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);

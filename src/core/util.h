@@ -16,6 +16,11 @@ void *sg_realloc(void *p, size_t n);
 char *sg_strdup(const char *s);
 char *sg_strndup(const char *s, size_t n);
 char *sg_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Error messages for `const char **error_r`: a formatted string in a
+ * per-thread buffer, valid until the next sg_errf on the same thread; and
+ * the store of one into *error_r when the caller asked for it. */
+const char *sg_errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void sg_set_err(const char **error_r, const char *msg);
 _Noreturn void sg_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Copy with truncation; always NUL-terminates; returns false when truncated. */

@@ -61,24 +61,6 @@ struct sg_cred_store {
 	struct sg_auth_cache *cache;  /* NULL: every check hashes */
 };
 
-static _Thread_local char errbuf[512];
-
-static const char *errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *errf(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
-	va_end(ap);
-	return errbuf;
-}
-
-static void set_err(const char **error_r, const char *msg)
-{
-	if (error_r != NULL)
-		*error_r = msg;
-}
-
 /* ---- validation and normalisation ---- */
 
 static bool bad_char(unsigned char c)
@@ -89,22 +71,22 @@ static bool bad_char(unsigned char c)
 int sg_cred_validate_login(const char *login, const char **error_r)
 {
 	if (login == NULL || login[0] == '\0') {
-		set_err(error_r, "login must not be empty");
+		sg_set_err(error_r, "login must not be empty");
 		return -1;
 	}
 	size_t n = strlen(login);
 	if (n > 255) {
-		set_err(error_r, "login is longer than 255 bytes");
+		sg_set_err(error_r, "login is longer than 255 bytes");
 		return -1;
 	}
 	if (strcmp(login, ".") == 0 || strcmp(login, "..") == 0) {
-		set_err(error_r, "login must not be '.' or '..'");
+		sg_set_err(error_r, "login must not be '.' or '..'");
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)login[i];
 		if (bad_char(c) || c == '/') {
-			set_err(error_r, "login must not contain spaces, control characters or '/'");
+			sg_set_err(error_r, "login must not contain spaces, control characters or '/'");
 			return -1;
 		}
 	}
@@ -114,26 +96,26 @@ int sg_cred_validate_login(const char *login, const char **error_r)
 int sg_cred_validate_address(const char *address, const char **error_r)
 {
 	if (address == NULL || address[0] == '\0') {
-		set_err(error_r, "address must not be empty");
+		sg_set_err(error_r, "address must not be empty");
 		return -1;
 	}
 	size_t n = strlen(address);
 	if (n > 320) {
-		set_err(error_r, "address is too long");
+		sg_set_err(error_r, "address is too long");
 		return -1;
 	}
 	const char *at = strchr(address, '@');
 	if (at == NULL || strchr(at + 1, '@') != NULL) {
-		set_err(error_r, errf("address '%.255s' must contain exactly one '@'", address));
+		sg_set_err(error_r, sg_errf("address '%.255s' must contain exactly one '@'", address));
 		return -1;
 	}
 	if (at[1] == '\0') {
-		set_err(error_r, errf("address '%.255s' has an empty domain", address));
+		sg_set_err(error_r, sg_errf("address '%.255s' has an empty domain", address));
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (bad_char((unsigned char)address[i])) {
-			set_err(error_r, "address must not contain spaces or control characters");
+			sg_set_err(error_r, "address must not contain spaces or control characters");
 			return -1;
 		}
 	}
@@ -185,14 +167,14 @@ static sqlite3 *conn_open(const char *path, const char **error_r)
 	sqlite3 *db = NULL;
 	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		set_err(error_r, errf("cannot open %s: %s", path,
+		sg_set_err(error_r, sg_errf("cannot open %s: %s", path,
 				      db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
 		sqlite3_close(db);
 		return NULL;
 	}
 	sqlite3_busy_timeout(db, 5000);
 	if (exec_sql(db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;") != 0) {
-		set_err(error_r, errf("cannot configure %s: %s", path, sqlite3_errmsg(db)));
+		sg_set_err(error_r, sg_errf("cannot configure %s: %s", path, sqlite3_errmsg(db)));
 		sqlite3_close(db);
 		return NULL;
 	}
@@ -260,7 +242,7 @@ int sg_cred_open(const char *path, struct sg_cred_store **store_r, const char **
 	*store_r = NULL;
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
-		set_err(error_r, errf("cannot create %s: %s", path, strerror(errno)));
+		sg_set_err(error_r, sg_errf("cannot create %s: %s", path, strerror(errno)));
 		return -1;
 	}
 	close(fd);
@@ -276,13 +258,13 @@ int sg_cred_open(const char *path, struct sg_cred_store **store_r, const char **
 		ok = true;
 	sqlite3_finalize(st);
 	if (!ok) {
-		set_err(error_r, errf("cannot switch %s to WAL mode: %s", path, sqlite3_errmsg(db)));
+		sg_set_err(error_r, sg_errf("cannot switch %s to WAL mode: %s", path, sqlite3_errmsg(db)));
 		sqlite3_close(db);
 		return -1;
 	}
 	if (exec_sql(db, "BEGIN IMMEDIATE") != 0 || exec_sql(db, schema_sql) != 0 ||
 	    exec_sql(db, "COMMIT") != 0) {
-		set_err(error_r, errf("cannot create the schema in %s: %s", path, sqlite3_errmsg(db)));
+		sg_set_err(error_r, sg_errf("cannot create the schema in %s: %s", path, sqlite3_errmsg(db)));
 		sqlite3_close(db);
 		return -1;
 	}
@@ -474,7 +456,7 @@ int sg_cred_check_password(struct sg_cred_store *s, const char *login, const cha
 		if (sg_auth_cache_get(s->cache, login, password, gen, &hit)) {
 			if (acct != NULL)
 				*acct = hit;
-			set_err(reason_r, "ok");
+			sg_set_err(reason_r, "ok");
 			return 1;
 		}
 	}
@@ -483,7 +465,7 @@ int sg_cred_check_password(struct sg_cred_store *s, const char *login, const cha
 	int found = sg_cred_lookup(s, login, SG_CRED_PASSWORD_HASH, &a, &v);
 	if (found < 0) {
 		sg_wipe(&v, sizeof(v));
-		set_err(reason_r, "store_error");
+		sg_set_err(reason_r, "store_error");
 		return -1;
 	}
 	bool have_hash = found == 1 && v.kind == SG_CRED_PASSWORD_HASH;
@@ -491,26 +473,26 @@ int sg_cred_check_password(struct sg_cred_store *s, const char *login, const cha
 					 password != NULL ? password : "");
 	sg_wipe(&v, sizeof(v));
 	if (found == 0) {
-		set_err(reason_r, "unknown_account");
+		sg_set_err(reason_r, "unknown_account");
 		return 0;
 	}
 	if (ok < 0) {
-		set_err(reason_r, "store_error");
+		sg_set_err(reason_r, "store_error");
 		return -1;
 	}
 	if (!have_hash || ok == 0) {
-		set_err(reason_r, "wrong_password");
+		sg_set_err(reason_r, "wrong_password");
 		return 0;
 	}
 	if (a.disabled) {
-		set_err(reason_r, "disabled");
+		sg_set_err(reason_r, "disabled");
 		return 0;
 	}
 	if (acct != NULL)
 		*acct = a;
 	if (cacheable)
 		sg_auth_cache_put(s->cache, login, password, gen, &a);
-	set_err(reason_r, "ok");
+	sg_set_err(reason_r, "ok");
 	return 1;
 }
 
@@ -630,7 +612,7 @@ static struct derived *derive_all(const char *password, const struct sg_cred_par
 				  const char **error_r)
 {
 	if (password == NULL || password[0] == '\0') {
-		set_err(error_r, "password must not be empty");
+		sg_set_err(error_r, "password must not be empty");
 		return NULL;
 	}
 	unsigned iter = p != NULL && p->scram_iterations != 0 ? p->scram_iterations
@@ -639,9 +621,9 @@ static struct derived *derive_all(const char *password, const struct sg_cred_par
 	for (size_t i = 0; i < N_KINDS; i++) {
 		if (sg_verifier_derive(all_kinds[i], password, iter, &d->v[i]) != 0 ||
 		    sg_verifier_format(&d->v[i], d->text[i], sizeof(d->text[i])) != 0) {
-			set_err(error_r, all_kinds[i] == SG_CRED_NT
+			sg_set_err(error_r, all_kinds[i] == SG_CRED_NT
 						 ? "password is not valid UTF-8"
-						 : errf("cannot derive the %s verifier",
+						 : sg_errf("cannot derive the %s verifier",
 							sg_cred_kind_name(all_kinds[i])));
 			derived_wipe(d);
 			return NULL;
@@ -682,11 +664,11 @@ static struct conn *begin_write(struct sg_cred_store *s, const char **error_r)
 {
 	struct conn *c = conn_get(s);
 	if (c == NULL) {
-		set_err(error_r, errf("cannot open the credential database %s", s->path));
+		sg_set_err(error_r, sg_errf("cannot open the credential database %s", s->path));
 		return NULL;
 	}
 	if (exec_sql(c->db, "BEGIN IMMEDIATE") != 0) {
-		set_err(error_r, errf("database busy or unwritable: %s", sqlite3_errmsg(c->db)));
+		sg_set_err(error_r, sg_errf("database busy or unwritable: %s", sqlite3_errmsg(c->db)));
 		conn_put(s, c);
 		return NULL;
 	}
@@ -697,7 +679,7 @@ static struct conn *begin_write(struct sg_cred_store *s, const char **error_r)
 static int end_write(struct sg_cred_store *s, struct conn *c, int ret, const char **error_r)
 {
 	if (ret == 0 && (bump_generation(c->db) != 0 || exec_sql(c->db, "COMMIT") != 0)) {
-		set_err(error_r, errf("database write failed: %s", sqlite3_errmsg(c->db)));
+		sg_set_err(error_r, sg_errf("database write failed: %s", sqlite3_errmsg(c->db)));
 		ret = -1;
 	}
 	if (ret != 0 && !sqlite3_get_autocommit(c->db))
@@ -710,7 +692,7 @@ static int end_write(struct sg_cred_store *s, struct conn *c, int ret, const cha
 
 static const char *db_error(sqlite3 *db)
 {
-	return errf("database error: %s", sqlite3_errmsg(db));
+	return sg_errf("database error: %s", sqlite3_errmsg(db));
 }
 
 /* Account id by normalised login: 1/0/-1. */
@@ -738,19 +720,19 @@ int sg_cred_add(struct sg_cred_store *s, const char *login, const char *password
 	int64_t id, other;
 	int r = account_id(c->db, norm, &id);
 	if (r != 0) {
-		set_err(error_r, r > 0 ? errf("account '%s' already exists", norm) : db_error(c->db));
+		sg_set_err(error_r, r > 0 ? sg_errf("account '%s' already exists", norm) : db_error(c->db));
 		goto out;
 	}
 	r = query_int(c->db, "SELECT account_id FROM addresses WHERE address = ?1", norm, NULL, &other);
 	if (r != 0) {
-		set_err(error_r, r > 0 ? errf("'%s' is already an address of another account", norm)
+		sg_set_err(error_r, r > 0 ? sg_errf("'%s' is already an address of another account", norm)
 				       : db_error(c->db));
 		goto out;
 	}
 	sqlite3_stmt *st = prep(c->db, "INSERT INTO accounts(login, domain, disabled, created, updated)"
 				       " VALUES (?1, ?2, 0, ?3, ?3)");
 	if (st == NULL) {
-		set_err(error_r, db_error(c->db));
+		sg_set_err(error_r, db_error(c->db));
 		goto out;
 	}
 	bind_text(st, 1, norm);
@@ -761,12 +743,12 @@ int sg_cred_add(struct sg_cred_store *s, const char *login, const char *password
 	r = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (r != SQLITE_DONE) {
-		set_err(error_r, db_error(c->db));
+		sg_set_err(error_r, db_error(c->db));
 		goto out;
 	}
 	id = sqlite3_last_insert_rowid(c->db);
 	if (write_verifiers(c->db, id, d) != 0) {
-		set_err(error_r, db_error(c->db));
+		sg_set_err(error_r, db_error(c->db));
 		goto out;
 	}
 	ret = 0;
@@ -785,7 +767,7 @@ static struct conn *begin_account_write(struct sg_cred_store *s, const char *nor
 		return NULL;
 	int r = account_id(c->db, norm, id);
 	if (r != 1) {
-		set_err(error_r, r == 0 ? errf("account '%s' does not exist", norm) : db_error(c->db));
+		sg_set_err(error_r, r == 0 ? sg_errf("account '%s' does not exist", norm) : db_error(c->db));
 		(void)end_write(s, c, -1, error_r);
 		return NULL;
 	}
@@ -797,7 +779,7 @@ int sg_cred_set_password(struct sg_cred_store *s, const char *login, const char 
 {
 	char norm[512];
 	if (login == NULL || !norm_domain_part(login, norm, sizeof(norm))) {
-		set_err(error_r, "invalid login");
+		sg_set_err(error_r, "invalid login");
 		return -1;
 	}
 	struct derived *d = derive_all(password, p, error_r);
@@ -811,7 +793,7 @@ int sg_cred_set_password(struct sg_cred_store *s, const char *login, const char 
 	}
 	int ret = -1;
 	if (write_verifiers(c->db, id, d) != 0) {
-		set_err(error_r, db_error(c->db));
+		sg_set_err(error_r, db_error(c->db));
 		goto out;
 	}
 	sqlite3_stmt *st = prep(c->db, "UPDATE accounts SET updated = ?2 WHERE id = ?1");
@@ -823,7 +805,7 @@ int sg_cred_set_password(struct sg_cred_store *s, const char *login, const char 
 		sqlite3_finalize(st);
 	}
 	if (ret != 0)
-		set_err(error_r, db_error(c->db));
+		sg_set_err(error_r, db_error(c->db));
 out:
 	derived_wipe(d);
 	return end_write(s, c, ret, error_r);
@@ -834,7 +816,7 @@ int sg_cred_set_disabled(struct sg_cred_store *s, const char *login, bool disabl
 {
 	char norm[512];
 	if (login == NULL || !norm_domain_part(login, norm, sizeof(norm))) {
-		set_err(error_r, "invalid login");
+		sg_set_err(error_r, "invalid login");
 		return -1;
 	}
 	struct conn *c = begin_write(s, error_r);
@@ -843,15 +825,15 @@ int sg_cred_set_disabled(struct sg_cred_store *s, const char *login, bool disabl
 	int ret = -1;
 	sqlite3_stmt *st = prep(c->db, "UPDATE accounts SET disabled = ?2, updated = ?3 WHERE login = ?1");
 	if (st == NULL) {
-		set_err(error_r, db_error(c->db));
+		sg_set_err(error_r, db_error(c->db));
 	} else {
 		bind_text(st, 1, norm);
 		sqlite3_bind_int(st, 2, disabled ? 1 : 0);
 		sqlite3_bind_int64(st, 3, sg_time());
 		if (sqlite3_step(st) != SQLITE_DONE)
-			set_err(error_r, db_error(c->db));
+			sg_set_err(error_r, db_error(c->db));
 		else if (sqlite3_changes(c->db) == 0)
-			set_err(error_r, errf("account '%s' does not exist", norm));
+			sg_set_err(error_r, sg_errf("account '%s' does not exist", norm));
 		else
 			ret = 0;
 		sqlite3_finalize(st);
@@ -863,7 +845,7 @@ int sg_cred_delete(struct sg_cred_store *s, const char *login, const char **erro
 {
 	char norm[512];
 	if (login == NULL || !norm_domain_part(login, norm, sizeof(norm))) {
-		set_err(error_r, "invalid login");
+		sg_set_err(error_r, "invalid login");
 		return -1;
 	}
 	int ret = -1;
@@ -890,7 +872,7 @@ int sg_cred_delete(struct sg_cred_store *s, const char *login, const char **erro
 		sqlite3_finalize(st[i]);
 	}
 	if (ret != 0)
-		set_err(error_r, db_error(c->db));
+		sg_set_err(error_r, db_error(c->db));
 	return end_write(s, c, ret, error_r);
 }
 
@@ -899,7 +881,7 @@ int sg_cred_add_address(struct sg_cred_store *s, const char *login, const char *
 {
 	char norm[512], addr[512];
 	if (login == NULL || !norm_domain_part(login, norm, sizeof(norm))) {
-		set_err(error_r, "invalid login");
+		sg_set_err(error_r, "invalid login");
 		return -1;
 	}
 	if (sg_cred_validate_address(address, error_r) != 0)
@@ -916,22 +898,22 @@ int sg_cred_add_address(struct sg_cred_store *s, const char *login, const char *
 			"addresses.account_id WHERE addresses.address = ?1",
 			addr, owner, sizeof(owner));
 	if (r != 0) {
-		set_err(error_r, r < 0 ? db_error(c->db)
+		sg_set_err(error_r, r < 0 ? db_error(c->db)
 			       : strcmp(owner, norm) == 0
-				       ? errf("account '%s' already has address '%s'", norm, addr)
-				       : errf("address '%s' already belongs to account '%s'", addr, owner));
+				       ? sg_errf("account '%s' already has address '%s'", norm, addr)
+				       : sg_errf("address '%s' already belongs to account '%s'", addr, owner));
 		goto out;
 	}
 	r = account_id(c->db, addr, &other);
 	if (r != 0) {
-		set_err(error_r, r < 0 ? db_error(c->db)
-			       : other == id ? errf("'%s' is the login itself, already owned", addr)
-					     : errf("address '%s' is the login of another account", addr));
+		sg_set_err(error_r, r < 0 ? db_error(c->db)
+			       : other == id ? sg_errf("'%s' is the login itself, already owned", addr)
+					     : sg_errf("address '%s' is the login of another account", addr));
 		goto out;
 	}
 	sqlite3_stmt *st = prep(c->db, "INSERT INTO addresses(account_id, address, domain) VALUES (?1, ?2, ?3)");
 	if (st == NULL) {
-		set_err(error_r, db_error(c->db));
+		sg_set_err(error_r, db_error(c->db));
 		goto out;
 	}
 	sqlite3_bind_int64(st, 1, id);
@@ -940,7 +922,7 @@ int sg_cred_add_address(struct sg_cred_store *s, const char *login, const char *
 	if (sqlite3_step(st) == SQLITE_DONE)
 		ret = 0;
 	else
-		set_err(error_r, db_error(c->db));
+		sg_set_err(error_r, db_error(c->db));
 	sqlite3_finalize(st);
 	if (ret == 0) {
 		st = prep(c->db, "UPDATE accounts SET updated = ?2 WHERE id = ?1");
@@ -960,11 +942,11 @@ int sg_cred_del_address(struct sg_cred_store *s, const char *login, const char *
 {
 	char norm[512], addr[512];
 	if (login == NULL || !norm_domain_part(login, norm, sizeof(norm))) {
-		set_err(error_r, "invalid login");
+		sg_set_err(error_r, "invalid login");
 		return -1;
 	}
 	if (address == NULL || !norm_domain_part(address, addr, sizeof(addr))) {
-		set_err(error_r, "invalid address");
+		sg_set_err(error_r, "invalid address");
 		return -1;
 	}
 	int ret = -1;
@@ -974,15 +956,15 @@ int sg_cred_del_address(struct sg_cred_store *s, const char *login, const char *
 		return -1;
 	sqlite3_stmt *st = prep(c->db, "DELETE FROM addresses WHERE account_id = ?1 AND address = ?2");
 	if (st == NULL) {
-		set_err(error_r, db_error(c->db));
+		sg_set_err(error_r, db_error(c->db));
 		return end_write(s, c, -1, error_r);
 	}
 	sqlite3_bind_int64(st, 1, id);
 	bind_text(st, 2, addr);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		set_err(error_r, db_error(c->db));
+		sg_set_err(error_r, db_error(c->db));
 	else if (sqlite3_changes(c->db) == 0)
-		set_err(error_r, errf("account '%s' has no address '%s'", norm, addr));
+		sg_set_err(error_r, sg_errf("account '%s' has no address '%s'", norm, addr));
 	else
 		ret = 0;
 	sqlite3_finalize(st);
@@ -995,7 +977,7 @@ int sg_cred_list(struct sg_cred_store *s,
 {
 	struct conn *c = conn_get(s);
 	if (c == NULL) {
-		set_err(error_r, errf("cannot open the credential database %s", s->path));
+		sg_set_err(error_r, sg_errf("cannot open the credential database %s", s->path));
 		return -1;
 	}
 	sqlite3_stmt *st = prep(c->db,
@@ -1004,7 +986,7 @@ int sg_cred_list(struct sg_cred_store *s,
 				"   (SELECT address FROM addresses WHERE account_id = a.id ORDER BY address))"
 				" FROM accounts a ORDER BY a.login");
 	if (st == NULL) {
-		set_err(error_r, db_error(c->db));
+		sg_set_err(error_r, db_error(c->db));
 		conn_put(s, c);
 		return -1;
 	}
@@ -1018,7 +1000,7 @@ int sg_cred_list(struct sg_cred_store *s,
 		cb(ctx, &a, addrs != NULL ? addrs : "");
 	}
 	if (rc != SQLITE_DONE) {
-		set_err(error_r, db_error(c->db));
+		sg_set_err(error_r, db_error(c->db));
 		ret = -1;
 	}
 	sqlite3_finalize(st);

@@ -62,24 +62,6 @@ struct sg_events {
 	struct subscriber subs[SG_EVENTS_MAX_SUBSCRIBERS];
 };
 
-static _Thread_local char errbuf[512];
-
-static const char *errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *errf(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
-	va_end(ap);
-	return errbuf;
-}
-
-static void set_err(const char **error_r, const char *msg)
-{
-	if (error_r != NULL)
-		*error_r = msg;
-}
-
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS auth_events("
 	" id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, session TEXT NOT NULL,"
@@ -94,7 +76,7 @@ static sqlite3 *db_open(const char *path, const char **error_r)
 	int rc = sqlite3_open_v2(path, &db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		set_err(error_r, errf("cannot open %s: %s", path,
+		sg_set_err(error_r, sg_errf("cannot open %s: %s", path,
 				      db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
 		sqlite3_close(db);
 		return NULL;
@@ -260,7 +242,7 @@ int sg_events_open(const char *data_dir, struct sg_events **ev_r, const char **e
 		goto fail;
 	char *msg = NULL;
 	if (sqlite3_exec(ev->wdb, schema, NULL, NULL, &msg) != SQLITE_OK) {
-		set_err(error_r, errf("cannot create auth_events in %s: %s", ev->path,
+		sg_set_err(error_r, sg_errf("cannot create auth_events in %s: %s", ev->path,
 				      msg != NULL ? msg : "?"));
 		sqlite3_free(msg);
 		goto fail;
@@ -269,7 +251,7 @@ int sg_events_open(const char *data_dir, struct sg_events **ev_r, const char **e
 	if (ev->rdb == NULL)
 		goto fail;
 	if (pthread_create(&ev->thread, NULL, writer_thread, ev) != 0) {
-		set_err(error_r, "cannot start the events thread");
+		sg_set_err(error_r, "cannot start the events thread");
 		goto fail;
 	}
 	ev->thread_started = true;
@@ -444,7 +426,7 @@ int sg_events_query(struct sg_events *ev, const struct sg_events_filter *f,
 	sqlite3_stmt *st = NULL;
 	int ret = -1;
 	if (sqlite3_prepare_v2(ev->rdb, sql, -1, &st, NULL) != SQLITE_OK) {
-		set_err(error_r, errf("auth_events: %s", sqlite3_errmsg(ev->rdb)));
+		sg_set_err(error_r, sg_errf("auth_events: %s", sqlite3_errmsg(ev->rdb)));
 		goto out;
 	}
 	if (f->login != NULL && f->login[0] != '\0')
@@ -476,7 +458,7 @@ int sg_events_query(struct sg_events *ev, const struct sg_events_filter *f,
 	}
 	if (n < limit && rc != SQLITE_DONE) {
 		free(rows);
-		set_err(error_r, errf("auth_events: %s", sqlite3_errmsg(ev->rdb)));
+		sg_set_err(error_r, sg_errf("auth_events: %s", sqlite3_errmsg(ev->rdb)));
 		goto out;
 	}
 	if (n == 0) {

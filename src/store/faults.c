@@ -56,24 +56,6 @@ struct sg_faults {
 	bool stopping;
 };
 
-static _Thread_local char errbuf[512];
-
-static const char *errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *errf(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
-	va_end(ap);
-	return errbuf;
-}
-
-static void set_err(const char **error_r, const char *msg)
-{
-	if (error_r != NULL)
-		*error_r = msg;
-}
-
 static const char *const stage_names[] = {"connect", "ehlo", "auth", "mail", "rcpt", "data"};
 static const char *const kind_names[] = {"none", "reply", "reply_close", "delay", "drop"};
 static const char *const when_names[] = {"always", "times", "every", "probability"};
@@ -161,7 +143,7 @@ int sg_faults_parse_reply(const char *reply, struct sg_fault_action *a, const ch
 		reply++;
 	if (!(reply[0] >= '2' && reply[0] <= '5') || !is_digit(reply[1]) || !is_digit(reply[2]) ||
 	    (reply[3] != ' ' && reply[3] != '\0')) {
-		set_err(error_r, "a reply starts with a three-digit code 200..599 (e.g. '535 5.7.8 text')");
+		sg_set_err(error_r, "a reply starts with a three-digit code 200..599 (e.g. '535 5.7.8 text')");
 		return -1;
 	}
 	a->code = (unsigned)((reply[0] - '0') * 100 + (reply[1] - '0') * 10 + (reply[2] - '0'));
@@ -177,11 +159,11 @@ int sg_faults_parse_reply(const char *reply, struct sg_fault_action *a, const ch
 		memcpy(e, p, wl);
 		e[wl] = '\0';
 		if (!enhanced_valid(e)) {
-			set_err(error_r, errf("'%s' is not an enhanced status code (RFC 3463: d.ddd.ddd)", e));
+			sg_set_err(error_r, sg_errf("'%s' is not an enhanced status code (RFC 3463: d.ddd.ddd)", e));
 			return -1;
 		}
 		if (e[0] != reply[0]) {
-			set_err(error_r, "the enhanced code's class must match the reply code's first digit");
+			sg_set_err(error_r, "the enhanced code's class must match the reply code's first digit");
 			return -1;
 		}
 		sg_strlcpy(a->enhanced, e, sizeof(a->enhanced));
@@ -193,12 +175,12 @@ int sg_faults_parse_reply(const char *reply, struct sg_fault_action *a, const ch
 	while (tl > 0 && p[tl - 1] == ' ')
 		tl--;
 	if (tl >= 200) {
-		set_err(error_r, "reply text is longer than 199 bytes");
+		sg_set_err(error_r, "reply text is longer than 199 bytes");
 		return -1;
 	}
 	for (size_t i = 0; i < tl; i++)
 		if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f) {
-			set_err(error_r, "reply text must not contain control characters");
+			sg_set_err(error_r, "reply text must not contain control characters");
 			return -1;
 		}
 	memcpy(a->text, p, tl);
@@ -219,7 +201,7 @@ static bool name_ok(const char *s)
 int sg_faults_validate(const struct sg_fault_rule *r, const char **error_r)
 {
 	if ((unsigned)r->stage > SG_FAULT_DATA) {
-		set_err(error_r, "unknown stage");
+		sg_set_err(error_r, "unknown stage");
 		return -1;
 	}
 	const struct sg_fault_action *a = &r->action;
@@ -227,38 +209,38 @@ int sg_faults_validate(const struct sg_fault_rule *r, const char **error_r)
 	case SG_FAULT_REPLY:
 	case SG_FAULT_REPLY_CLOSE:
 		if (a->code < 200 || a->code > 599) {
-			set_err(error_r, "reply code must be 200..599");
+			sg_set_err(error_r, "reply code must be 200..599");
 			return -1;
 		}
 		if (a->enhanced[0] != '\0' && (!enhanced_valid(a->enhanced) ||
 					       a->enhanced[0] != (char)('0' + a->code / 100))) {
-			set_err(error_r, "bad enhanced status code");
+			sg_set_err(error_r, "bad enhanced status code");
 			return -1;
 		}
 		for (const char *p = a->text; *p != '\0'; p++)
 			if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-				set_err(error_r, "reply text must not contain control characters");
+				sg_set_err(error_r, "reply text must not contain control characters");
 				return -1;
 			}
 		break;
 	case SG_FAULT_DELAY:
 		if (a->delay_ms == 0) {
-			set_err(error_r, "a delay rule needs delay > 0 ms");
+			sg_set_err(error_r, "a delay rule needs delay > 0 ms");
 			return -1;
 		}
 		break;
 	case SG_FAULT_DROP:
 		break;
 	default:
-		set_err(error_r, "a rule needs an action: reply, drop or delay");
+		sg_set_err(error_r, "a rule needs an action: reply, drop or delay");
 		return -1;
 	}
 	if (a->delay_ms > 600000) {
-		set_err(error_r, "delay is at most 600000 ms");
+		sg_set_err(error_r, "delay is at most 600000 ms");
 		return -1;
 	}
 	if (!name_ok(r->listener) || !name_ok(r->login)) {
-		set_err(error_r, "listener and login must not contain spaces or control characters");
+		sg_set_err(error_r, "listener and login must not contain spaces or control characters");
 		return -1;
 	}
 	switch (r->when) {
@@ -267,18 +249,18 @@ int sg_faults_validate(const struct sg_fault_rule *r, const char **error_r)
 	case SG_FAULT_TIMES:
 	case SG_FAULT_EVERY:
 		if (r->n < 1) {
-			set_err(error_r, "times and every need N >= 1");
+			sg_set_err(error_r, "times and every need N >= 1");
 			return -1;
 		}
 		break;
 	case SG_FAULT_PROBABILITY:
 		if (!(r->probability >= 0.0 && r->probability <= 1.0)) {
-			set_err(error_r, "probability must be between 0 and 1");
+			sg_set_err(error_r, "probability must be between 0 and 1");
 			return -1;
 		}
 		break;
 	default:
-		set_err(error_r, "unknown mode");
+		sg_set_err(error_r, "unknown mode");
 		return -1;
 	}
 	return 0;
@@ -303,7 +285,7 @@ static int parse_uint(const char *v, uint64_t max, unsigned *out, const char *wh
 {
 	uint64_t x;
 	if (sg_parse_u64(v, 0, max, &x) < 0) {
-		set_err(error_r, errf("%s: '%.64s' is not a number in 0..%llu", what, v,
+		sg_set_err(error_r, sg_errf("%s: '%.64s' is not a number in 0..%llu", what, v,
 				      (unsigned long long)max));
 		return -1;
 	}
@@ -317,7 +299,7 @@ static int parse_prob(const char *v, double *out, const char **error_r)
 	errno = 0;
 	double p = strtod(v, &end);
 	if (errno != 0 || end == v || *end != '\0' || !(p >= 0.0 && p <= 1.0)) {
-		set_err(error_r, errf("probability: '%.64s' is not a number between 0 and 1", v));
+		sg_set_err(error_r, sg_errf("probability: '%.64s' is not a number between 0 and 1", v));
 		return -1;
 	}
 	*out = p;
@@ -329,12 +311,12 @@ static int spec_apply(struct sg_fault_rule *r, const char *key, const char *val,
 {
 	bool flag = strcmp(key, "close") == 0 || strcmp(key, "drop") == 0;
 	if (!flag && val == NULL) {
-		set_err(error_r, errf("'%s' needs a value (%s=...)", key, key));
+		sg_set_err(error_r, sg_errf("'%s' needs a value (%s=...)", key, key));
 		return -1;
 	}
 	if (strcmp(key, "stage") == 0) {
 		if (sg_fault_stage_parse(val, &r->stage) < 0) {
-			set_err(error_r, errf("unknown stage '%.32s' (connect, ehlo, auth, mail, rcpt, data)",
+			sg_set_err(error_r, sg_errf("unknown stage '%.32s' (connect, ehlo, auth, mail, rcpt, data)",
 					      val));
 			return -1;
 		}
@@ -353,17 +335,17 @@ static int spec_apply(struct sg_fault_rule *r, const char *key, const char *val,
 			r->action.kind = SG_FAULT_DELAY;
 	} else if (strcmp(key, "listener") == 0) {
 		if (!sg_strlcpy(r->listener, val, sizeof(r->listener))) {
-			set_err(error_r, "listener name too long");
+			sg_set_err(error_r, "listener name too long");
 			return -1;
 		}
 	} else if (strcmp(key, "login") == 0) {
 		if (!sg_strlcpy(r->login, val, sizeof(r->login))) {
-			set_err(error_r, "login too long");
+			sg_set_err(error_r, "login too long");
 			return -1;
 		}
 	} else {
 		if (*have_when) {
-			set_err(error_r, "use only one of times, every, probability");
+			sg_set_err(error_r, "use only one of times, every, probability");
 			return -1;
 		}
 		*have_when = true;
@@ -386,7 +368,7 @@ int sg_faults_parse_spec(const char *spec, struct sg_fault_rule *r, const char *
 	r->probability = 1.0;
 	size_t len = strlen(spec);
 	if (len > 2000) {
-		set_err(error_r, "fault spec too long");
+		sg_set_err(error_r, "fault spec too long");
 		return -1;
 	}
 	/* words; a word that is not "key" or "key=..." continues the previous value */
@@ -423,7 +405,7 @@ int sg_faults_parse_spec(const char *spec, struct sg_fault_rule *r, const char *
 			if (eq != NULL) {
 				size_t n = wl - kl - 1;
 				if (n >= sizeof(val)) {
-					set_err(error_r, "value too long");
+					sg_set_err(error_r, "value too long");
 					return -1;
 				}
 				memcpy(val, eq + 1, n);
@@ -431,13 +413,13 @@ int sg_faults_parse_spec(const char *spec, struct sg_fault_rule *r, const char *
 			}
 		} else {
 			if (key[0] == '\0' || !have_val) {
-				set_err(error_r, errf("unexpected word '%.*s' (keys: stage, reply, close, "
+				sg_set_err(error_r, sg_errf("unexpected word '%.*s' (keys: stage, reply, close, "
 						      "delay, drop, listener, login, times, every, probability)",
 						      (int)(wl > 64 ? 64 : wl), w));
 				return -1;
 			}
 			if (vlen + 1 + wl >= sizeof(val)) {
-				set_err(error_r, "value too long");
+				sg_set_err(error_r, "value too long");
 				return -1;
 			}
 			val[vlen++] = ' ';
@@ -447,13 +429,13 @@ int sg_faults_parse_spec(const char *spec, struct sg_fault_rule *r, const char *
 	}
 	if (reply_close) {
 		if (r->action.kind != SG_FAULT_REPLY) {
-			set_err(error_r, "close needs a reply (e.g. reply=421 4.7.0 Bye close)");
+			sg_set_err(error_r, "close needs a reply (e.g. reply=421 4.7.0 Bye close)");
 			return -1;
 		}
 		r->action.kind = SG_FAULT_REPLY_CLOSE;
 	}
 	if (!have_stage) {
-		set_err(error_r, "stage= is required (connect, ehlo, auth, mail, rcpt, data)");
+		sg_set_err(error_r, "stage= is required (connect, ehlo, auth, mail, rcpt, data)");
 		return -1;
 	}
 	return sg_faults_validate(r, error_r);
@@ -490,7 +472,7 @@ static int load_rules(struct sg_faults *f, struct sg_fault_rule **rules_r, size_
 			       " mode, n, probability, matched, fired, created, origin FROM faults"
 			       " ORDER BY id LIMIT 1000",
 			       -1, &st, NULL) != SQLITE_OK) {
-		set_err(error_r, errf("faults: %s", sqlite3_errmsg(f->db)));
+		sg_set_err(error_r, sg_errf("faults: %s", sqlite3_errmsg(f->db)));
 		return -1;
 	}
 	struct sg_fault_rule *rules = NULL;
@@ -523,7 +505,7 @@ static int load_rules(struct sg_faults *f, struct sg_fault_rule **rules_r, size_
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		free(rules);
-		set_err(error_r, errf("faults: %s", sqlite3_errmsg(f->db)));
+		sg_set_err(error_r, sg_errf("faults: %s", sqlite3_errmsg(f->db)));
 		return -1;
 	}
 	*rules_r = rules;
@@ -665,7 +647,7 @@ int sg_faults_open(const char *data_dir, struct sg_faults **f_r, const char **er
 	int rc = sqlite3_open_v2(f->path, &f->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		set_err(error_r, errf("cannot open %s: %s", f->path,
+		sg_set_err(error_r, sg_errf("cannot open %s: %s", f->path,
 				      f->db != NULL ? sqlite3_errmsg(f->db) : sqlite3_errstr(rc)));
 		sg_faults_close(&f);
 		return -1;
@@ -675,7 +657,7 @@ int sg_faults_open(const char *data_dir, struct sg_faults **f_r, const char **er
 	sqlite3_exec(f->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
 	char *msg = NULL;
 	if (sqlite3_exec(f->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
-		set_err(error_r, errf("cannot create the faults table in %s: %s", f->path,
+		sg_set_err(error_r, sg_errf("cannot create the faults table in %s: %s", f->path,
 				      msg != NULL ? msg : "?"));
 		sqlite3_free(msg);
 		sg_faults_close(&f);
@@ -683,7 +665,7 @@ int sg_faults_open(const char *data_dir, struct sg_faults **f_r, const char **er
 	}
 	sg_faults_reload(f);
 	if (pthread_create(&f->thread, NULL, poll_thread, f) != 0) {
-		set_err(error_r, "cannot start the faults thread");
+		sg_set_err(error_r, "cannot start the faults thread");
 		sg_faults_close(&f);
 		return -1;
 	}
@@ -793,7 +775,7 @@ int sg_faults_add(struct sg_faults *f, const struct sg_fault_rule *r, const char
 	if (sqlite3_prepare_v2(f->db, "SELECT count(*) FROM faults", -1, &cnt, NULL) == SQLITE_OK &&
 	    sqlite3_step(cnt) == SQLITE_ROW && sqlite3_column_int(cnt, 0) >= MAX_RULES) {
 		sqlite3_finalize(cnt);
-		set_err(error_r, "too many fault rules (1000)");
+		sg_set_err(error_r, "too many fault rules (1000)");
 		goto out;
 	}
 	sqlite3_finalize(cnt);
@@ -802,7 +784,7 @@ int sg_faults_add(struct sg_faults *f, const struct sg_fault_rule *r, const char
 			       " delay_ms, mode, n, probability, created, origin)"
 			       " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
 			       -1, &st, NULL) != SQLITE_OK) {
-		set_err(error_r, errf("faults: %s", sqlite3_errmsg(f->db)));
+		sg_set_err(error_r, sg_errf("faults: %s", sqlite3_errmsg(f->db)));
 		goto out;
 	}
 	sqlite3_bind_text(st, 1, sg_fault_stage_name(r->stage), -1, SQLITE_STATIC);
@@ -819,7 +801,7 @@ int sg_faults_add(struct sg_faults *f, const struct sg_fault_rule *r, const char
 	sqlite3_bind_int64(st, 12, (sqlite3_int64)time(NULL));
 	sqlite3_bind_text(st, 13, origin != NULL ? origin : "cli", -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) != SQLITE_DONE) {
-		set_err(error_r, errf("faults: %s", sqlite3_errmsg(f->db)));
+		sg_set_err(error_r, sg_errf("faults: %s", sqlite3_errmsg(f->db)));
 		goto out;
 	}
 	if (id_r != NULL)
@@ -846,12 +828,12 @@ int sg_faults_delete(struct sg_faults *f, long id, const char **error_r)
 	sqlite3_stmt *st = NULL;
 	int ret = -1;
 	if (sqlite3_prepare_v2(f->db, "DELETE FROM faults WHERE id = ?", -1, &st, NULL) != SQLITE_OK) {
-		set_err(error_r, errf("faults: %s", sqlite3_errmsg(f->db)));
+		sg_set_err(error_r, sg_errf("faults: %s", sqlite3_errmsg(f->db)));
 		goto out;
 	}
 	sqlite3_bind_int64(st, 1, id);
 	if (sqlite3_step(st) != SQLITE_DONE) {
-		set_err(error_r, errf("faults: %s", sqlite3_errmsg(f->db)));
+		sg_set_err(error_r, sg_errf("faults: %s", sqlite3_errmsg(f->db)));
 		goto out;
 	}
 	ret = sqlite3_changes(f->db) > 0 ? 1 : 0;
@@ -870,13 +852,13 @@ int sg_faults_clear(struct sg_faults *f, const char *origin, size_t *n_r, const 
 	if (sqlite3_prepare_v2(f->db, origin != NULL ? "DELETE FROM faults WHERE origin = ?"
 						     : "DELETE FROM faults",
 			       -1, &st, NULL) != SQLITE_OK) {
-		set_err(error_r, errf("faults: %s", sqlite3_errmsg(f->db)));
+		sg_set_err(error_r, sg_errf("faults: %s", sqlite3_errmsg(f->db)));
 		goto out;
 	}
 	if (origin != NULL)
 		sqlite3_bind_text(st, 1, origin, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) != SQLITE_DONE) {
-		set_err(error_r, errf("faults: %s", sqlite3_errmsg(f->db)));
+		sg_set_err(error_r, sg_errf("faults: %s", sqlite3_errmsg(f->db)));
 		goto out;
 	}
 	if (n_r != NULL)

@@ -31,24 +31,6 @@ struct sg_mail_store {
 	char *mail_dir;        /* <data_dir>/mail */
 };
 
-static _Thread_local char errbuf[512];
-
-static const char *errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *errf(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
-	va_end(ap);
-	return errbuf;
-}
-
-static void set_err(const char **error_r, const char *msg)
-{
-	if (error_r != NULL)
-		*error_r = msg;
-}
-
 static int fsync_path(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -86,13 +68,13 @@ int sg_mail_open(const char *data_dir, struct sg_mail_store **store_r, const cha
 	*store_r = NULL;
 	struct stat st;
 	if (stat(data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		set_err(error_r, errf("data directory %s does not exist", data_dir));
+		sg_set_err(error_r, sg_errf("data directory %s does not exist", data_dir));
 		return -1;
 	}
 	char *mail_dir = sg_asprintf("%s/mail", data_dir);
 	bool created = false;
 	if (ensure_dir(mail_dir, &created) != 0 || (created && fsync_path(data_dir) != 0)) {
-		set_err(error_r, errf("cannot create %s: %s", mail_dir, strerror(errno)));
+		sg_set_err(error_r, sg_errf("cannot create %s: %s", mail_dir, strerror(errno)));
 		free(mail_dir);
 		return -1;
 	}
@@ -145,21 +127,21 @@ static int ensure_inbox(struct sg_mail_store *s, const char *login, const char *
 	int ret = 0;
 	if (ensure_dir(inbox, &made_inbox) != 0) {
 		ret = -1;
-		set_err(error_r, errf("cannot create %s: %s", inbox, strerror(errno)));
+		sg_set_err(error_r, sg_errf("cannot create %s: %s", inbox, strerror(errno)));
 	}
 	static const char *const subs[] = {"tmp", "new", "cur"};
 	for (int i = 0; i < 3 && ret == 0; i++) {
 		char *p = sg_asprintf("%s/%s", inbox, subs[i]);
 		if (ensure_dir(p, &made_sub) != 0) {
 			ret = -1;
-			set_err(error_r, errf("cannot create %s: %s", p, strerror(errno)));
+			sg_set_err(error_r, sg_errf("cannot create %s: %s", p, strerror(errno)));
 		}
 		free(p);
 	}
 	if (ret == 0 && ((made_sub && fsync_path(inbox) != 0) ||
 			 (made_inbox && fsync_path(s->mail_dir) != 0))) {
 		ret = -1;
-		set_err(error_r, errf("cannot fsync %s: %s", inbox, strerror(errno)));
+		sg_set_err(error_r, sg_errf("cannot fsync %s: %s", inbox, strerror(errno)));
 	}
 	free(inbox);
 	return ret;
@@ -193,19 +175,19 @@ static int deliver_file(struct sg_mail_store *s, const char *login, const char *
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		*exists = errno == EEXIST;
-		set_err(error_r, errf("cannot create %s: %s", tmp, strerror(errno)));
+		sg_set_err(error_r, sg_errf("cannot create %s: %s", tmp, strerror(errno)));
 		goto out;
 	}
 	if ((prefix != NULL && prefix->len > 0 && write_all(fd, prefix->data, prefix->len) != 0) ||
 	    (body != NULL && body->len > 0 && write_all(fd, body->data, body->len) != 0) ||
 	    fsync(fd) != 0) {
-		set_err(error_r, errf("cannot write %s: %s", tmp, strerror(errno)));
+		sg_set_err(error_r, sg_errf("cannot write %s: %s", tmp, strerror(errno)));
 		close(fd);
 		unlink(tmp);
 		goto out;
 	}
 	if (close(fd) != 0) {
-		set_err(error_r, errf("cannot write %s: %s", tmp, strerror(errno)));
+		sg_set_err(error_r, sg_errf("cannot write %s: %s", tmp, strerror(errno)));
 		unlink(tmp);
 		goto out;
 	}
@@ -213,16 +195,16 @@ static int deliver_file(struct sg_mail_store *s, const char *login, const char *
 	if (access(dst, F_OK) == 0) {
 		*exists = true;
 		unlink(tmp);
-		set_err(error_r, "message id collision");
+		sg_set_err(error_r, "message id collision");
 		goto out;
 	}
 	if (rename(tmp, dst) != 0) {
-		set_err(error_r, errf("cannot rename %s: %s", tmp, strerror(errno)));
+		sg_set_err(error_r, sg_errf("cannot rename %s: %s", tmp, strerror(errno)));
 		unlink(tmp);
 		goto out;
 	}
 	if (fsync_path(newdir) != 0) {
-		set_err(error_r, errf("cannot fsync %s: %s", newdir, strerror(errno)));
+		sg_set_err(error_r, sg_errf("cannot fsync %s: %s", newdir, strerror(errno)));
 		unlink(dst);
 		goto out;
 	}
@@ -248,12 +230,12 @@ int sg_mail_commit(struct sg_mail_store *s, const char *const *logins, size_t n,
 		   const char **error_r)
 {
 	if (n == 0) {
-		set_err(error_r, "no inbox to deliver to");
+		sg_set_err(error_r, "no inbox to deliver to");
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (!login_ok(logins[i])) {
-			set_err(error_r, errf("invalid inbox name '%.255s'", logins[i] != NULL ? logins[i] : ""));
+			sg_set_err(error_r, sg_errf("invalid inbox name '%.255s'", logins[i] != NULL ? logins[i] : ""));
 			return -1;
 		}
 	}
@@ -285,7 +267,7 @@ int sg_mail_commit(struct sg_mail_store *s, const char *const *logins, size_t n,
 		char *newdir = sg_asprintf("%s/%s/new", s->mail_dir, logins[i]);
 		if (link(first, dst) == 0) {
 			if (fsync_path(newdir) != 0) {
-				set_err(error_r, errf("cannot fsync %s: %s", newdir, strerror(errno)));
+				sg_set_err(error_r, sg_errf("cannot fsync %s: %s", newdir, strerror(errno)));
 				unlink(dst);
 				ret = -1;
 			}
@@ -293,7 +275,7 @@ int sg_mail_commit(struct sg_mail_store *s, const char *const *logins, size_t n,
 			if (deliver_file(s, logins[i], id, prefix, body, &exists, error_r) != 0)
 				ret = -1;
 		} else {
-			set_err(error_r, errf("cannot link %s: %s", dst, strerror(errno)));
+			sg_set_err(error_r, sg_errf("cannot link %s: %s", dst, strerror(errno)));
 			ret = -1;
 		}
 		free(dst);
@@ -379,7 +361,7 @@ int sg_mail_read(struct sg_mail_store *s, const char *login, const char *id, str
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return 0;
-		set_err(error_r, errf("cannot open message %s: %s", id, strerror(errno)));
+		sg_set_err(error_r, sg_errf("cannot open message %s: %s", id, strerror(errno)));
 		return -1;
 	}
 	uint8_t chunk[65536];
@@ -389,14 +371,14 @@ int sg_mail_read(struct sg_mail_store *s, const char *login, const char *id, str
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			set_err(error_r, errf("cannot read message %s: %s", id, strerror(errno)));
+			sg_set_err(error_r, sg_errf("cannot read message %s: %s", id, strerror(errno)));
 			ret = -1;
 			break;
 		}
 		if (r == 0)
 			break;
 		if (sg_buf_append(out, chunk, (size_t)r) != 0) {
-			set_err(error_r, errf("message %s is larger than %zu bytes", id, out->max));
+			sg_set_err(error_r, sg_errf("message %s is larger than %zu bytes", id, out->max));
 			ret = -1;
 			break;
 		}
@@ -416,14 +398,14 @@ int sg_mail_delete(struct sg_mail_store *s, const char *login, const char *id,
 		if (errno == ENOENT) {
 			ret = 0;
 		} else {
-			set_err(error_r, errf("cannot delete %s: %s", p, strerror(errno)));
+			sg_set_err(error_r, sg_errf("cannot delete %s: %s", p, strerror(errno)));
 			ret = -1;
 		}
 	} else {
 		char *slash = strrchr(p, '/');
 		*slash = '\0';
 		if (fsync_path(p) != 0) {
-			set_err(error_r, errf("cannot fsync %s: %s", p, strerror(errno)));
+			sg_set_err(error_r, sg_errf("cannot fsync %s: %s", p, strerror(errno)));
 			ret = -1;
 		}
 	}
@@ -456,7 +438,7 @@ int sg_mail_list(struct sg_mail_store *s, const char *login, struct sg_mail_entr
 	*entries_r = NULL;
 	*n_r = 0;
 	if (!login_ok(login)) {
-		set_err(error_r, "invalid login");
+		sg_set_err(error_r, "invalid login");
 		return -1;
 	}
 	struct sg_mail_entry *v = NULL;
@@ -470,7 +452,7 @@ int sg_mail_list(struct sg_mail_store *s, const char *login, struct sg_mail_entr
 			free(dir);
 			if (e == ENOENT)
 				continue;
-			set_err(error_r, errf("cannot open inbox of '%s': %s", login, strerror(e)));
+			sg_set_err(error_r, sg_errf("cannot open inbox of '%s': %s", login, strerror(e)));
 			free(v);
 			return -1;
 		}
@@ -479,7 +461,7 @@ int sg_mail_list(struct sg_mail_store *s, const char *login, struct sg_mail_entr
 			close(dfd);
 			free(dir);
 			free(v);
-			set_err(error_r, "cannot read inbox");
+			sg_set_err(error_r, "cannot read inbox");
 			return -1;
 		}
 		struct dirent *e;
@@ -514,7 +496,7 @@ int sg_mail_delete_all(struct sg_mail_store *s, const char *login, size_t *n_r,
 	if (n_r != NULL)
 		*n_r = 0;
 	if (!login_ok(login)) {
-		set_err(error_r, "invalid login");
+		sg_set_err(error_r, "invalid login");
 		return -1;
 	}
 	size_t count = 0;
@@ -525,7 +507,7 @@ int sg_mail_delete_all(struct sg_mail_store *s, const char *login, size_t *n_r,
 		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dfd < 0) {
 			if (errno != ENOENT) {
-				set_err(error_r, errf("cannot open %s: %s", dir, strerror(errno)));
+				sg_set_err(error_r, sg_errf("cannot open %s: %s", dir, strerror(errno)));
 				ret = -1;
 			}
 			free(dir);
@@ -538,7 +520,7 @@ int sg_mail_delete_all(struct sg_mail_store *s, const char *login, size_t *n_r,
 				close(dfd2);
 			close(dfd);
 			free(dir);
-			set_err(error_r, "cannot read inbox");
+			sg_set_err(error_r, "cannot read inbox");
 			ret = -1;
 			continue;
 		}
@@ -552,14 +534,14 @@ int sg_mail_delete_all(struct sg_mail_store *s, const char *login, size_t *n_r,
 				count++;
 				removed = true;
 			} else if (errno != ENOENT) {
-				set_err(error_r, errf("cannot delete %s/%s: %s", dir, e->d_name,
+				sg_set_err(error_r, sg_errf("cannot delete %s/%s: %s", dir, e->d_name,
 						      strerror(errno)));
 				ret = -1;
 			}
 		}
 		closedir(d);
 		if (removed && fsync(dfd) != 0) {
-			set_err(error_r, errf("cannot fsync %s: %s", dir, strerror(errno)));
+			sg_set_err(error_r, sg_errf("cannot fsync %s: %s", dir, strerror(errno)));
 			ret = -1;
 		}
 		close(dfd);
