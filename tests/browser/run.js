@@ -23,11 +23,15 @@ async function main() {
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
-  const result = { console: [], requests: [] };
+  // requests: every request the page started; finished: those that got a
+  // response; failed: those the browser stopped (CSP blocks show up here).
+  const result = { console: [], requests: [], finished: [], failed: [] };
   try {
     const page = await browser.newPage();
     page.on('console', (m) => result.console.push(m.type() + ': ' + m.text()));
     page.on('request', (r) => result.requests.push(r.url()));
+    page.on('requestfinished', (r) => result.finished.push(r.url()));
+    page.on('requestfailed', (r) => result.failed.push(r.url() + ' ' + ((r.failure() || {}).errorText || '')));
     await page.goto(process.env.SG_URL);
     await page.fill('#login-user', process.env.SG_LOGIN);
     await page.fill('#login-pass', process.env.SG_PASSWORD);
