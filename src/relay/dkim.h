@@ -59,5 +59,36 @@ int sg_dkim_sign_at(const struct sg_dkim_signer *s, const uint8_t *msg, size_t l
 /* The signer's domain and selector (for log lines). */
 const char *sg_dkim_signer_domain(const struct sg_dkim_signer *s);
 const char *sg_dkim_signer_selector(const struct sg_dkim_signer *s);
+/* "rsa-sha256" or "ed25519-sha256". */
+const char *sg_dkim_signer_algorithm(const struct sg_dkim_signer *s);
+
+/*
+ * The steps of signing, exposed for the unit tests (RFC vectors) and the
+ * fuzz target. A sink receives canonical octets in pieces.
+ */
+typedef void sg_dkim_sink(void *ctx, const uint8_t *p, size_t n);
+/* Relaxed header canonicalisation (RFC 6376 3.4.2) of one raw field
+ * ("Name: value" with its folds, without the final line end): writes
+ * "name:value\r\n". A field without a colon writes nothing. */
+void sg_dkim_canon_header(const uint8_t *field, size_t len, sg_dkim_sink *sink, void *ctx);
+/* Relaxed body canonicalisation (RFC 6376 3.4.4), streaming, constant
+ * memory. CRLF or a bare LF ends a line. An empty body (or one of empty
+ * lines only) canonicalises to nothing. */
+void sg_dkim_canon_body(const uint8_t *body, size_t len, sg_dkim_sink *sink, void *ctx);
+/* The SHA-256 that is signed (RFC 6376 3.7): the relaxed canonical form of
+ * the header fields named in h_names (n_names names, lower case, each
+ * occurrence of a name taking the next instance from the bottom, RFC 6376
+ * 5.4.2), then the canonical sig_field (the whole "DKIM-Signature: ..."
+ * field with an empty b= value) without its trailing CRLF. Also returns the
+ * body hash (bh=) in bh_r when not NULL. 0 or -1 with *error_r (header
+ * section over the caps). */
+int sg_dkim_hashes(const uint8_t *msg, size_t len, const char *const *h_names, size_t n_names,
+	const char *sig_field, uint8_t hh_r[32], uint8_t bh_r[32], const char **error_r);
+/* Sign a SHA-256 header hash with the signer's key: RSASSA-PKCS1-v1_5 with
+ * SHA-256, or Ed25519 over the 32 hash octets (RFC 8463 3). sig needs
+ * SG_DKIM_MAX_SIG octets. 0 or -1. */
+#define SG_DKIM_MAX_SIG 1024
+int sg_dkim_sign_hash(const struct sg_dkim_signer *s, const uint8_t hh[32], uint8_t *sig,
+	size_t *sig_len, const char **error_r);
 
 #endif

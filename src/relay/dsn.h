@@ -21,9 +21,14 @@
  * Addresses: an ASCII address is written as "rfc822;addr"; one with non-
  * ASCII octets as "utf-8;addr" (RFC 6533 3), and the delivery-status part is
  * then message/global-delivery-status (RFC 6533 6) and an attached original
- * with 8-bit headers message/global (RFC 6532 3.7). orcpt is passed through
- * as given (it already carries its type) when it is well-formed; a value
- * without "type;" is treated as an address.
+ * with 8-bit headers message/global (RFC 6532 3.7). orcpt and envid are the
+ * ESMTP parameters as received: their xtext (RFC 3461 4) is decoded and the
+ * result written to Original-Recipient (addr-type kept, RFC 3461 6.3) and
+ * Original-Envelope-Id. An orcpt without "addr-type;" is taken as rfc822.
+ *
+ * The output is 7-bit unless the original or an address has 8-bit octets:
+ * then send it with BODY=8BITMIME, and with SMTPUTF8 when from_addr or a
+ * header of the original is not ASCII (sg_dsn_build_ex reports both).
  *
  * Every input string is untrusted: CR, LF, NUL and other control octets are
  * replaced by a space (or, in addresses and status fields, refused by
@@ -46,10 +51,13 @@
 #define SG_DSN_MAX_ORIG (256 * 1024)
 /* At most this many recipients in one report, and this much output. */
 #define SG_DSN_MAX_RCPTS 1000
-#define SG_DSN_MAX_OUT (2 * 1024 * 1024)
+#define SG_DSN_MAX_OUT (8 * 1024 * 1024)
+/* Longest address, diagnostic and other text field kept; longer is cut. */
+#define SG_DSN_MAX_FIELD 900
 
 struct sg_dsn_rcpt {
-	const char *orcpt;      /* may be NULL; "rfc822;addr" form (RFC 3461 4.2) */
+	const char *orcpt;      /* may be NULL; the ORCPT parameter as received,
+	                         * "addr-type;xtext" (RFC 3461 4.2): decoded here */
 	const char *final_rcpt; /* the address we tried */
 	const char *action;     /* failed|delayed|delivered|relayed|expanded */
 	const char *status;     /* 5.1.1 (RFC 3463) */
@@ -61,7 +69,8 @@ struct sg_dsn_rcpt {
 
 struct sg_dsn_info {
 	const char *reporting_mta; /* our host name */
-	const char *envid;         /* may be NULL (RFC 3461 4.4 ENVID, xtext-decoded) */
+	const char *envid;         /* may be NULL; the ENVID parameter as received
+	                            * (xtext, RFC 3461 4.4): decoded here */
 	const char *from_addr;     /* the original envelope sender, the DSN's To */
 	const char *postmaster;    /* From: of the bounce, e.g. MAILER-DAEMON@host */
 	int64_t arrival;           /* unix s */
@@ -72,5 +81,15 @@ struct sg_dsn_info {
 
 int sg_dsn_build(const struct sg_dsn_info *info, const uint8_t *orig, size_t orig_len, char **out_r,
 	size_t *out_len_r, const char **error_r);
+
+/* What the built message needs from the SMTP transaction that sends it. */
+struct sg_dsn_result {
+	bool body_8bit;   /* send with BODY=8BITMIME (RFC 6152) */
+	bool smtputf8;    /* send with SMTPUTF8 (RFC 6531); implies body_8bit */
+	bool truncated;   /* the original was returned as headers only by the cap */
+};
+/* sg_dsn_build, also filling *res (may be NULL). */
+int sg_dsn_build_ex(const struct sg_dsn_info *info, const uint8_t *orig, size_t orig_len,
+	char **out_r, size_t *out_len_r, struct sg_dsn_result *res, const char **error_r);
 
 #endif
