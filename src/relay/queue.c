@@ -422,7 +422,8 @@ static int parse_record(struct sg_envelope *e, char **t, size_t n)
 			sg_strlcpy(r->status, "2.0.0", sizeof(r->status));
 		else
 			sg_strlcpy(r->status, status, sizeof(r->status));
-		if (t[0][0] != 'T' && r->status[0] != (d ? '2' : '5'))
+		/* failed: 5.x.x, or 4.x.x when a deferral expired (RFC 3464 2.3.4) */
+		if (d ? r->status[0] != '2' : t[0][0] == 'F' && r->status[0] == '2')
 			return -1;
 		if (t[0][0] == 'T' && r->status[0] != '4')
 			return -1;
@@ -739,7 +740,7 @@ static int read_file(const char *path, struct sg_buf *out, int *fd_keep, const c
 	return 1;
 }
 
-int sg_queue_load(struct sg_queue *q, const char *id, struct sg_envelope *e,
+int sg_queue_load(struct sg_queue *q, const char *id, struct sg_envelope *e, bool repair,
 		  const char **error_r)
 {
 	if (!sg_queue_id_valid(id))
@@ -748,7 +749,7 @@ int sg_queue_load(struct sg_queue *q, const char *id, struct sg_envelope *e,
 	struct sg_buf b;
 	sg_buf_init(&b, SG_QUEUE_ENV_MAX + 1);
 	int fd = -1;
-	int r = read_file(path, &b, &fd, error_r);
+	int r = read_file(path, &b, repair ? &fd : NULL, error_r);
 	if (r == 1) {
 		sg_envelope_init(e);
 		if (sg_envelope_parse((const char *)b.data, b.len, e, error_r) < 0) {
@@ -757,7 +758,7 @@ int sg_queue_load(struct sg_queue *q, const char *id, struct sg_envelope *e,
 			sg_set_err(error_r, "envelope id does not match its file name");
 			sg_envelope_free(e);
 			r = -1;
-		} else if (e->valid_len < b.len) {
+		} else if (repair && e->valid_len < b.len) {
 			/* a torn append: cut it off before anything else is appended */
 			if (ftruncate(fd, (off_t)e->valid_len) != 0 || fsync(fd) != 0) {
 				sg_set_err(error_r, sg_errf("cannot repair %s: %s", path, strerror(errno)));

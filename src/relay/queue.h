@@ -34,7 +34,7 @@
  *   body 7bit | 8bitmime | -     (RFC 6152 BODY=)
  *   smtputf8 0 | 1               (RFC 6531)
  *   ret full | hdrs | -          (RFC 3461 4.3 RET=)
- *   envid <xtext-decoded ENVID>  (RFC 3461 4.4)
+ *   envid <ENVID as received>    (RFC 3461 4.4, xtext)
  *   dsn 0 | 1                    (this message is itself a DSN: never bounced)
  *   rcpt <addr> <notify> <orcpt> (notify: "-", "NEVER" or a list of
  *                                 SUCCESS,FAILURE,DELAY; orcpt "type;addr")
@@ -160,9 +160,10 @@ bool sg_queue_id_valid(const char *id);
  * e->size is set here. The message file is prefix + body (body may be NULL). */
 int sg_queue_commit(struct sg_queue *q, struct sg_envelope *e, const struct sg_buf *prefix,
 		    const struct sg_buf *body, const char **error_r);
-/* Read and parse env/<id>, cutting off a torn last line. 1, 0 when absent,
- * -1 on error (a corrupt file: the caller moves it aside). */
-int sg_queue_load(struct sg_queue *q, const char *id, struct sg_envelope *e,
+/* Read and parse env/<id>. With repair (only the thread that holds the
+ * message may ask), a torn last line is cut off the file. 1, 0 when absent,
+ * -1 on error (a corrupt file: the holder moves it aside). */
+int sg_queue_load(struct sg_queue *q, const char *id, struct sg_envelope *e, bool repair,
 		  const char **error_r);
 /* Append records and fsync. 0 or -1. */
 int sg_queue_append(struct sg_queue *q, const char *id, const struct sg_buf *records,

@@ -142,6 +142,7 @@ void sg_config_defaults(struct sg_config *c)
 	sg_strlcpy(c->oauth_scope, "smtp", sizeof(c->oauth_scope));
 	sg_strlcpy(c->gss_service, "smtp", sizeof(c->gss_service));
 	sg_strlcpy(c->http_listen, "127.0.0.1:8025", sizeof(c->http_listen));
+	sg_relay_config_defaults(&c->relay);
 }
 
 static char *trim(char *s)
@@ -285,6 +286,9 @@ static int set_listener_key(struct sg_listener_cfg *l, const char *k, const char
 				snprintf(err, errsize, "%s: unknown mechanism '%s'", where, m);
 				return -1;
 			}
+	} else if (strcmp(k, "delivery") == 0) {
+		if (sg_relay_parse_delivery(v, &l->delivery) < 0)
+			goto bad;
 	} else {
 		snprintf(err, errsize, "%s: unknown listener key '%s'", where, k);
 		return -1;
@@ -343,6 +347,9 @@ static int set_global_key(struct sg_config *c, const char *k, const char *v, cha
 			return 0;
 		}
 	}
+	int rr = sg_relay_config_set(&c->relay, k, v, err, errsize, where);
+	if (rr != 0)
+		return rr < 0 ? -1 : 0;
 	snprintf(err, errsize, "%s: unknown key '%s'", where, k);
 	return -1;
 bad:
@@ -494,6 +501,12 @@ int sg_config_add_listen(struct sg_config *c, const char *spec, char *err, size_
 static const char *opt(const char *s)
 {
 	return s[0] != '\0' ? s : NULL;
+}
+
+bool sg_config_relays(const struct sg_config *c, const struct sg_listener_cfg *l)
+{
+	enum sg_delivery d = l->delivery != SG_DELIVERY_INHERIT ? l->delivery : c->relay.delivery;
+	return d == SG_DELIVERY_RELAY;
 }
 
 void sg_config_finish(struct sg_config *c)

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "relay/relay_config.h"
 #include "sasl/mech.h"
 
 enum sg_role { SG_ROLE_MX, SG_ROLE_SUBMISSION, SG_ROLE_SUBMISSIONS };
@@ -35,6 +36,7 @@ struct sg_listener_cfg {
 	bool require_tls;             /* 530 5.7.0 Must issue a STARTTLS command first */
 	bool plaintext_without_tls;   /* offer PLAIN/LOGIN before TLS (never by default) */
 	char mechanisms[512];         /* space-separated; "" = every available one */
+	enum sg_delivery delivery;    /* INHERIT: the global relay.delivery */
 };
 
 struct sg_config {
@@ -90,6 +92,7 @@ struct sg_config {
 	char faults[SG_MAX_FAULTS][256];
 	size_t nlisteners;
 	struct sg_listener_cfg listeners[SG_MAX_LISTENERS];
+	struct sg_relay_config relay; /* delivery, relay_*, queue_*, dkim_key (relay/relay_config.h) */
 };
 
 void sg_config_defaults(struct sg_config *c);
@@ -104,5 +107,7 @@ int sg_config_add_listen(struct sg_config *c, const char *spec, char *err, size_
  * the owned fields. Call once after loading. */
 void sg_config_finish(struct sg_config *c);
 const char *sg_role_name(enum sg_role r);
+/* Does this listener deliver by relay (its own delivery, else the global one)? */
+bool sg_config_relays(const struct sg_config *c, const struct sg_listener_cfg *l);
 
 #endif

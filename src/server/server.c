@@ -24,6 +24,8 @@
 #include "sasl/jwt.h"
 #include "store/events.h"
 #include "store/faults.h"
+#include "relay/relay.h"
+#include "server/route.h"
 #include "server/session.h"
 #include "server/throttle.h"
 #include "smtp/reply.h"
@@ -297,6 +299,7 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 		.data_dir = c->data_dir,
 		.tls_cert = c->http_tls ? c->tls_cert : NULL,
 		.tls_key = c->http_tls ? c->tls_key : NULL,
+		.relay = sg_route_http(srv),
 	};
 	if (sg_http_start(&hc, srv->creds, srv->mail, srv->events, srv->faults, &srv->metrics, &srv->http,
 			  &error) < 0) {
@@ -389,7 +392,8 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		snprintf(err, errsize, "mail store: %s", error);
 		return -1;
 	}
-	if (setup_oauth(srv, err, errsize) < 0 || setup_sandbox(srv, err, errsize) < 0)
+	if (setup_oauth(srv, err, errsize) < 0 || sg_route_setup(srv, err, errsize) < 0 ||
+	    setup_sandbox(srv, err, errsize) < 0)
 		return -1;
 	for (unsigned k = 0; k < srv->nloops; k++)
 		srv->loops[k].pool = sg_pool_new(srv->loops[k].base, c->workers);
@@ -510,6 +514,7 @@ void sg_server_deinit(struct sg_server *srv)
 	free(srv->loops);
 	srv->loops = NULL;
 	sg_http_stop(&srv->http);
+	sg_relay_free(&srv->relay);
 	sg_events_close(&srv->events);
 	sg_faults_close(&srv->faults);
 	sg_throttle_free(&srv->throttle);

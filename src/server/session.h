@@ -64,6 +64,7 @@ struct sess_job {
 	size_t nlogins;
 	struct sg_buf prefix;
 	struct sg_buf body;
+	struct sg_route *route;         /* relay mode (server/route.c), else NULL */
 };
 
 struct sg_session {
