@@ -40,6 +40,7 @@ struct sg_smarthost {
 	struct sh_reply r;
 	char error[1200];
 	enum sg_smtpc_err err;
+	bool closing;                  /* a 421 was seen */
 	struct sg_saslc *saslc;        /* during AUTH: replies go to the driver */
 	enum sg_saslc_status sasl_status;
 };
@@ -57,6 +58,8 @@ static void sh_cb(struct sg_smtpc *c, enum sg_smtpc_event ev, const struct sg_re
 	case SG_SMTPC_REPLY: {
 		h->got = true;
 		h->r.code = r->code;
+		if (r->code == 421)
+			h->closing = true;
 		sg_strlcpy(h->r.enh, r->enh, sizeof(h->r.enh));
 		size_t used = 0;
 		h->r.text[0] = '\0';
@@ -443,7 +446,22 @@ static bool is_ascii(const char *s)
 	return true;
 }
 
+static void sh_txn(struct sg_smarthost *h, const struct sg_envelope *e, const size_t *idx,
+		   size_t n, const uint8_t *msg, size_t len, struct sg_sh_result *res,
+		   struct sg_sh_stats *st);
+
 void sg_sh_deliver(struct sg_smarthost *h, const struct sg_envelope *e, const size_t *idx,
+		   size_t n, const uint8_t *msg, size_t len, struct sg_sh_result *res,
+		   struct sg_sh_stats *st)
+{
+	h->closing = false;
+	sh_txn(h, e, idx, n, msg, len, res, st);
+	/* RFC 5321 3.8: after a 421 the server closes; never reuse it */
+	if (h->closing && h->c != NULL)
+		sh_drop(h);
+}
+
+static void sh_txn(struct sg_smarthost *h, const struct sg_envelope *e, const size_t *idx,
 		   size_t n, const uint8_t *msg, size_t len, struct sg_sh_result *res,
 		   struct sg_sh_stats *st)
 {
@@ -591,6 +609,18 @@ void sg_sh_deliver(struct sg_smarthost *h, const struct sg_envelope *e, const si
 	for (size_t i = 0; i < ncmd; i++)
 		free(cmds[i]);
 	free(cmds);
+	if (dead && mail_reply.code != 0 && !mail_ok) {
+		/* the refusal of MAIL (a 421 and a close, say) is the news, not the close */
+		struct sg_sh_result mr;
+		set_from_reply(&mr, &mail_reply);
+		if (mr.kind == 'D')
+			mr.kind = 'T';
+		for (size_t i = 0; i < n; i++)
+			res[i] = mr;
+		sh_drop(h);
+		free(accepted);
+		return;
+	}
 	if (dead) {
 		local_diag(diag, sizeof(diag), h->error);
 		sg_strlcpy(st->error, h->error, sizeof(st->error));
@@ -660,8 +690,6 @@ void sg_sh_deliver(struct sg_smarthost *h, const struct sg_envelope *e, const si
 	for (size_t i = 0; i < n; i++)
 		if (accepted[i])
 			res[i] = fr;
-	if (h->r.code == 421)
-		sh_drop(h);
 	free(accepted);
 	/* keep the transcript from growing over a long-lived connection */
 	if (h->tr.n > 200) {

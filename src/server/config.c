@@ -455,6 +455,12 @@ int sg_config_load(struct sg_config *c, const char *path, char *err, size_t errs
 	}
 	if (r == 0)
 		r = sg_config_parse(c, sg_buf_str(&text), path, err, errsize);
+	if (r == 0) { /* relay keys that depend on each other, with their lines */
+		bool relay_used = c->relay.delivery == SG_DELIVERY_RELAY;
+		for (size_t i = 0; i < c->nlisteners; i++)
+			relay_used |= sg_config_relays(c, &c->listeners[i]);
+		r = sg_relay_config_check(&c->relay, relay_used, err, errsize);
+	}
 	sg_buf_free(&text);
 	return r;
 }

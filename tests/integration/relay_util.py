@@ -130,6 +130,8 @@ class FakeSmarthost:
 
         def send(line):
             f[0].sendall((line + "\r\n").encode())
+            if line.startswith("421"):
+                raise EOFError      # RFC 5321 3.8: 421 closes the connection
 
         def readline():
             ln = f[1].readline(70000)

@@ -14,7 +14,7 @@ import tempfile
 import time
 import unittest
 
-from harness import HOST, Server, User, queued_id
+from harness import HOST, Server, User, free_port, queued_id
 from relay_util import FakeSmarthost, line_time, log_lines, make_pki, wait_for
 
 ALICE = User("alice", "alicepw", addresses=["alice@example.test"])
@@ -89,6 +89,278 @@ class RelayBasics(unittest.TestCase):
             self.assertEqual(len(log_lines(srv.log(), "relay", qid, "result=delivered")), 2)
             self.assertEqual(os.listdir(os.path.join(srv.data_dir, "queue", "env")), [])
             self.assertEqual(os.listdir(os.path.join(srv.data_dir, "queue", "msg")), [])
+
+
+def dsn_parts(raw):
+    """(the delivery-status blocks as dicts, the whole parsed message) of a DSN."""
+    msg = email.message_from_bytes(raw)
+    assert msg.get_content_type() == "multipart/report", msg.get_content_type()
+    assert msg.get_param("report-type") == "delivery-status"
+    blocks = []
+    for part in msg.walk():
+        if part.get_content_type() == "message/delivery-status":
+            payload = part.get_payload()
+            for sub in (payload if isinstance(payload, list) else []):
+                blocks.append({k.lower(): v for k, v in sub.items()})
+    return blocks, msg
+
+
+def inbox_dsns(srv, login):
+    out = []
+    for mid in srv.messages(login):
+        raw = srv.read_message(login, mid)
+        if b"report-type=delivery-status" in raw or b"report-type=\"delivery-status\"" in raw:
+            out.append(raw)
+    return out
+
+
+def relay_times(srv, qid, result):
+    return [line_time(ln) for ln in log_lines(srv.log(), "relay", qid, "result=" + result)]
+
+
+class RelayFaults(unittest.TestCase):
+    def test_421_and_451_retried_with_backoff(self):
+        with FakeSmarthost() as sh, relay_server(sh, relay_retry_min="1s",
+                                                 relay_retry_max="8s") as srv:
+            sh.mail_reply = lambda n: "421 4.3.2 closing for maintenance" if sh.data_count == 0 \
+                and len(sh.conns) == 1 else None
+            sh.final_reply = lambda n: "451 4.3.0 try again later" if n == 1 else None
+            qid = submit(srv, ["carol@remote.test"], BODY)
+            self.assertTrue(wait_for(lambda: len(sh.delivered) == 1, timeout=30),
+                            srv.log()[-3000:])
+            deferred = relay_times(srv, qid, "deferred")
+            delivered = relay_times(srv, qid, "delivered")
+            self.assertEqual(len(deferred), 2, srv.log()[-3000:])
+            self.assertEqual(len(delivered), 1)
+            # backoff from the server's own clock: ~1 s, then ~2 s (doubling)
+            g1, g2 = deferred[1] - deferred[0], delivered[0] - deferred[1]
+            self.assertGreaterEqual(g1, 0.9)
+            self.assertGreaterEqual(g2, 1.9)
+            self.assertLess(g1, 6)
+            self.assertIn("421 4.3.2", srv.log())
+            self.assertEqual(split_after_our_headers(sh.delivered[0].data), BODY)
+            self.assertTrue(wait_for(lambda: log_lines(srv.log(), "queue_done", qid)))
+
+    def test_one_of_two_refused_gets_a_dsn(self):
+        with FakeSmarthost() as sh, relay_server(sh) as srv:
+            sh.rcpt_reply = lambda a, n: "550 5.1.1 <%s>: no such user here" % a \
+                if a.startswith("bad") else None
+            qid = submit(srv, ["good@remote.test", "bad@remote.test"], BODY)
+            self.assertTrue(wait_for(lambda: len(sh.delivered) == 1))
+            self.assertEqual(sh.delivered[0].rcpts, ["good@remote.test"])
+            # the local sender gets the DSN in its inbox
+            self.assertTrue(wait_for(lambda: inbox_dsns(srv, "alice")), srv.log()[-2000:])
+            raw = inbox_dsns(srv, "alice")[0]
+            blocks, msg = dsn_parts(raw.split(b"\r\n", 2)[2] if raw.startswith(b"Return-Path: <>") else raw)
+            self.assertTrue(raw.startswith(b"Return-Path: <>"))
+            rcpt_blocks = [b for b in blocks if "final-recipient" in b]
+            self.assertEqual(len(rcpt_blocks), 1, blocks)
+            b = rcpt_blocks[0]
+            self.assertEqual(b["final-recipient"].replace(" ", ""), "rfc822;bad@remote.test")
+            self.assertEqual(b["action"], "failed")
+            self.assertEqual(b["status"], "5.1.1")
+            self.assertIn("550 5.1.1", b["diagnostic-code"])
+            self.assertIn("smtp;", b["diagnostic-code"].replace(" ", ""))
+            self.assertIn(b"Subject: relay test", raw)          # the original comes back
+            self.assertEqual(len(inbox_dsns(srv, "alice")), 1)
+            self.assertTrue(wait_for(lambda: log_lines(srv.log(), "queue_done", qid)))
+
+    def test_remote_sender_dsn_null_sender_and_never_a_bounce_of_a_bounce(self):
+        with FakeSmarthost() as sh, relay_server(sh, sender_policy="off") as srv:
+            # the original is refused for good; the DSN to the remote sender is refused too
+            sh.rcpt_reply = lambda a, n: "550 5.1.1 no" if a in ("bad@remote.test",
+                                                                "ext@elsewhere.test") else None
+            qid = submit(srv, ["bad@remote.test"], BODY, sender="ext@elsewhere.test")
+            dsn = wait_for(lambda: log_lines(srv.log(), "relay_dsn", qid, "dsn_id="))
+            self.assertTrue(dsn, srv.log()[-2000:])
+            dsn_id = re.search(r"dsn_id=(\S+)", dsn[0]).group(1)
+            self.assertTrue(wait_for(lambda: log_lines(srv.log(), "queue_done", dsn_id)),
+                            srv.log()[-2000:])
+            # the DSN was offered with the null sender, and its own failure made no DSN
+            mails = [c[1] for conn in sh.conns for c in conn.commands if c[1].startswith("MAIL")]
+            self.assertIn("MAIL FROM:<>", " ".join(mails))
+            self.assertEqual(log_lines(srv.log(), "relay_dsn", "event=relay_dsn id=%s " % dsn_id), [])
+            self.assertTrue(log_lines(srv.log(), "relay", dsn_id, "result=failed"))
+            self.assertEqual(os.listdir(os.path.join(srv.data_dir, "queue", "env")), [])
+
+    def test_552_after_data_fails_both(self):
+        with FakeSmarthost() as sh, relay_server(sh) as srv:
+            sh.final_reply = lambda n: "552 5.3.4 message too big for the relay"
+            qid = submit(srv, ["a@remote.test", "b@remote.test"], BODY)
+            self.assertTrue(wait_for(lambda: inbox_dsns(srv, "alice")), srv.log()[-2000:])
+            blocks, _ = dsn_parts(inbox_dsns(srv, "alice")[0])
+            st = sorted((b["final-recipient"].split(";")[1].strip(), b["status"], b["action"])
+                        for b in blocks if "final-recipient" in b)
+            self.assertEqual(st, [("a@remote.test", "5.3.4", "failed"),
+                                  ("b@remote.test", "5.3.4", "failed")])
+            self.assertEqual(len(relay_times(srv, qid, "failed")), 2)
+            self.assertEqual(sh.delivered, [])
+
+    def test_disconnect_mid_data_then_delivered_once(self):
+        with FakeSmarthost() as sh, relay_server(sh) as srv:
+            sh.mode = "disconnect_mid_data"
+            big = BODY + b"x" * 70 + b"\r\n" + (b"filler line " * 6 + b"\r\n") * 50
+            qid = submit(srv, ["carol@remote.test"], big)
+            self.assertTrue(wait_for(lambda: relay_times(srv, qid, "deferred")), srv.log()[-2000:])
+            sh.mode = None
+            self.assertTrue(wait_for(lambda: len(sh.delivered) == 1, timeout=20))
+            self.assertEqual(split_after_our_headers(sh.delivered[0].data), big)
+            self.assertTrue(wait_for(lambda: log_lines(srv.log(), "queue_done", qid)))
+            time.sleep(0.5)
+            self.assertEqual(len(sh.delivered), 1)
+
+    def test_stalled_reply_times_out(self):
+        with FakeSmarthost() as sh, relay_server(sh, relay_timeout_final="1s") as srv:
+            sh.mode = "stall_after_data"
+            qid = submit(srv, ["carol@remote.test"], BODY)
+            self.assertTrue(wait_for(lambda: relay_times(srv, qid, "deferred")), srv.log()[-2000:])
+            line = log_lines(srv.log(), "relay", qid, "result=deferred")[0]
+            self.assertIn("timeout", line)
+            self.assertIn("end of the message", line)
+            end = [t for c in sh.conns for t, l in c.commands if l == "<end of data>"][0]
+            # the attempt ended about 1 s after the data (server clock vs ours: generous)
+            self.assertLess(line_time(line) - time.time() + (time.monotonic() - end), 8)
+            sh.mode = None
+            self.assertTrue(wait_for(lambda: len(sh.delivered) == 1, timeout=20))
+
+
+class RelayTls(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="sg-relay-pki-")
+        os.chmod(self.tmp, 0o755)
+        self.pki = make_pki(self.tmp)
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def tls_settings(self, **kw):
+        d = {"relay_tls": "starttls", "relay_ca_file": self.pki.ca, "relay_tls_name": "relay.test"}
+        d.update(kw)
+        return d
+
+    def test_starttls_verified_auth_plain(self):
+        with FakeSmarthost(tls=self.pki, auth=("relayuser", "relaypw"), require_tls=True) as sh:
+            pw = os.path.join(self.tmp, "relay.pw")
+            with open(pw, "w") as f:
+                f.write("relaypw\n")
+            os.chmod(pw, 0o644)
+            with relay_server(sh, **self.tls_settings(relay_auth="PLAIN", relay_user="relayuser",
+                                                      relay_password_file=pw)) as srv:
+                qid = submit(srv, ["carol@remote.test"], BODY)
+                self.assertTrue(wait_for(lambda: len(sh.delivered) == 1), srv.log()[-2000:])
+                c = sh.conns[0]
+                self.assertTrue(c.tls and c.authed)
+                self.assertNotIn("relaypw", srv.log())
+                self.assertTrue(wait_for(lambda: log_lines(srv.log(), "queue_done", qid)))
+
+    def test_handshake_failure_retried(self):
+        with FakeSmarthost(tls=self.pki) as sh, relay_server(sh, **self.tls_settings()) as srv:
+            sh.mode = "tls_fail"
+            qid = submit(srv, ["carol@remote.test"], BODY)
+            self.assertTrue(wait_for(lambda: relay_times(srv, qid, "deferred")), srv.log()[-2000:])
+            self.assertIn("TLS", log_lines(srv.log(), "relay", qid, "result=deferred")[0])
+            sh.mode = None
+            self.assertTrue(wait_for(lambda: len(sh.delivered) == 1, timeout=20))
+            self.assertTrue(sh.conns[-1].tls)
+            for c in sh.conns:
+                self.assertFalse([l for _, l in c.commands if l.startswith("MAIL")] and not c.tls)
+
+    def test_wrong_name_never_in_clear_then_bounced(self):
+        with FakeSmarthost(tls=self.pki) as sh, relay_server(
+                sh, queue_lifetime="3s", **self.tls_settings(relay_tls_name="wrong.test")) as srv:
+            qid = submit(srv, ["carol@remote.test"], BODY)
+            self.assertTrue(wait_for(lambda: inbox_dsns(srv, "alice"), timeout=30),
+                            srv.log()[-3000:])
+            self.assertEqual(sh.delivered, [])
+            self.assertGreaterEqual(len(relay_times(srv, qid, "deferred")), 2)
+            line = log_lines(srv.log(), "relay", qid, "result=deferred")[0]
+            self.assertIn("did not verify", line)
+            # after STARTTLS nothing was said: no EHLO over the bad channel, no MAIL at all
+            for c in sh.conns:
+                verbs = [l.split(" ")[0] for _, l in c.commands]
+                self.assertEqual(verbs, ["EHLO", "STARTTLS"], c.commands)
+            blocks, _ = dsn_parts(inbox_dsns(srv, "alice")[0])
+            b = [b for b in blocks if "final-recipient" in b][0]
+            self.assertEqual(b["action"], "failed")
+            self.assertEqual(b["status"], "4.4.7")
+            self.assertIn("did not verify", b["diagnostic-code"])
+
+    def test_no_starttls_offered_is_temporary(self):
+        with FakeSmarthost() as sh, relay_server(sh, relay_tls="starttls") as srv:
+            qid = submit(srv, ["carol@remote.test"], BODY)
+            self.assertTrue(wait_for(lambda: relay_times(srv, qid, "deferred")), srv.log()[-2000:])
+            self.assertIn("does not offer STARTTLS", srv.log())
+            for c in sh.conns:
+                self.assertEqual([l.split(" ")[0] for _, l in c.commands][:1], ["EHLO"])
+                self.assertNotIn("MAIL", " ".join(l for _, l in c.commands))
+
+    def test_refused_auth_clear_log_and_deferred(self):
+        with FakeSmarthost(tls=self.pki, auth=("relayuser", "relaypw")) as sh:
+            pw = os.path.join(self.tmp, "wrong.pw")
+            with open(pw, "w") as f:
+                f.write("not-the-password\n")
+            os.chmod(pw, 0o644)
+            with relay_server(sh, **self.tls_settings(relay_auth="PLAIN", relay_user="relayuser",
+                                                      relay_password_file=pw)) as srv:
+                qid = submit(srv, ["carol@remote.test"], BODY)
+                self.assertTrue(wait_for(lambda: len(relay_times(srv, qid, "deferred")) >= 2,
+                                         timeout=20), srv.log()[-2000:])
+                lines = log_lines(srv.log(), "relay_auth_failed", qid)
+                self.assertTrue(lines)
+                self.assertIn("refused our AUTH PLAIN as relayuser", lines[0])
+                self.assertIn("535 5.7.8", lines[0])
+                self.assertNotIn("not-the-password", srv.log())
+                self.assertIsNone(srv.proc.poll())
+                self.assertEqual(sh.delivered, [])
+
+
+class RelayConfig(unittest.TestCase):
+    def refused(self, text, *needles):
+        tmp = tempfile.mkdtemp(prefix="sg-relay-cfg-")
+        os.chmod(tmp, 0o755)
+        try:
+            conf = os.path.join(tmp, "smtpgate.conf")
+            with open(conf, "w") as f:
+                # the listener last: the line numbers above stay as written
+                f.write(text.replace("@TMP@", tmp).replace("@CONF@", conf) +
+                        "[listener submission]\nrole = submission\nlisten = 127.0.0.1:%d\n"
+                        % free_port())
+            os.makedirs(os.path.join(tmp, "data"))
+            os.chmod(os.path.join(tmp, "data"), 0o777)
+            import subprocess
+            from harness import binary
+            r = subprocess.run([binary(), "serve", "--config", conf, "--data-dir",
+                                os.path.join(tmp, "data")], capture_output=True, text=True,
+                               timeout=20, stdin=subprocess.DEVNULL)
+            self.assertNotEqual(r.returncode, 0, r.stderr)
+            for n in needles:
+                self.assertIn(n.replace("@CONF@", conf).replace("@TMP@", tmp), r.stderr)
+            return r.stderr
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_bad_relay_configs(self):
+        head = "http_listen = off\ndelivery = relay\n"
+        self.refused(head + "relay_host = relay.test:99999\n",
+                     "@CONF@:3: relay_host 'relay.test:99999' is not HOST:PORT")
+        self.refused(head + "relay_host = relay.test\n", "@CONF@:3: relay_host")
+        self.refused(head + "relay_host = relay.test:25\nrelay_auth = MAGIC\n",
+                     "@CONF@:4: relay_auth: unknown mechanism 'MAGIC'")
+        self.refused(head + "relay_host = relay.test:25\nrelay_auth = PLAIN\nrelay_user = u\n"
+                     "relay_password_file = @TMP@/missing.pw\n",
+                     "@CONF@:6: relay_password_file: cannot read @TMP@/missing.pw")
+        self.refused(head + "relay_host = relay.test:25\nrelay_auth = PLAIN\nrelay_user = u\n",
+                     "@CONF@:4: relay_auth = PLAIN needs relay_password_file")
+        self.refused(head, "@CONF@:2: delivery = relay needs a smarthost")
+        self.refused(head + "relay_host = relay.test:25\nrelay_tls = sometimes\n",
+                     "@CONF@:4: relay_tls must be starttls, implicit or none")
+        self.refused(head + "relay_host = relay.test:25\nrelay_retry_min = soon\n",
+                     "@CONF@:4: bad value for 'relay_retry_min'")
+        # a key file that exists but is no key: refused when the relay starts, with its line
+        self.refused(head + "relay_host = relay.test:25\ndkim_key = example.test sel @CONF@\n",
+                     "@CONF@:4: dkim_key: cannot use the key @CONF@")
+        self.refused(head + "relay_host = relay.test:25\ndkim_key = example.test sel\n",
+                     "@CONF@:4: dkim_key needs three values")
 
 
 if __name__ == "__main__":
