@@ -136,25 +136,31 @@ static void put_addr_raw(struct sg_buf *b, const char *s, bool utf8)
 static void put_addr_unitext(struct sg_buf *b, const char *s)
 {
 	const uint8_t *p = (const uint8_t *)s;
-	size_t n = strlen(s);
-	for (size_t i = 0; i < n && b->len < b->max;) {
+	size_t n = strlen(s), out = 0;
+	for (size_t i = 0; i < n;) {
 		uint8_t c = p[i];
-		size_t k;
+		size_t k = 1;
+		char esc[16];
+		const void *piece = esc;
+		size_t plen;
 		if (c > 0x20 && c < 0x7f && c != '\\' && c != '+' && c != '=') {
-			sg_buf_append(b, &c, 1);
-			i++;
+			piece = p + i;
+			plen = 1;
 		} else if (c < 0x80) {
-			sg_buf_printf(b, "\\x{%X}", c);
-			i++;
+			plen = (size_t)snprintf(esc, sizeof(esc), "\\x{%X}", c);
 		} else if ((k = utf8_seq(p + i, n - i)) > 0) {
-			sg_buf_append(b, p + i, k);
-			i += k;
+			piece = p + i;
+			plen = k;
 		} else {
-			sg_buf_append_str(b, "\\x{FFFD}");
-			i++;
+			k = 1;
+			plen = (size_t)snprintf(esc, sizeof(esc), "\\x{FFFD}");
 		}
-		if (i >= SG_DSN_MAX_FIELD)
+		/* the output, escapes included, is cut at SG_DSN_MAX_FIELD */
+		if (out + plen > SG_DSN_MAX_FIELD)
 			break;
+		sg_buf_append(b, piece, plen);
+		out += plen;
+		i += k;
 	}
 }
 
@@ -287,12 +293,18 @@ static size_t header_section_len(const uint8_t *m, size_t n, size_t max)
 	return last_good;
 }
 
-/* Copy with every line end made CRLF (a bare LF or bare CR too); the copy
- * always ends with CRLF unless it is empty. */
+/* Copy with every line end made CRLF (a bare LF or bare CR too) and NUL
+ * octets left out (RFC 5322 2.3 allows none; the report is a C string); the
+ * copy always ends with CRLF unless it is empty. */
 static void put_crlf_text(struct sg_buf *b, const uint8_t *p, size_t n)
 {
 	size_t run = 0;
 	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\0') {
+			sg_buf_append(b, p + run, i - run);
+			run = i + 1;
+			continue;
+		}
 		if (p[i] != '\r' && p[i] != '\n')
 			continue;
 		sg_buf_append(b, p + run, i - run);
@@ -388,7 +400,7 @@ static void put_status(struct sg_buf *b, const struct sg_dsn_info *info, bool ut
 			 * decoded from xtext. */
 			char *o = xtext_decode(r->orcpt);
 			const char *semi = strchr(o, ';');
-			bool typed = semi != NULL && semi > o;
+			bool typed = semi != NULL && semi > o && semi - o <= 32;
 			for (const char *p = o; typed && p < semi; p++)
 				typed = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 					(*p >= '0' && *p <= '9') || *p == '-';
@@ -413,7 +425,7 @@ static void put_status(struct sg_buf *b, const struct sg_dsn_info *info, bool ut
 		if (r->diagnostic != NULL && r->diagnostic[0] != '\0') {
 			/* diagnostic-type ";" *text (RFC 3464 2.3.6) */
 			const char *semi = strchr(r->diagnostic, ';');
-			bool typed = semi != NULL && semi > r->diagnostic;
+			bool typed = semi != NULL && semi > r->diagnostic && semi - r->diagnostic <= 32;
 			for (const char *p = r->diagnostic; typed && p < semi; p++)
 				typed = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 					(*p >= '0' && *p <= '9') || *p == '-';

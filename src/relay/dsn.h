@@ -14,7 +14,8 @@
  *      for delayed, Will-Retry-Until;
  *   3. the original message as message/rfc822, or only its header section
  *      as text/rfc822-headers when ret_hdrs is set or when orig_len exceeds
- *      SG_DSN_MAX_ORIG (the text part says so).
+ *      SG_DSN_MAX_ORIG (the text part says so). Its line ends are made
+ *      CRLF and NUL octets are left out; nothing else is changed.
  * The caller sends it with a null envelope sender (MAIL FROM:<>), so a
  * bounce never bounces (RFC 5321 6.1, RFC 3464 2.4).
  *

@@ -351,6 +351,11 @@ static void test_ret_hdrs_and_cap(void **state)
 	/* no original at all, and one with bare LF line ends */
 	build_ok(&b, &info, NULL, 0);
 	built_free(&b);
+	/* NUL octets in the original are left out (build_ok: strlen == len) */
+	static const char nul[] = "From: a@example.org\r\nSubject: n\0ul\r\n\r\nb\0ody\r\n";
+	build_ok(&b, &info, nul, sizeof(nul) - 1);
+	assert_non_null(strstr(b.out, "Subject: nul\r\n\r\nbody\r\n"));
+	built_free(&b);
 	const char *lf = "From: a@example.org\nSubject: lf\n\nline\n";
 	build_ok(&b, &info, lf, strlen(lf));
 	assert_non_null(strstr(b.out, "Subject: lf\r\n\r\nline\r\n"));
