@@ -441,6 +441,21 @@ static void test_smtputf8(void **state)
 	assert_field(blk[1], "Final-Recipient: utf-8;a\\x{2B}b\\x{3D}c\\x{5C}d\\x{20}é\\x{FFFD}@example.org");
 	free_blocks(blk, n);
 	built_free(&b);
+
+	/* escapes never make a line longer than RFC 5322 allows */
+	char *wide = sg_malloc(2000);
+	memset(wide, ' ', 1990);
+	memcpy(wide + 1990, "\xc3\xa9@x.org", 9);
+	r.final_rcpt = wide;
+	r.orcpt = wide;
+	build_ok(&b, &info, orig_msg, strlen(orig_msg));
+	for (const char *p = b.out; *p != '\0';) {
+		const char *e = strstr(p, "\r\n");
+		assert_true(e - p <= 998);
+		p = e + 2;
+	}
+	built_free(&b);
+	free(wide);
 }
 
 /* CR/LF, NUL-free control octets and boundary-like text in every field. */
