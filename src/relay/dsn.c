@@ -210,31 +210,6 @@ static void put_date(struct sg_buf *b, int64_t t)
 		months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-/* RFC 3461 4: xtext "+HH" decoded; a '+' not followed by two upper-case hex
- * digits is kept as it is. */
-static char *xtext_decode(const char *s)
-{
-	size_t n = strlen(s);
-	char *out = sg_malloc(n + 1), *o = out;
-	for (size_t i = 0; i < n; i++) {
-		uint8_t v;
-		char hex[3] = {0};
-		if (s[i] == '+' && i + 2 < n) {
-			hex[0] = s[i + 1];
-			hex[1] = s[i + 2];
-			bool upper = (hex[0] < 'a' || hex[0] > 'f') && (hex[1] < 'a' || hex[1] > 'f');
-			if (upper && sg_unhex(hex, &v, 1) == 0 && v != 0) {
-				*o++ = (char)v;
-				i += 2;
-				continue;
-			}
-		}
-		*o++ = s[i];
-	}
-	*o = '\0';
-	return out;
-}
-
 /* ---- validation ---- */
 
 static bool valid_action(const char *a)
@@ -381,11 +356,9 @@ static void put_status(struct sg_buf *b, const struct sg_dsn_info *info, bool ut
 	put_host(b, info->reporting_mta);
 	sg_buf_append_str(b, "\r\n");
 	if (info->envid != NULL && info->envid[0] != '\0') {
-		char *e = xtext_decode(info->envid);
 		sg_buf_append_str(b, "Original-Envelope-Id: ");
-		put_text(b, e, utf8);
+		put_text(b, info->envid, utf8);
 		sg_buf_append_str(b, "\r\n");
-		free(e);
 	}
 	if (info->arrival > 0) {
 		sg_buf_append_str(b, "Arrival-Date: ");
@@ -396,9 +369,8 @@ static void put_status(struct sg_buf *b, const struct sg_dsn_info *info, bool ut
 		const struct sg_dsn_rcpt *r = &info->rcpts[i];
 		sg_buf_append_str(b, "\r\n");
 		if (r->orcpt != NULL && r->orcpt[0] != '\0') {
-			/* RFC 3461 6.3: the ORCPT address type, and its address
-			 * decoded from xtext. */
-			char *o = xtext_decode(r->orcpt);
+			/* RFC 3461 6.3: the ORCPT address type and address. */
+			const char *o = r->orcpt;
 			const char *semi = strchr(o, ';');
 			bool typed = semi != NULL && semi > o && semi - o <= 32;
 			for (const char *p = o; typed && p < semi; p++)
@@ -412,7 +384,6 @@ static void put_status(struct sg_buf *b, const struct sg_dsn_info *info, bool ut
 				put_typed_addr(b, typed ? semi + 1 : o);
 			}
 			sg_buf_append_str(b, "\r\n");
-			free(o);
 		}
 		sg_buf_append_str(b, "Final-Recipient: ");
 		put_typed_addr(b, r->final_rcpt);
