@@ -392,10 +392,9 @@ static void local_diag(char *out, size_t size, const char *why)
 
 static void xtext(struct sg_buf *b, const char *s)
 {
-	/* RFC 3461 4: xtext; values are kept as received (already xtext), so
-	 * only characters that cannot appear are encoded */
+	/* RFC 3461 4: xtext (the envelope keeps the decoded values) */
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p < 33 || *p > 126 || *p == '=')
+		if (*p < 33 || *p > 126 || *p == '=' || *p == '+')
 			sg_buf_printf(b, "+%02X", *p);
 		else
 			sg_buf_append(b, p, 1);
@@ -541,8 +540,15 @@ static void sh_txn(struct sg_smarthost *h, const struct sg_envelope *e, const si
 				sg_buf_printf(&line, " NOTIFY=%s", sg_notify_str(r->notify, nb, sizeof(nb)));
 			if (r->orcpt != NULL) {
 				sg_buf_append_str(&line, " ORCPT=");
-				/* "type;xtext": the type is an atom, the rest already xtext */
-				sg_buf_append_str(&line, r->orcpt);
+				/* RFC 3461 4.2: addr-type ";" xtext */
+				const char *semi = strchr(r->orcpt, ';');
+				if (semi != NULL) {
+					sg_buf_append(&line, r->orcpt, (size_t)(semi - r->orcpt) + 1);
+					xtext(&line, semi + 1);
+				} else {
+					sg_buf_append_str(&line, "rfc822;");
+					xtext(&line, r->orcpt);
+				}
 			}
 		}
 		cmds[i + 1] = sg_strdup(sg_buf_str(&line));

@@ -22,6 +22,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "core/b64.h"
 #include "core/buf.h"
@@ -357,10 +358,10 @@ int sg_dkim_hashes(const uint8_t *msg, size_t len, const char *const *h_names, s
 
 /* A domain or selector: dot-separated labels of letters, digits and
  * hyphens (RFC 6376 3.1 / 3.5: sub-domain; A-labels for IDNs). */
-static bool valid_name(const char *s, size_t max)
+bool sg_dkim_valid_name(const char *s)
 {
 	size_t n = strlen(s), label = 0;
-	if (n == 0 || n > max || s[0] == '.' || s[n - 1] == '.')
+	if (n == 0 || n > 253 || s[0] == '.' || s[n - 1] == '.')
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
@@ -393,12 +394,12 @@ int sg_dkim_signer_load(struct sg_dkim_signer **s_r, const char *domain, const c
 	const char *keyfile, const char **error_r)
 {
 	*s_r = NULL;
-	if (!valid_name(domain, 253)) {
+	if (!sg_dkim_valid_name(domain)) {
 		sg_set_err(error_r, sg_errf("invalid DKIM domain '%.100s' (letters, digits, "
 			"hyphens and dots; an IDN as its xn-- form)", domain));
 		return -1;
 	}
-	if (!valid_name(selector, 253)) {
+	if (!sg_dkim_valid_name(selector)) {
 		sg_set_err(error_r, sg_errf("invalid DKIM selector '%.100s' (letters, digits, "
 			"hyphens and dots)", selector));
 		return -1;
@@ -490,6 +491,39 @@ const char *sg_dkim_signer_selector(const struct sg_dkim_signer *s)
 const char *sg_dkim_signer_algorithm(const struct sg_dkim_signer *s)
 {
 	return s->alg == SG_DKIM_RSA_SHA256 ? "rsa-sha256" : "ed25519-sha256";
+}
+
+int sg_dkim_dns_record(const struct sg_dkim_signer *s, char **txt_r, const char **error_r)
+{
+	uint8_t raw[32];
+	unsigned char *der = NULL;
+	const uint8_t *pub;
+	size_t pub_len;
+	*txt_r = NULL;
+	if (s->alg == SG_DKIM_ED25519_SHA256) {
+		size_t n = sizeof(raw);
+		if (EVP_PKEY_get_raw_public_key(s->key, raw, &n) != 1 || n != 32) {
+			sg_set_err(error_r, openssl_err("reading the Ed25519 public key"));
+			return -1;
+		}
+		pub = raw;
+		pub_len = n;
+	} else {
+		int n = i2d_PUBKEY(s->key, &der);
+		if (n <= 0) {
+			sg_set_err(error_r, openssl_err("encoding the RSA public key"));
+			return -1;
+		}
+		pub = der;
+		pub_len = (size_t)n;
+	}
+	char *p64 = sg_malloc(SG_B64_ENCODED_LEN(pub_len) + 1);
+	sg_b64_encode(pub, pub_len, p64);
+	OPENSSL_free(der);
+	*txt_r = sg_asprintf("v=DKIM1; k=%s; p=%s",
+		s->alg == SG_DKIM_ED25519_SHA256 ? "ed25519" : "rsa", p64);
+	free(p64);
+	return 0;
 }
 
 int sg_dkim_sign_hash(const struct sg_dkim_signer *s, const uint8_t hh[32], uint8_t *sig,

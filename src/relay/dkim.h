@@ -27,6 +27,7 @@
 #ifndef SG_RELAY_DKIM_H
 #define SG_RELAY_DKIM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +41,9 @@ struct sg_dkim_signer;
  * RSA of at least 1024 bits or Ed25519. 0 or -1 with *error_r set. */
 int sg_dkim_signer_load(struct sg_dkim_signer **s_r, const char *domain, const char *selector,
 	const char *keyfile, const char **error_r);
+/* A valid domain or selector: dot-separated labels of letters, digits and
+ * hyphens, at most 63 octets each and 253 in all (A-labels for IDNs). */
+bool sg_dkim_valid_name(const char *s);
 /* Free a signer (the key is freed by OpenSSL, which wipes it); *s = NULL. */
 void sg_dkim_signer_free(struct sg_dkim_signer **s);
 
@@ -61,6 +65,11 @@ const char *sg_dkim_signer_domain(const struct sg_dkim_signer *s);
 const char *sg_dkim_signer_selector(const struct sg_dkim_signer *s);
 /* "rsa-sha256" or "ed25519-sha256". */
 const char *sg_dkim_signer_algorithm(const struct sg_dkim_signer *s);
+/* The value of the DNS TXT record at SELECTOR._domainkey.DOMAIN that
+ * publishes the signer's public key (RFC 6376 3.6.1, RFC 8463 4.2):
+ * "v=DKIM1; k=rsa; p=<base64 SubjectPublicKeyInfo>" or "v=DKIM1;
+ * k=ed25519; p=<base64 of the 32-octet key>". Malloc'd; 0 or -1. */
+int sg_dkim_dns_record(const struct sg_dkim_signer *s, char **txt_r, const char **error_r);
 
 /*
  * The steps of signing, exposed for the unit tests (RFC vectors) and the

@@ -34,7 +34,7 @@
  *   body 7bit | 8bitmime | -     (RFC 6152 BODY=)
  *   smtputf8 0 | 1               (RFC 6531)
  *   ret full | hdrs | -          (RFC 3461 4.3 RET=)
- *   envid <ENVID as received>    (RFC 3461 4.4, xtext)
+ *   envid <xtext-decoded ENVID>  (RFC 3461 4.4)
  *   dsn 0 | 1                    (this message is itself a DSN: never bounced)
  *   rcpt <addr> <notify> <orcpt> (notify: "-", "NEVER" or a list of
  *                                 SUCCESS,FAILURE,DELAY; orcpt "type;addr")
@@ -80,7 +80,7 @@ enum sg_q_body { SG_BODY_DEFAULT, SG_BODY_7BIT, SG_BODY_8BITMIME };
 
 struct sg_qrcpt {
 	char *addr;
-	char *orcpt;            /* "rfc822;user@example.org" or NULL */
+	char *orcpt;            /* "rfc822;user@example.org" (xtext-decoded) or NULL */
 	unsigned notify;        /* SG_NOTIFY_*; 0 = not given (FAILURE, DELAY) */
 	enum sg_qr_state state;
 	bool done;              /* N record: reported or nothing to report */
@@ -99,7 +99,7 @@ struct sg_envelope {
 	enum sg_q_body body;
 	bool smtputf8;
 	enum sg_q_ret ret;
-	char *envid;            /* or NULL */
+	char *envid;            /* xtext-decoded, or NULL */
 	bool is_dsn;
 	unsigned attempts;
 	int64_t last_attempt;   /* 0 = never */

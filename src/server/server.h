@@ -27,6 +27,7 @@ struct sg_http;
 struct sg_relay;
 
 struct sg_loop;
+struct sg_proxy_wait;
 
 struct sg_listener {
 	struct sg_loop *loop;
@@ -47,6 +48,7 @@ struct sg_loop {
 	struct sg_listener listeners[SG_MAX_LISTENERS];
 	size_t nlisteners;
 	struct sg_session *sessions;  /* intrusive list of this loop's sessions */
+	struct sg_proxy_wait *proxy_waits; /* accepted, PROXY header not read yet */
 	unsigned nsessions;
 	bool stopping;
 	struct event *stop_ev;        /* activated from the signal loop */
