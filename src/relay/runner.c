@@ -672,7 +672,7 @@ int sg_relay_enqueue(struct sg_relay *r, struct sg_envelope *e, const struct sg_
 	pthread_mutex_lock(&r->mu);
 	struct qent *ent = ent_add(r, sec, rnd, e->arrival, now_ms());
 	heap_push(r, ent);
-	pthread_cond_signal(&r->cv);
+	pthread_cond_broadcast(&r->cv); /* the control thread waits on it too */
 	pthread_mutex_unlock(&r->mu);
 	return 0;
 }
