@@ -16,6 +16,7 @@ static const struct sg_subcommand {
 	{"fault", sg_cmd_fault, "inject failures on purpose: add, list, clear (AUTH, MAIL, RCPT...)"},
 	{"token", sg_cmd_token, "mint OAuth bearer tokens (HS256) for sandbox accounts"},
 	{"dkim", sg_cmd_dkim, "DKIM keys for relay mode: keygen, record (DNS TXT), sign"},
+	{"queue", sg_cmd_queue, "the relay queue of a running server: list, show, retry, delete, bounce"},
 };
 
 static void usage(FILE *f)

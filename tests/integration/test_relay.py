@@ -314,6 +314,100 @@ class RelayTls(unittest.TestCase):
                 self.assertEqual(sh.delivered, [])
 
 
+def http_json(srv, method, path, body=None):
+    import json
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request("http://%s%s" % (srv.settings["http_listen"], path),
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            data = r.read()
+            return r.status, (json.loads(data) if data[:1] in (b"{", b"[") else data.decode())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+class RelayControl(unittest.TestCase):
+    def test_cli_and_api(self):
+        import json
+        with FakeSmarthost() as sh, relay_server(
+                sh, relay_retry_min="60s", relay_retry_max="60s",
+                http_listen="127.0.0.1:%d" % free_port(), http_open="yes") as srv:
+            sh.final_reply = lambda n: "451 4.3.0 greylisted, come back later"
+            q1 = submit(srv, ["one@remote.test"], BODY)
+            q2 = submit(srv, ["two@remote.test", "three@remote.test"], BODY)
+            self.assertTrue(wait_for(lambda: relay_times(srv, q2, "deferred")), srv.log()[-2000:])
+            self.assertTrue(wait_for(lambda: relay_times(srv, q1, "deferred")))
+            cli = lambda *a, check=True: srv.cli("queue", "--data-dir", srv.data_dir, *a,
+                                                 check=check)
+            out = cli("list").stdout
+            self.assertIn(q1, out)
+            self.assertIn(q2, out)
+            self.assertIn("451 4.3.0 greylisted", out)
+            self.assertIn("2 messages in the queue", out)
+            lst = json.loads(cli("list", "--json").stdout)
+            self.assertEqual(lst["total"], 2)
+            shown = json.loads(cli("show", q2).stdout)
+            self.assertEqual([r["address"] for r in shown["recipients"]],
+                             ["two@remote.test", "three@remote.test"])
+            self.assertEqual({r["state"] for r in shown["recipients"]}, {"deferred"})
+            self.assertEqual(shown["attempts"], 1)
+            self.assertIn("451 4.3.0", shown["recipients"][0]["diagnostic"])
+            # retry now (the next try was a minute away)
+            self.assertIn("retry %s" % q1, cli("retry", q1).stdout)
+            self.assertTrue(wait_for(lambda: len(relay_times(srv, q1, "deferred")) == 2),
+                            srv.log()[-2000:])
+            # the API sees the same queue; the metrics count it
+            st, body = http_json(srv, "GET", "/api/v1/queue")
+            self.assertEqual((st, body["total"]), (200, 2))
+            st, body = http_json(srv, "GET", "/api/v1/queue/" + q1)
+            self.assertEqual((st, body["attempts"]), (200, 2))
+            st, body = http_json(srv, "POST", "/api/v1/queue/%s/retry" % q2)
+            self.assertEqual(st, 200)
+            self.assertTrue(wait_for(lambda: len(relay_times(srv, q2, "deferred")) == 4))
+            st, metrics = http_json(srv, "GET", "/metrics")
+            self.assertIn("smtpgate_queue_messages 2", metrics)
+            self.assertRegex(metrics, r'smtpgate_relay_deliveries_total\{result="deferred"\} [1-9]')
+            self.assertRegex(metrics, r"smtpgate_relay_retries_total [1-9]")
+            self.assertRegex(metrics, r"smtpgate_queue_oldest_age_seconds \d+")
+            # bounce: the sender hears about it; delete: nobody does
+            self.assertIn("bounce %s: done" % q1, cli("bounce", q1).stdout)
+            self.assertTrue(wait_for(lambda: inbox_dsns(srv, "alice")), srv.log()[-2000:])
+            blocks, _ = dsn_parts(inbox_dsns(srv, "alice")[0])
+            b = [b for b in blocks if "final-recipient" in b][0]
+            self.assertEqual((b["action"], b["status"]), ("failed", "5.0.0"))
+            self.assertIn("returned by the administrator", b["diagnostic-code"])
+            self.assertIn("451 4.3.0", b["diagnostic-code"])
+            st, body = http_json(srv, "DELETE", "/api/v1/queue/" + q2)
+            self.assertEqual(st, 200)
+            self.assertEqual(json.loads(cli("list", "--json").stdout)["total"], 0)
+            self.assertEqual(len(inbox_dsns(srv, "alice")), 1)
+            r = cli("show", q2, check=False)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("no such message", r.stderr)
+            st, _ = http_json(srv, "GET", "/api/v1/queue/" + q2)
+            self.assertEqual(st, 404)
+            self.assertEqual(os.listdir(os.path.join(srv.data_dir, "queue", "env")), [])
+            self.assertEqual(os.listdir(os.path.join(srv.data_dir, "queue", "msg")), [])
+
+    def test_release_disabled_without_smarthost(self):
+        with Server(users=USERS, listeners={"submission": "submission"},
+                    settings={"http_listen": "127.0.0.1:%d" % free_port(),
+                              "http_open": "yes"}) as srv:
+            mid = submit(srv, ["x@remote.test"], BODY)
+            st, body = http_json(srv, "POST", "/api/v1/messages/%s/release" % mid,
+                                 {"to": ["x@remote.test"]})
+            self.assertEqual(st, 409)
+            self.assertIn("relay_host", body["error"])
+            st, body = http_json(srv, "GET", "/api/v1/queue")
+            self.assertEqual(st, 404)
+            r = srv.cli("queue", "--data-dir", srv.data_dir, "list", "--timeout", "1", check=False)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("no relay queue here", r.stderr)
+
+
 class RelayConfig(unittest.TestCase):
     def refused(self, text, *needles):
         tmp = tempfile.mkdtemp(prefix="sg-relay-cfg-")
