@@ -25,7 +25,7 @@
 #include "store/events.h"
 #include "store/faults.h"
 #include "server/session.h"
-#include "server/throttle.h"
+#include "store/throttle.h"
 #include "smtp/reply.h"
 #include "store/cred.h"
 #include "store/mail.h"
@@ -295,6 +295,7 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 		.port = (unsigned)port,
 		.open = c->http_open,
 		.data_dir = c->data_dir,
+		.throttle = srv->throttle,
 		.tls_cert = c->http_tls ? c->tls_cert : NULL,
 		.tls_key = c->http_tls ? c->tls_key : NULL,
 	};
@@ -389,10 +390,7 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		snprintf(err, errsize, "mail store: %s", error);
 		return -1;
 	}
-	if (setup_oauth(srv, err, errsize) < 0 || setup_sandbox(srv, err, errsize) < 0)
-		return -1;
-	for (unsigned k = 0; k < srv->nloops; k++)
-		srv->loops[k].pool = sg_pool_new(srv->loops[k].base, c->workers);
+	/* one throttle for every password check: SMTP AUTH and HTTP Basic */
 	struct sg_throttle_cfg tc = {
 		.ip_threshold = c->throttle_ip_threshold,
 		.account_threshold = c->throttle_account_threshold,
@@ -401,8 +399,14 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		.base_delay_ms = c->auth_fail_delay_ms,
 		.max_delay_ms = c->throttle_max_delay_ms,
 		.max_entries = 100000,
+		.ipv6_prefix = c->ipv6_prefix,
+		.repeat_window_ms = c->throttle_repeat_window_ms,
 	};
 	srv->throttle = sg_throttle_new(&tc);
+	if (setup_oauth(srv, err, errsize) < 0 || setup_sandbox(srv, err, errsize) < 0)
+		return -1;
+	for (unsigned k = 0; k < srv->nloops; k++)
+		srv->loops[k].pool = sg_pool_new(srv->loops[k].base, c->workers);
 	return 0;
 }
 

@@ -92,6 +92,8 @@ struct sg_session {
 	unsigned auth_failures;
 	bool error_challenge;           /* an error challenge was sent: failure counted */
 	unsigned error_delay_ms;
+	uint8_t auth_tag[16];           /* keyed hash of this exchange's client bytes */
+	bool auth_tag_set;
 	/* abuse counters */
 	unsigned errors;
 	/* transaction */

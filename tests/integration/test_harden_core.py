@@ -12,9 +12,13 @@ import threading
 import time
 import unittest
 
-from harness import (ALICE, BOB, R_AUTH_OK, R_QUEUED, STD_USERS, Server, User, assert_reply,
-                     binary)
+import base64
+import smtplib
+
+from harness import (ALICE, BOB, HOST, R_AUTH_BAD, R_AUTH_OK, R_QUEUED, R_TEMP_AUTH, STD_USERS,
+                     Server, User, assert_reply, binary)
 from sec_util import PLAIN_SUBMISSION, connect
+import test_http
 
 ROOT = os.geteuid() == 0
 
@@ -124,6 +128,149 @@ class Privileges(unittest.TestCase):
 
     def test_refuses_shared_nobody(self):
         self._refused("nobody", "shared account")
+
+
+WRONG = "Wr0ng-Passw0rd-xyz"
+
+
+def throttle_settings(**kw):
+    s = {"auth_fail_delay_ms": 20, "throttle_max_delay_ms": 20, "throttle_ip_threshold": 1000,
+         "throttle_account_threshold": 1000, "throttle_window_ms": 60000,
+         "throttle_cooloff_ms": 60000, "max_auth_attempts": 100}
+    s.update({k: str(v) for k, v in kw.items()})
+    return s
+
+
+def smtp_login_once(srv, login, password):
+    """One PLAIN attempt on a fresh smtplib connection: (code, text)."""
+    with smtplib.SMTP(HOST, srv.port("submission"), timeout=20) as s:
+        s.ehlo()
+        s.user, s.password = login, password
+        try:
+            code, text = s.auth("PLAIN", s.auth_plain)
+        except smtplib.SMTPAuthenticationError as e:
+            code, text = e.smtp_code, e.smtp_error
+        return code, text.decode() if isinstance(text, bytes) else text
+
+
+class SharedThrottle(unittest.TestCase):
+    """Items 4, 5, 6 of issue 10 and item 2 of issue 16."""
+
+    def server(self, **kw):
+        return Server(users=STD_USERS, listeners={"submission": PLAIN_SUBMISSION},
+                      settings=throttle_settings(**kw))
+
+    def test_success_of_own_account_does_not_reset_guesses_at_others(self):
+        """An attacker holding bob's account alternates guesses at alice with bob's logins."""
+        with self.server(throttle_ip_threshold=5) as srv:
+            c = connect(srv, "submission")
+            c.ehlo()
+            replies = []
+            for i in range(6):
+                replies.append(c.auth_plain(ALICE.login, "guess-%d" % i))
+                c2 = connect(srv, "submission")
+                c2.ehlo()
+                replies.append(c2.auth_plain(BOB.login, BOB.password))
+                c2.close()
+            c.close()
+            guesses = [r for r in replies[0::2]]
+            for r in guesses[:5]:
+                assert_reply(r, R_AUTH_BAD)
+            assert_reply(guesses[5], R_TEMP_AUTH, "the 6th guess is past the threshold")
+            # bob's own mistakes are cleared by bob's success
+        with self.server(throttle_ip_threshold=5) as srv:
+            for r in range(4):
+                for i in range(4):
+                    self.assertEqual(smtp_login_once(srv, BOB.login, "typo-%d-%d" % (r, i))[0],
+                                     535)
+                self.assertEqual(smtp_login_once(srv, BOB.login, BOB.password)[0], 235)
+
+    def test_canonical_account_key_and_event(self):
+        """u11@MaNy.TeSt reaches u11@many.test: one key, one login in the log and events."""
+        u = User("u11@many.test", "u11-Secret-x")
+        with Server(users=[u], listeners={"submission": PLAIN_SUBMISSION},
+                    settings=throttle_settings(throttle_ip_threshold=1000,
+                                               throttle_account_threshold=3,
+                                               auth_fail_delay_ms=10,
+                                               throttle_max_delay_ms=1500)) as srv:
+            for typed in ("u11@MaNy.TeSt", "u11@MANY.test", "u11@many.TEST"):
+                self.assertEqual(smtp_login_once(srv, typed, WRONG)[0], 535)
+            # the account's threshold is reached whatever the case: the next failure gets the
+            # maximum delay (1.5 s instead of 10 ms)
+            t0 = time.monotonic()
+            self.assertEqual(smtp_login_once(srv, "u11@mAnY.tEsT", WRONG)[0], 535)
+            self.assertGreater(time.monotonic() - t0, 1.2)
+            log = srv.log()
+            self.assertIn("login=u11@many.test result=fail", log)
+            for typed in ("MaNy.TeSt", "MANY.test", "many.TEST"):
+                self.assertNotIn("login=u11@" + typed, log)
+            # an unknown login: one canonical form (domain lowercased)
+            smtp_login_once(srv, "Ghost@ExAmPle.TEST", WRONG)
+            self.assertIn("login=Ghost@example.test result=fail", srv.log())
+
+    def test_same_wrong_password_retried_counts_once(self):
+        with self.server(throttle_ip_threshold=10) as srv:
+            for i in range(15):
+                code, text = smtp_login_once(srv, ALICE.login, "mistyped-password")
+                self.assertEqual(code, 535, "attempt %d: %s %s" % (i + 1, code, text))
+            self.assertEqual(smtp_login_once(srv, ALICE.login, ALICE.password)[0], 235)
+        with self.server(throttle_ip_threshold=10) as srv:
+            codes = [smtp_login_once(srv, ALICE.login, "guess-%d" % i)[0] for i in range(15)]
+            self.assertEqual(codes, [535] * 10 + [454] * 5)
+
+    def test_http_basic_shares_the_smtp_throttle(self):
+        srv = test_http.start_http_server(users=STD_USERS,
+                                          listeners={"submission": PLAIN_SUBMISSION},
+                                          settings=throttle_settings(throttle_ip_threshold=5))
+        try:
+            port = srv.http_port
+
+            def http_try(password):
+                auth = "Basic " + base64.b64encode(
+                    ("%s:%s" % (ALICE.login, password)).encode()).decode()
+                return test_http.request(port, "GET", "/api/v1/messages", auth=auth)
+
+            # HTTP alone: throttled after the same number of failures as SMTP
+            for i in range(5):
+                self.assertEqual(http_try("http-guess-%d" % i).status, 401)
+            r = http_try("http-guess-x")
+            self.assertEqual(r.status, 429)
+            self.assertGreater(int(r.headers.get("retry-after", "0")), 0)
+            # ... and SMTP from the same address is refused too (same counter)
+            self.assertEqual(smtp_login_once(srv, BOB.login, "smtp-guess")[0], 454)
+            # even the right password is refused over HTTP while cooling off
+            self.assertEqual(http_try(ALICE.password).status, 429)
+            log = srv.log()
+            self.assertIn("http_auth", log)
+            self.assertIn("login=alice@example.test result=fail", log)
+        finally:
+            srv.stop()
+            srv.cleanup()
+        # SMTP failures count against HTTP: 3 over SMTP + 2 over HTTP reach the threshold
+        srv = test_http.start_http_server(users=STD_USERS,
+                                          listeners={"submission": PLAIN_SUBMISSION},
+                                          settings=throttle_settings(throttle_ip_threshold=5))
+        try:
+            for i in range(3):
+                self.assertEqual(smtp_login_once(srv, ALICE.login, "s-%d" % i)[0], 535)
+            auth = "Basic " + base64.b64encode(("%s:h-1" % ALICE.login).encode()).decode()
+            self.assertEqual(test_http.request(srv.http_port, "GET", "/api/v1/messages",
+                                               auth=auth).status, 401)
+            auth = "Basic " + base64.b64encode(("%s:h-2" % ALICE.login).encode()).decode()
+            self.assertEqual(test_http.request(srv.http_port, "GET", "/api/v1/messages",
+                                               auth=auth).status, 401)
+            self.assertEqual(smtp_login_once(srv, ALICE.login, ALICE.password)[0], 454)
+            # every HTTP password check is in the auth event log, as SMTP's are
+            r = test_http.request(srv.http_port, "GET", "/api/v1/auth-events?limit=100",
+                                  auth=test_http.bearer())
+            self.assertEqual(r.status, 200, r)
+            events = r.json()
+            events = events.get("events", events) if isinstance(events, dict) else events
+            http_events = [e for e in events if e.get("listener") == "http"]
+            self.assertGreaterEqual(len(http_events), 2, events)
+        finally:
+            srv.stop()
+            srv.cleanup()
 
 
 if __name__ == "__main__":
