@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/b64.h"
 #include "core/conn.h"
@@ -96,7 +97,8 @@ void sess_job_free(struct sess_job *j)
 	sg_buf_free(&j->in);
 	sg_buf_free(&j->out);
 	sg_buf_free(&j->prefix);
-	sg_buf_free(&j->body);
+	if (j->kind == JOB_STORE && j->body_fd >= 0)
+		close(j->body_fd);
 	for (size_t i = 0; i < j->nlogins; i++)
 		free(j->logins[i]);
 	sg_wipe(&j->res, sizeof(j->res));

@@ -380,6 +380,10 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		sg_log(SG_INFO, "privileges", "user=%s uid=%u", privs.name, (unsigned)privs.uid);
 	}
 	char path[1100];
+	/* DATA bodies are streamed to unnamed files here (cmd_data.c) */
+	snprintf(path, sizeof(path), "%s/spool", c->data_dir);
+	if (mkdir_private(path, err, errsize) < 0)
+		return -1;
 	snprintf(path, sizeof(path), "%s/smtpgate.db", c->data_dir);
 	if (sg_cred_open(path, &srv->creds, &error) < 0) {
 		snprintf(err, errsize, "account database %s: %s", path, error);

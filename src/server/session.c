@@ -173,7 +173,8 @@ struct sg_session *sess_new(struct sg_listener *lst, int fd, const char *ip, uns
 	/* 12,288 octets with the CRLF: 12,286 before it */
 	s->line_size = 12286 + 1 > srv->cfg.max_line + 1 ? 12286 + 1 : srv->cfg.max_line + 1;
 	s->line = sg_malloc(s->line_size + 1);
-	sg_buf_init(&s->body, srv->cfg.max_message_size);
+	sg_buf_init(&s->body, SESS_SPOOL_BUF);
+	s->spool_fd = -1;
 	bool implicit = lst->cfg->role == SG_ROLE_SUBMISSIONS;
 	s->conn = sg_conn_new(s->loop->base, fd, implicit ? srv->tls : NULL, &conn_cbs, s);
 	if (s->conn == NULL) {
@@ -315,6 +316,7 @@ void sess_reset_txn(struct sg_session *s)
 		free(s->owners[i]);
 	s->nowners = 0;
 	sg_buf_reset(&s->body);
+	sess_spool_close(s);
 	if (s->state & (ST_MAIL | ST_RCPT | ST_DATA))
 		s->state = ST_READY;
 }

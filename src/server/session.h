@@ -63,7 +63,8 @@ struct sess_job {
 	char *logins[64];
 	size_t nlogins;
 	struct sg_buf prefix;
-	struct sg_buf body;
+	int body_fd;                    /* the DATA spool (owned: closed by sess_job_free) */
+	size_t body_len;
 };
 
 struct sg_session {
@@ -106,7 +107,12 @@ struct sg_session {
 	size_t nowners;
 	unsigned txn_seq;
 	struct sg_data_reader dr;
+	/* DATA is streamed: at most SESS_SPOOL_BUF octets in memory, the rest
+	 * written to an unnamed spool file as it arrives (cmd_data.c). */
 	struct sg_buf body;
+	int spool_fd;                   /* -1 outside DATA */
+	size_t spooled;                 /* octets written to the spool */
+	int spool_errno;                /* a spool write failed: 451 at the end */
 	/* I/O */
 	char *line;
 	size_t line_size;
@@ -171,5 +177,9 @@ void sess_job_free(struct sess_job *j);
 size_t auth_offered(struct sg_session *s, const struct sg_mech **out, size_t max);
 
 enum { JOB_AUTH_STEP = 1, JOB_STORE = 2 };
+
+#define SESS_SPOOL_BUF (64 * 1024)
+/* Close the transaction's spool file, if any. */
+void sess_spool_close(struct sg_session *s);
 
 #endif

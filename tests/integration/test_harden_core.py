@@ -273,5 +273,82 @@ class SharedThrottle(unittest.TestCase):
             srv.cleanup()
 
 
+def vm_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+class Resources(unittest.TestCase):
+    """Items 9, 10, 11 of issue 10: memory, descriptors and time are bounded per client."""
+
+    def test_data_bodies_are_streamed_not_held(self):
+        """20 sessions in DATA at once, each with 4 MiB of body sent and the final dot not yet:
+        the server's RSS grows by far less than the 80 MiB in flight (it held every body whole
+        before), and every message is stored intact afterwards."""
+        nsess, size = 20, 4 << 20
+        line = b"x" * 998 + b"\r\n"
+        body = b"Subject: big\r\n\r\n" + line * (size // len(line))
+        with Server(users=STD_USERS, listeners={"submission": PLAIN_SUBMISSION},
+                    settings={"max_message_size": 16 << 20, "max_connections_per_ip": 100}) as srv:
+            base = vm_rss_kb(srv.proc.pid)
+            sent = threading.Barrier(nsess + 1, timeout=120)
+            go = threading.Event()
+            results = []
+
+            def client(k):
+                try:
+                    c = connect(srv, "submission")
+                    c.ehlo()
+                    assert_reply(c.auth_plain(ALICE.login, ALICE.password), R_AUTH_OK)
+                    assert_reply(c.cmd("MAIL FROM:<alice@example.test>"), "250")
+                    assert_reply(c.cmd("RCPT TO:<al@example.test>"), "250")
+                    assert_reply(c.cmd("DATA"), "354")
+                    for off in range(0, len(body), 256 * 1024):
+                        c.send(body[off:off + 256 * 1024])
+                        time.sleep(0.01)
+                    sent.wait()
+                    go.wait(120)
+                    c.send(b".\r\n")
+                    results.append(c.read_reply(timeout=120))
+                    c.close()
+                except Exception as e:          # reported below
+                    results.append(e)
+                    try:
+                        sent.abort()
+                    except threading.BrokenBarrierError:
+                        pass
+
+            threads = [threading.Thread(target=client, args=(k,)) for k in range(nsess)]
+            for t in threads:
+                t.start()
+            sent.wait()
+            # the last bytes may still be in the socket buffers: let the server read them
+            peak = 0
+            for _ in range(20):
+                time.sleep(0.1)
+                peak = max(peak, vm_rss_kb(srv.proc.pid))
+            go.set()
+            for t in threads:
+                t.join(180)
+            growth_mb = (peak - base) / 1024
+            for r in results:
+                if isinstance(r, Exception):
+                    raise r
+                assert_reply(r, R_QUEUED)
+            self.assertEqual(len(results), nsess)
+            print("RSS base %.1f MiB, peak %.1f MiB with %d x %d MiB in DATA"
+                  % (base / 1024, peak / 1024, nsess, size >> 20))
+            self.assertLess(growth_mb, 24, "RSS grew by %.1f MiB with %d MiB of bodies in flight"
+                            % (growth_mb, nsess * size >> 20))
+            msgs = srv.messages(ALICE.login)
+            self.assertEqual(len(msgs), nsess)
+            data = srv.read_message(ALICE.login, msgs[0])
+            self.assertTrue(data.endswith(body), "stored body differs (%d bytes)" % len(data))
+            self.assertEqual(os.listdir(os.path.join(srv.data_dir, "spool")), [])
+
+
 if __name__ == "__main__":
     unittest.main()
