@@ -6,6 +6,8 @@ session. Each test starts the server it needs (the settings are part of what is 
 
 import os
 import pwd
+import re
+import socket
 import subprocess
 import tempfile
 import threading
@@ -281,6 +283,19 @@ def vm_rss_kb(pid):
     raise AssertionError("no VmRSS for %d" % pid)
 
 
+def set_nofile(pid, soft, hard):
+    """prlimit(2) on the running server: as its own (unprivileged) user when started as root,
+    since root here may lack CAP_SYS_RESOURCE."""
+    with open("/proc/%d/status" % pid) as f:
+        st = f.read()
+    uid = int(re.search(r"Uid:\s+(\d+)", st).group(1))
+    gid = int(re.search(r"Gid:\s+(\d+)", st).group(1))
+    argv = ["prlimit", "--pid", str(pid), "--nofile=%d:%d" % (soft, hard)]
+    if uid != os.geteuid():
+        argv = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid, "--clear-groups"] + argv
+    subprocess.run(argv, check=True, capture_output=True, timeout=10)
+
+
 class Resources(unittest.TestCase):
     """Items 9, 10, 11 of issue 10: memory, descriptors and time are bounded per client."""
 
@@ -348,6 +363,101 @@ class Resources(unittest.TestCase):
             data = srv.read_message(ALICE.login, msgs[0])
             self.assertTrue(data.endswith(body), "stored body differs (%d bytes)" % len(data))
             self.assertEqual(os.listdir(os.path.join(srv.data_dir, "spool")), [])
+
+    # -- descriptors (item 10) ----------------------------------------------------------
+
+    @staticmethod
+    def cpu_seconds(pid):
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def greet(sock, timeout=10):
+        sock.settimeout(timeout)
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(512)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def test_low_nofile_lowers_max_connections(self):
+        """Started with RLIMIT_NOFILE 150 (hard too): the server says it lowers
+        max_connections to fit, clients past it get 421 at once, later ones are served."""
+        srv = Server(users=STD_USERS, listeners={"mx": "mx"},
+                     settings={"loops": 1, "workers": 2, "max_connections_per_ip": 1000},
+                     start=False)
+        orig = srv.serve_argv
+        srv.serve_argv = lambda: ["prlimit", "--nofile=150:150", "--"] + orig()
+        try:
+            srv.start()
+            log = srv.log()
+            self.assertRegex(log, r"max_connections=\d+ lowered from 10000")
+            limit = int(re.search(r"max_connections=(\d+) lowered", log).group(1))
+            self.assertGreater(limit, 5)
+            socks = []
+            replies = []
+            for _ in range(limit + 20):
+                c = socket.create_connection((HOST, srv.port("mx")), timeout=10)
+                socks.append(c)
+                replies.append(self.greet(c))
+            self.assertEqual(sum(r.startswith(b"220") for r in replies), limit, replies)
+            self.assertTrue(all(r.startswith(b"421") for r in replies[limit:]), replies[limit:])
+            for c in socks:
+                c.close()
+            time.sleep(0.5)
+            c = socket.create_connection((HOST, srv.port("mx")), timeout=10)
+            self.assertTrue(self.greet(c).startswith(b"220"))
+            c.close()
+        finally:
+            srv.stop()
+            srv.cleanup()
+
+    def test_emfile_pauses_accept_without_spinning(self):
+        """Descriptors run out under the server (its limit lowered at run time): accept() fails
+        with EMFILE; the listener pauses instead of spinning (low CPU, one log line), and the
+        waiting clients are served once descriptors are back."""
+        srv = Server(users=STD_USERS, listeners={"mx": "mx"},
+                     settings={"loops": 1, "max_connections_per_ip": 1000})
+        waiting = []
+        try:
+            pid = srv.proc.pid
+            with open("/proc/%d/limits" % pid) as f:
+                soft, hard = [int(x) for x in re.search(r"Max open files\s+(\d+)\s+(\d+)",
+                                                       f.read()).groups()]
+            nfd = len(os.listdir("/proc/%d/fd" % pid))
+            set_nofile(pid, nfd + 3, hard)
+            held = []
+            for _ in range(3):               # use up what is left
+                c = socket.create_connection((HOST, srv.port("mx")), timeout=10)
+                held.append(c)
+            log_before = len(srv.log())
+            for _ in range(30):              # these wait in the backlog
+                waiting.append(socket.create_connection((HOST, srv.port("mx")), timeout=10))
+            cpu0 = self.cpu_seconds(pid)
+            t0 = time.monotonic()
+            time.sleep(2.0)
+            cpu = self.cpu_seconds(pid) - cpu0
+            wall = time.monotonic() - t0
+            log_growth = srv.log()[log_before:]
+            self.assertLess(cpu, 0.5 * wall, "the server used %.2fs of CPU in %.2fs while out of "
+                            "descriptors" % (cpu, wall))
+            self.assertLess(len(log_growth), 4000, "log grew by %d bytes" % len(log_growth))
+            self.assertLessEqual(log_growth.count("accept_paused"), 1)
+            self.assertIn("accept_paused", log_growth)
+            # descriptors come back: every waiting client is served
+            set_nofile(pid, soft, hard)
+            for c in held:
+                c.close()
+            for c in waiting:
+                self.assertTrue(self.greet(c).startswith(b"220"))
+        finally:
+            for c in waiting:
+                c.close()
+            srv.stop()
+            srv.cleanup()
 
 
 if __name__ == "__main__":
