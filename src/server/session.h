@@ -119,6 +119,8 @@ struct sg_session {
 	struct sess_job *job;           /* in flight on the pool, or NULL */
 	struct event *delay_ev;         /* failed-AUTH delay */
 	struct event *life_ev;          /* whole-session limit */
+	struct event *deadline_ev;      /* the line being read must be complete by then */
+	bool deadline_armed;
 	enum sg_reply_id delayed_reply;
 	bool delayed_close;
 	bool quit;

@@ -460,5 +460,89 @@ class Resources(unittest.TestCase):
             srv.cleanup()
 
 
+def log_ms(line):
+    """Milliseconds of a log line's ISO timestamp (2026-12-02T11:49:29.344Z ...)."""
+    m = re.match(r"\d{4}-\d\d-\d\dT(\d\d):(\d\d):(\d\d)\.(\d{3})Z", line)
+    h, mi, sec, ms = (int(x) for x in m.groups())
+    return ((h * 60 + mi) * 60 + sec) * 1000 + ms
+
+
+class Deadlines(unittest.TestCase):
+    """Item 11: a line must be complete within its timeout after its first byte."""
+
+    def trickle(self, c, data, interval, stop_after):
+        """Send one byte every `interval` s; returns what the server sent meanwhile."""
+        got = b""
+        t0 = time.monotonic()
+        c.sock.settimeout(interval)
+        for i in range(len(data)):
+            if time.monotonic() - t0 > stop_after:
+                break
+            try:
+                c.sock.sendall(data[i:i + 1])
+            except OSError:
+                break
+            try:
+                chunk = c.sock.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            except socket.timeout:
+                pass
+        return got
+
+    def session_lines(self, srv, event):
+        return [l for l in srv.log_lines() if ("event=%s " % event) in l]
+
+    def test_trickled_command_line_is_cut(self):
+        with Server(users=STD_USERS, listeners={"submission": PLAIN_SUBMISSION},
+                    settings={"timeout_command_ms": 2000, "timeout_data_ms": 2000}) as srv:
+            c = connect(srv, "submission")
+            got = self.trickle(c, b"EHLO a-client-that-trickles.example.test\r\n", 0.3, 12)
+            self.assertIn(b"421 4.4.2", got, got)
+            sid_line = [l for l in srv.log_lines() if "reason=line_deadline" in l]
+            self.assertEqual(len(sid_line), 1, srv.log())
+            sid = re.search(r"sid=(\S+)", sid_line[0]).group(1)
+            start = [l for l in srv.log_lines() if "event=connect " in l and sid in l][0]
+            dt = log_ms(sid_line[0]) - log_ms(start)
+            # the first byte came right after the greeting: cut 2 s later, far before the
+            # 12 s the line would take, though every byte came well within the idle timeout
+            self.assertGreaterEqual(dt, 1900)
+            self.assertLess(dt, 5000)
+            c.close()
+
+    def test_trickled_data_line_is_cut_but_slow_lines_are_not(self):
+        with Server(users=STD_USERS, listeners={"submission": PLAIN_SUBMISSION},
+                    settings={"timeout_command_ms": 2000, "timeout_data_ms": 2000}) as srv:
+            # whole lines with pauses of 1.2 s (under the 2 s timeout): never cut
+            c = connect(srv, "submission")
+            for cmd in ("EHLO x.example.test", "AUTH PLAIN " +
+                        base64.b64encode(b"\0" + ALICE.login.encode() + b"\0" +
+                                         ALICE.password.encode()).decode(),
+                        "MAIL FROM:<alice@example.test>", "RCPT TO:<al@example.test>"):
+                time.sleep(1.2)
+                r = c.cmd(cmd)
+                self.assertLess(r.code, 400, r)
+            assert_reply(c.cmd("DATA"), "354")
+            for i in range(3):
+                time.sleep(1.2)
+                c.send(b"line %d\r\n" % i)
+            c.send(b".\r\n")
+            assert_reply(c.read_reply(), R_QUEUED)
+            c.close()
+            # one byte every 0.3 s inside DATA: cut after the data timeout
+            c = connect(srv, "submission")
+            c.ehlo()
+            assert_reply(c.auth_plain(ALICE.login, ALICE.password), R_AUTH_OK)
+            assert_reply(c.cmd("MAIL FROM:<alice@example.test>"), "250")
+            assert_reply(c.cmd("RCPT TO:<al@example.test>"), "250")
+            assert_reply(c.cmd("DATA"), "354")
+            got = self.trickle(c, b"Subject: a header that trickles in for a long time\r\n",
+                               0.3, 12)
+            self.assertIn(b"421 4.4.2", got, got)
+            self.assertEqual(len([l for l in srv.log_lines() if "reason=line_deadline" in l]), 1)
+            c.close()
+
+
 if __name__ == "__main__":
     unittest.main()
