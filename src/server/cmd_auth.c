@@ -101,6 +101,7 @@ void sess_job_free(struct sess_job *j)
 		close(j->body_fd);
 	for (size_t i = 0; i < j->nlogins; i++)
 		free(j->logins[i]);
+	free(j->logins);
 	sg_wipe(&j->res, sizeof(j->res));
 	free(j);
 }

@@ -173,6 +173,7 @@ static void finish(struct sg_session *s)
 	j->body_len = s->spooled;
 	s->spool_fd = -1;
 	s->spooled = 0;
+	j->logins = sg_calloc(s->authenticated ? 1 : s->nowners + 1, sizeof(*j->logins));
 	if (s->authenticated) {
 		j->logins[j->nlogins++] = sg_strdup(s->login);
 	} else {

@@ -321,6 +321,8 @@ void sess_reset_txn(struct sg_session *s)
 	s->nrcpts = 0;
 	for (size_t i = 0; i < s->nowners; i++)
 		free(s->owners[i]);
+	free(s->owners);
+	s->owners = NULL;
 	s->nowners = 0;
 	sg_buf_reset(&s->body);
 	sess_spool_close(s);

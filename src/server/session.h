@@ -60,7 +60,7 @@ struct sess_job {
 	int store_rc;
 	char id[64];
 	const char *error;
-	char *logins[64];
+	char **logins;                  /* inboxes; as many as the transaction's owners */
 	size_t nlogins;
 	struct sg_buf prefix;
 	int body_fd;                    /* the DATA spool (owned: closed by sess_job_free) */
@@ -103,7 +103,7 @@ struct sg_session {
 	unsigned long long declared_size;
 	struct sess_rcpt *rcpts;
 	size_t nrcpts;
-	char *owners[64];               /* inboxes (mx, unauthenticated) */
+	char **owners;                  /* inboxes (mx, unauthenticated), at most one per RCPT */
 	size_t nowners;
 	unsigned txn_seq;
 	struct sg_data_reader dr;
