@@ -39,9 +39,11 @@ struct sg_http_config {
 	const char *tls_key;
 	const char *data_dir;      /* admin token hash lives here */
 	const struct sg_http_relay *relay; /* NULL: no queue API, release disabled */
+	struct sg_throttle *throttle; /* shared with SMTP: HTTP Basic is throttled and logged alike */
 };
 
 struct sg_http;
+struct sg_throttle;
 
 int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 		  struct sg_mail_store *mail, struct sg_events *events, struct sg_faults *faults,

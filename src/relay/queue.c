@@ -639,9 +639,55 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-/* Write tmp/<name>, fsync, rename to dir/<id>. */
+static bool has_8bit(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++)
+		if (b[i] >= 0x80)
+			return true;
+	return false;
+}
+
+/* Copy len octets of fd (from offset 0) to out; *eight set when one is above 127. */
+static int copy_fd(int out, int fd, size_t len, bool *eight)
+{
+	uint8_t chunk[65536];
+	size_t off = 0;
+	while (off < len) {
+		size_t want = len - off < sizeof(chunk) ? len - off : sizeof(chunk);
+		ssize_t r = pread(fd, chunk, want, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO; /* the spool is shorter than it should be */
+			return -1;
+		}
+		if (!*eight)
+			*eight = has_8bit(chunk, (size_t)r);
+		if (write_all(out, chunk, (size_t)r) != 0)
+			return -1;
+		off += (size_t)r;
+	}
+	return 0;
+}
+
+/* Write tmp/<name>, fsync, rename to dir/<id>. The content: a, then b, then
+ * blen octets of fd when fd >= 0. */
+static int place_file_fd(struct sg_queue *q, const char *dir, const char *id, const char *suffix,
+			 const void *a, size_t alen, const void *b, size_t blen, int fd,
+			 bool *eight, const char **error_r);
+
 static int place_file(struct sg_queue *q, const char *dir, const char *id, const char *suffix,
 		      const void *a, size_t alen, const void *b, size_t blen, const char **error_r)
+{
+	bool eight = true;
+	return place_file_fd(q, dir, id, suffix, a, alen, b, blen, -1, &eight, error_r);
+}
+
+static int place_file_fd(struct sg_queue *q, const char *dir, const char *id, const char *suffix,
+			 const void *a, size_t alen, const void *b, size_t blen, int bfd,
+			 bool *eight, const char **error_r)
 {
 	char *tmp = sg_asprintf("%s/%s.%s", q->tmp, id, suffix);
 	char *dst = sg_asprintf("%s/%s", dir, id);
@@ -651,8 +697,9 @@ static int place_file(struct sg_queue *q, const char *dir, const char *id, const
 		sg_set_err(error_r, sg_errf("cannot create %s: %s", tmp, strerror(errno)));
 		goto out;
 	}
-	if (write_all(fd, a, alen) != 0 || (blen > 0 && write_all(fd, b, blen) != 0) ||
-	    fsync(fd) != 0) {
+	if (write_all(fd, a, alen) != 0 ||
+	    (bfd < 0 && blen > 0 && write_all(fd, b, blen) != 0) ||
+	    (bfd >= 0 && copy_fd(fd, bfd, blen, eight) != 0) || fsync(fd) != 0) {
 		sg_set_err(error_r, sg_errf("cannot write %s: %s", tmp, strerror(errno)));
 		close(fd);
 		unlink(tmp);
@@ -671,13 +718,20 @@ out:
 	return rc;
 }
 
-int sg_queue_commit(struct sg_queue *q, struct sg_envelope *e, const struct sg_buf *prefix,
-		    const struct sg_buf *body, const char **error_r)
+static int commit(struct sg_queue *q, struct sg_envelope *e, const struct sg_buf *prefix,
+		  const struct sg_buf *body, int body_fd, size_t body_len, const char **error_r)
 {
-	e->size = prefix->len + (body != NULL ? body->len : 0);
-	if (place_file(q, q->msg, e->id, "msg", prefix->data, prefix->len,
-		       body != NULL ? body->data : NULL, body != NULL ? body->len : 0, error_r) < 0)
+	bool eight = e->body != SG_BODY_DEFAULT || has_8bit(prefix->data, prefix->len) ||
+		     (body != NULL && has_8bit(body->data, body->len));
+	size_t blen = body != NULL ? body->len : body_len;
+	e->size = prefix->len + blen;
+	if (place_file_fd(q, q->msg, e->id, "msg", prefix->data, prefix->len,
+			  body != NULL ? body->data : NULL, blen, body != NULL ? -1 : body_fd, &eight,
+			  error_r) < 0)
 		return -1;
+	/* RFC 6152: 8-bit octets need BODY=8BITMIME on the way out */
+	if (eight && e->body == SG_BODY_DEFAULT)
+		e->body = SG_BODY_8BITMIME;
 	struct sg_buf eb;
 	sg_buf_init(&eb, SG_QUEUE_ENV_MAX);
 	sg_envelope_format(e, &eb);
@@ -704,6 +758,19 @@ int sg_queue_commit(struct sg_queue *q, struct sg_envelope *e, const struct sg_b
 	e->valid_len = eb.len;
 	sg_buf_free(&eb);
 	return rc;
+}
+
+int sg_queue_commit(struct sg_queue *q, struct sg_envelope *e, const struct sg_buf *prefix,
+		    const struct sg_buf *body, const char **error_r)
+{
+	static const struct sg_buf empty;
+	return commit(q, e, prefix, body != NULL ? body : &empty, -1, 0, error_r);
+}
+
+int sg_queue_commit_fd(struct sg_queue *q, struct sg_envelope *e, const struct sg_buf *prefix,
+		       int body_fd, size_t body_len, const char **error_r)
+{
+	return commit(q, e, prefix, NULL, body_fd, body_len, error_r);
 }
 
 static int read_file(const char *path, struct sg_buf *out, int *fd_keep, const char **error_r)

@@ -160,6 +160,12 @@ bool sg_queue_id_valid(const char *id);
  * e->size is set here. The message file is prefix + body (body may be NULL). */
 int sg_queue_commit(struct sg_queue *q, struct sg_envelope *e, const struct sg_buf *prefix,
 		    const struct sg_buf *body, const char **error_r);
+/* The same with the client's data in a spool file (read with pread from
+ * offset 0, the fd stays open): memory does not depend on the size. Both
+ * commits mark BODY=8BITMIME when no BODY was given and the message holds
+ * octets above 127. */
+int sg_queue_commit_fd(struct sg_queue *q, struct sg_envelope *e, const struct sg_buf *prefix,
+		       int body_fd, size_t body_len, const char **error_r);
 /* Read and parse env/<id>. With repair (only the thread that holds the
  * message may ask), a torn last line is cut off the file. 1, 0 when absent,
  * -1 on error (a corrupt file: the holder moves it aside). */

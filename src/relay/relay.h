@@ -60,6 +60,11 @@ void sg_relay_free(struct sg_relay **r);
 int sg_relay_enqueue(struct sg_relay *r, struct sg_envelope *e, const struct sg_buf *prefix,
 		     const struct sg_buf *body, const char **error_r);
 
+/* The same with the client's data in a spool file (relay/queue.h
+ * sg_queue_commit_fd). */
+int sg_relay_enqueue_fd(struct sg_relay *r, struct sg_envelope *e, const struct sg_buf *prefix,
+			int body_fd, size_t body_len, const char **error_r);
+
 /* Release from the sandbox: a captured message (as stored, with our
  * Return-Path / X-Smtpgate-* lines, which are removed) sent from `from` to
  * the n recipients through the queue. id_r receives the queue id. */

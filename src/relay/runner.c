@@ -658,13 +658,14 @@ static void *worker_main(void *arg)
 
 /* ---- enqueue, release ---- */
 
-int sg_relay_enqueue(struct sg_relay *r, struct sg_envelope *e, const struct sg_buf *prefix,
-		     const struct sg_buf *body, const char **error_r)
+static int enqueue(struct sg_relay *r, struct sg_envelope *e, const struct sg_buf *prefix,
+		   const struct sg_buf *body, int body_fd, size_t body_len, const char **error_r)
 {
 	sg_queue_new_id(e->id);
 	if (e->arrival == 0)
 		e->arrival = time(NULL);
-	if (sg_queue_commit(r->q, e, prefix, body, error_r) < 0)
+	if ((body != NULL ? sg_queue_commit(r->q, e, prefix, body, error_r)
+			  : sg_queue_commit_fd(r->q, e, prefix, body_fd, body_len, error_r)) < 0)
 		return -1;
 	uint64_t sec, rnd;
 	if (parse_id(e->id, &sec, &rnd) < 0)
@@ -675,6 +676,19 @@ int sg_relay_enqueue(struct sg_relay *r, struct sg_envelope *e, const struct sg_
 	pthread_cond_broadcast(&r->cv); /* the control thread waits on it too */
 	pthread_mutex_unlock(&r->mu);
 	return 0;
+}
+
+int sg_relay_enqueue(struct sg_relay *r, struct sg_envelope *e, const struct sg_buf *prefix,
+		     const struct sg_buf *body, const char **error_r)
+{
+	static const struct sg_buf empty;
+	return enqueue(r, e, prefix, body != NULL ? body : &empty, -1, 0, error_r);
+}
+
+int sg_relay_enqueue_fd(struct sg_relay *r, struct sg_envelope *e, const struct sg_buf *prefix,
+			int body_fd, size_t body_len, const char **error_r)
+{
+	return enqueue(r, e, prefix, NULL, body_fd, body_len, error_r);
 }
 
 size_t sg_relay_capture_skip(const uint8_t *msg, size_t len)
@@ -714,10 +728,6 @@ int sg_relay_release(struct sg_relay *r, const char *from, const char *const *rc
 	sg_envelope_init(&e);
 	e.from = sg_strdup(from);
 	e.login = sg_strdup(login != NULL ? login : "");
-	bool eight = false;
-	for (size_t i = skip; i < len && !eight; i++)
-		eight = msg[i] >= 0x80;
-	e.body = eight ? SG_BODY_8BITMIME : SG_BODY_DEFAULT;
 	for (size_t i = 0; i < n; i++)
 		sg_envelope_add_rcpt(&e, rcpts[i], 0, NULL);
 	struct sg_buf prefix, body;

@@ -93,6 +93,8 @@ void sg_route_prepare(struct sg_session *s, struct sess_job *j)
 	/* local recipients: the accounts' inboxes instead of the sender's */
 	for (size_t i = 0; i < j->nlogins; i++)
 		free(j->logins[i]);
+	free(j->logins);
+	j->logins = sg_calloc(s->nrcpts + 1, sizeof(*j->logins));
 	j->nlogins = 0;
 	for (size_t i = 0; i < s->nrcpts; i++) {
 		const char *addr = s->rcpts[i].addr;
@@ -102,7 +104,7 @@ void sg_route_prepare(struct sg_session *s, struct sess_job *j)
 			bool dup = false;
 			for (size_t k = 0; k < j->nlogins; k++)
 				dup |= strcmp(j->logins[k], owner) == 0;
-			if (!dup && j->nlogins < sizeof(j->logins) / sizeof(j->logins[0]))
+			if (!dup)
 				j->logins[j->nlogins++] = sg_strdup(owner);
 			continue;
 		}
@@ -124,27 +126,26 @@ void sg_route_work(struct sess_job *j)
 	j->store_rc = 0;
 	j->error = NULL;
 	if (rt->nremote > 0) {
-		for (size_t i = 0; i < j->body.len && rt->env.body == SG_BODY_DEFAULT; i++)
-			if (j->body.data[i] >= 0x80)
-				rt->env.body = SG_BODY_8BITMIME;
 		/* what leaves the machine: our Received line, not the sandbox's
 		 * Return-Path and X-Smtpgate-* (which name the Bcc recipients) */
 		size_t skip = sg_relay_capture_skip(j->prefix.data, j->prefix.len);
 		struct sg_buf trace;
 		sg_buf_init(&trace, j->prefix.len + 1);
 		sg_buf_append(&trace, j->prefix.data + skip, j->prefix.len - skip);
-		if (sg_relay_enqueue(rt->relay, &rt->env, &trace, &j->body, &j->error) < 0)
+		if (sg_relay_enqueue_fd(rt->relay, &rt->env, &trace, j->body_fd, j->body_len,
+					&j->error) < 0)
 			j->store_rc = -1;
 		else
 			sg_strlcpy(rt->qid, rt->env.id, sizeof(rt->qid));
 		sg_buf_free(&trace);
 	}
 	if (j->store_rc == 0 && j->nlogins > 0)
-		j->store_rc = sg_mail_commit(s->srv->mail, (const char *const *)j->logins, j->nlogins,
-					     &j->prefix, &j->body, rt->local_id, &j->error);
+		j->store_rc = sg_mail_commit_fd(s->srv->mail, (const char *const *)j->logins,
+						j->nlogins, &j->prefix, j->body_fd, j->body_len,
+						rt->local_id, &j->error);
 	sg_strlcpy(j->id, rt->nremote > 0 ? rt->qid : rt->local_id, sizeof(j->id));
 	if (j->store_rc == 0) {
-		size_t size = j->body.len;
+		size_t size = j->body_len;
 		char pv[300];
 		sg_log(SG_INFO, "queued",
 		       "sid=%s id=%s from=%s remote=%zu local=%zu local_id=%s size=%zu login=%s", s->id,
@@ -176,7 +177,7 @@ void sg_route_done(struct sg_session *s, struct sess_job *j)
 		return;
 	}
 	atomic_fetch_add(&s->srv->metrics.messages_accepted, 1);
-	atomic_fetch_add(&s->srv->metrics.bytes_stored, j->prefix.len + j->body.len);
+	atomic_fetch_add(&s->srv->metrics.bytes_stored, j->prefix.len + j->body_len);
 	sess_reset_txn(s);
 	sess_reply(s, SG_R_QUEUED, j->id);
 }
