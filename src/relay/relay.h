@@ -2,9 +2,11 @@
  * relay/relay.h: relay mode (delivery = relay): the queue runner, queue
  * control and release, as the server, the HTTP API and the CLI see them.
  *
- * sg_relay_new() opens <data_dir>/queue, loads the DKIM keys, rebuilds the
- * schedule from the envelope files (relay/queue.h) and starts
- * relay_concurrency runner threads plus one control thread. Each runner
+ * sg_relay_new() loads the DKIM keys and the TLS client context (while the
+ * server may still be root: the key files can stay readable by root only);
+ * sg_relay_start() then opens <data_dir>/queue, rebuilds the schedule from
+ * the envelope files (relay/queue.h) and starts relay_concurrency runner
+ * threads plus one control thread. Each runner
  * thread owns one smarthost connection (relay/deliver.h) and takes the
  * message whose next try is due soonest; a message is held by one thread at
  * a time. Per recipient: delivered, deferred (retried after
@@ -45,12 +47,14 @@ struct sg_relay_params {
 	const struct sg_relay_config *cfg; /* kept: must outlive the relay */
 	const char *hostname;              /* HELO name default, Reporting-MTA */
 	const char *data_dir;
-	struct sg_mail_store *mail;        /* local DSNs; may be NULL */
-	struct sg_cred_store *creds;       /* who owns a sender address; may be NULL */
 };
 
 int sg_relay_new(const struct sg_relay_params *p, struct sg_relay **r_r, char *err,
 		 size_t errsize);
+/* data_dir: where queue/ lives (overrides the one given to sg_relay_new);
+ * mail: local DSNs (may be NULL); creds: who owns a sender address (may be NULL). */
+int sg_relay_start(struct sg_relay *r, const char *data_dir, struct sg_mail_store *mail,
+		   struct sg_cred_store *creds, char *err, size_t errsize);
 /* Stop the threads (an attempt in flight finishes first, bounded by the
  * timeouts) and free. */
 void sg_relay_free(struct sg_relay **r);

@@ -53,6 +53,7 @@ struct sg_relay {
 	const struct sg_relay_config *cfg;
 	char hostname[256];
 	char helo[256];
+	char data_dir[1024];
 	struct sg_mail_store *mail;
 	struct sg_cred_store *creds;
 	struct sg_queue *q;
@@ -1093,8 +1094,7 @@ int sg_relay_new(const struct sg_relay_params *p, struct sg_relay **r_r, char *e
 	r->cfg = p->cfg;
 	sg_strlcpy(r->hostname, p->hostname, sizeof(r->hostname));
 	sg_strlcpy(r->helo, p->cfg->helo[0] ? p->cfg->helo : p->hostname, sizeof(r->helo));
-	r->mail = p->mail;
-	r->creds = p->creds;
+	sg_strlcpy(r->data_dir, p->data_dir, sizeof(r->data_dir));
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
 	const char *e = NULL;
@@ -1121,25 +1121,36 @@ int sg_relay_new(const struct sg_relay_params *p, struct sg_relay **r_r, char *e
 			return -1;
 		}
 	}
-	if (sg_queue_open(p->data_dir, &r->q, &e) < 0) {
+	*r_r = r;
+	return 0;
+}
+
+int sg_relay_start(struct sg_relay *r, const char *data_dir, struct sg_mail_store *mail,
+		   struct sg_cred_store *creds, char *err, size_t errsize)
+{
+	if (data_dir != NULL)
+		sg_strlcpy(r->data_dir, data_dir, sizeof(r->data_dir));
+	const struct sg_relay_config *cfg = r->cfg;
+	const char *e = NULL;
+	r->mail = mail;
+	r->creds = creds;
+	if (sg_queue_open(r->data_dir, &r->q, &e) < 0) {
 		snprintf(err, errsize, "relay queue: %s", e);
-		sg_relay_free(&r);
 		return -1;
 	}
 	struct scan_ctx sc = {.r = r};
 	if (sg_queue_scan(r->q, scan_cb, &sc, &e) < 0) {
 		snprintf(err, errsize, "relay queue: %s", e);
-		sg_relay_free(&r);
 		return -1;
 	}
 	sg_log(SG_INFO, "queue_loaded", "messages=%zu corrupt=%zu relay=%s:%u tls=%s auth=%s workers=%u",
-	       sc.n, sc.bad, p->cfg->host, p->cfg->port,
-	       p->cfg->tls == SG_RELAY_TLS_NONE       ? "none"
-	       : p->cfg->tls == SG_RELAY_TLS_IMPLICIT ? "implicit"
-						      : "starttls",
-	       p->cfg->auth[0] ? p->cfg->auth : "none", p->cfg->concurrency);
-	r->workers = sg_calloc(p->cfg->concurrency, sizeof(*r->workers));
-	for (unsigned i = 0; i < p->cfg->concurrency; i++) {
+	       sc.n, sc.bad, cfg->host, cfg->port,
+	       cfg->tls == SG_RELAY_TLS_NONE       ? "none"
+	       : cfg->tls == SG_RELAY_TLS_IMPLICIT ? "implicit"
+						   : "starttls",
+	       cfg->auth[0] ? cfg->auth : "none", cfg->concurrency);
+	r->workers = sg_calloc(cfg->concurrency, sizeof(*r->workers));
+	for (unsigned i = 0; i < cfg->concurrency; i++) {
 		if (pthread_create(&r->workers[i], NULL, worker_main, r) != 0)
 			sg_fatal("cannot start a relay thread");
 		r->nworkers++;
@@ -1147,7 +1158,6 @@ int sg_relay_new(const struct sg_relay_params *p, struct sg_relay **r_r, char *e
 	if (pthread_create(&r->ctl, NULL, ctl_main, r) != 0)
 		sg_fatal("cannot start the queue control thread");
 	r->ctl_started = true;
-	*r_r = r;
 	return 0;
 }
 

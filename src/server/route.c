@@ -73,10 +73,16 @@ int sg_route_setup(struct sg_server *srv, char *err, size_t errsize)
 		.cfg = &c->relay,
 		.hostname = c->hostname,
 		.data_dir = c->data_dir,
-		.mail = srv->mail,
-		.creds = srv->creds,
 	};
 	return sg_relay_new(&p, &srv->relay, err, errsize);
+}
+
+int sg_route_start(struct sg_server *srv, char *err, size_t errsize)
+{
+	if (srv->relay == NULL)
+		return 0;
+	/* the data directory may have become absolute when root was dropped */
+	return sg_relay_start(srv->relay, srv->cfg.data_dir, srv->mail, srv->creds, err, errsize);
 }
 
 void sg_route_prepare(struct sg_session *s, struct sess_job *j)

@@ -18,9 +18,12 @@ struct sg_session;
 struct sess_job;
 struct sg_http_relay;
 
-/* Start the relay when a listener relays or a smarthost is set (release).
- * Config errors name the file and line. 0 or -1 with err. */
+/* When a listener relays or a smarthost is set (release): load the relay's
+ * keys (still as root, before privileges are dropped); config errors name
+ * the file and line. 0 or -1 with err. */
 int sg_route_setup(struct sg_server *srv, char *err, size_t errsize);
+/* Then, with the stores open: the queue and the runner threads. */
+int sg_route_start(struct sg_server *srv, char *err, size_t errsize);
 /* The relay's operations for the HTTP API, or NULL. */
 const struct sg_http_relay *sg_route_http(struct sg_server *srv);
 

@@ -429,7 +429,7 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 	struct sg_privs privs;
 	if (root && sg_privs_resolve(c->user, &privs, err, errsize) < 0)
 		return -1;
-	if (setup_tls(srv, err, errsize) < 0)
+	if (setup_tls(srv, err, errsize) < 0 || sg_route_setup(srv, err, errsize) < 0)
 		return -1;
 	fit_nofile(srv);
 	evthread_use_pthreads();
@@ -513,7 +513,7 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		.repeat_window_ms = c->throttle_repeat_window_ms,
 	};
 	srv->throttle = sg_throttle_new(&tc);
-	if (setup_oauth(srv, err, errsize) < 0 || sg_route_setup(srv, err, errsize) < 0 ||
+	if (setup_oauth(srv, err, errsize) < 0 || sg_route_start(srv, err, errsize) < 0 ||
 	    setup_sandbox(srv, err, errsize) < 0)
 		return -1;
 	for (unsigned k = 0; k < srv->nloops; k++)
