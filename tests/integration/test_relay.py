@@ -391,6 +391,14 @@ class RelayControl(unittest.TestCase):
             self.assertEqual(st, 404)
             self.assertEqual(os.listdir(os.path.join(srv.data_dir, "queue", "env")), [])
             self.assertEqual(os.listdir(os.path.join(srv.data_dir, "queue", "msg")), [])
+            # the page's queue view and release button ship as their own script
+            st, page = http_json(srv, "GET", "/")
+            self.assertIn('<script src="/queue.js"', page)
+            self.assertIn('id="tab-queue"', page)
+            st, js = http_json(srv, "GET", "/queue.js")
+            self.assertEqual(st, 200)
+            self.assertIn("/api/v1/queue", js)
+            self.assertIn("/release", js)
 
     def test_release_disabled_without_smarthost(self):
         with Server(users=USERS, listeners={"submission": "submission"},
