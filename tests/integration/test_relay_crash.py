@@ -5,6 +5,7 @@ the smarthost at least once, and a message may arrive twice only for the at-leas
 RFC 5321 6.1 (the smarthost said 250, we died before recording it): at most one message per
 runner thread in flight at the kill. The duplicates are counted and printed."""
 
+import os
 import smtplib
 import sys
 import threading
@@ -16,7 +17,8 @@ from relay_util import FakeSmarthost, wait_for
 from sec_util import sigkill_and_restart
 
 ALICE = User("alice", "alicepw", addresses=["alice@example.test"])
-N = 1000
+# the ASan phase of make check runs a smaller queue (the same code paths, slower process)
+N = 300 if os.environ.get("SG_UNDER_ASAN") else 1000
 SENDERS = 4
 CONCURRENCY = 4
 
@@ -68,7 +70,7 @@ class RelayCrash(unittest.TestCase):
                 self.assertEqual(errors, [])
                 self.assertEqual(len(acked), N)
                 # kill while relaying: some delivered, most still queued
-                self.assertTrue(wait_for(lambda: len(sh.delivered) >= 150, timeout=60),
+                self.assertTrue(wait_for(lambda: len(sh.delivered) >= N // 7, timeout=60),
                                 "only %d delivered" % len(sh.delivered))
                 before = len(sh.delivered)
                 sigkill_and_restart(srv)
@@ -76,7 +78,6 @@ class RelayCrash(unittest.TestCase):
                 self.assertTrue(wait_for(lambda: len(self.tokens(sh)) == N, timeout=90),
                                 "%d of %d delivered after the restart" % (len(self.tokens(sh)), N))
                 # the queue drains completely
-                import os
                 env = os.path.join(srv.data_dir, "queue", "env")
                 self.assertTrue(wait_for(lambda: os.listdir(env) == [], timeout=30),
                                 os.listdir(env)[:5])
