@@ -96,6 +96,8 @@ void sg_route_prepare(struct sg_session *s, struct sess_job *j)
 	rt->env.from = sg_strdup(s->mail_from);
 	rt->env.login = sg_strdup(s->login);
 	rt->env.smtputf8 = s->smtputf8;
+	rt->env.ret = s->dsn_ret == 1 ? SG_RET_FULL : s->dsn_ret == 2 ? SG_RET_HDRS : SG_RET_DEFAULT;
+	rt->env.envid = s->dsn_envid[0] ? sg_strdup(s->dsn_envid) : NULL;
 	/* local recipients: the accounts' inboxes instead of the sender's */
 	for (size_t i = 0; i < j->nlogins; i++)
 		free(j->logins[i]);
@@ -115,7 +117,7 @@ void sg_route_prepare(struct sg_session *s, struct sess_job *j)
 			continue;
 		}
 		/* unknown here (or a lookup error): the smarthost decides */
-		sg_envelope_add_rcpt(&rt->env, addr, 0, NULL);
+		sg_envelope_add_rcpt(&rt->env, addr, s->rcpts[i].notify, s->rcpts[i].orcpt);
 		rt->nremote++;
 	}
 	j->route = rt;

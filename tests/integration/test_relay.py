@@ -224,6 +224,89 @@ class RelayFaults(unittest.TestCase):
             self.assertTrue(wait_for(lambda: len(sh.delivered) == 1, timeout=20))
 
 
+def submit_dsn(srv, mail_opts, rcpts):
+    """rcpts: [(address, [rcpt options])]"""
+    s = smtplib.SMTP(HOST, srv.port("submission"), timeout=10)
+    try:
+        s.starttls()
+        s.ehlo("client.test")
+        assert s.has_extn("dsn")
+        s.login(ALICE.login, ALICE.password)
+        s.mail("alice@example.test", mail_opts)
+        for r, opts in rcpts:
+            code, text = s.rcpt(r, opts)
+            assert code == 250, (code, text)
+        code, text = s.data(BODY)
+        assert code == 250, (code, text)
+        return queued_id(text.decode())
+    finally:
+        s.quit()
+
+
+class RelayDsnParameters(unittest.TestCase):
+    def test_notify_never_success_ret_envid_without_smarthost_dsn(self):
+        with FakeSmarthost() as sh, relay_server(sh) as srv:
+            sh.rcpt_reply = lambda a, n: "550 5.1.1 no such user" if a.startswith("quiet") \
+                or a.startswith("loud") else None
+            qid = submit_dsn(srv, ["RET=HDRS", "ENVID=QQ314159+2Bx"],
+                             [("quiet@remote.test", ["NOTIFY=NEVER"]),
+                              ("loud@remote.test", ["NOTIFY=FAILURE", "ORCPT=rfc822;Loud+40x"]),
+                              ("happy@remote.test", ["NOTIFY=SUCCESS,FAILURE"])])
+            self.assertTrue(wait_for(lambda: log_lines(srv.log(), "queue_done", qid)),
+                            srv.log()[-2000:])
+            # the smarthost does not offer DSN: nothing of it is passed on
+            self.assertEqual(sh.delivered[0].mail_params.split(), ["SIZE=%d" % (
+                int(sh.delivered[0].mail_params.split("=")[1]))])
+            dsns = inbox_dsns(srv, "alice")
+            self.assertEqual(len(dsns), 1, dsns)
+            blocks, msg = dsn_parts(dsns[0])
+            per = {b["final-recipient"].split(";")[1].strip(): b for b in blocks
+                   if "final-recipient" in b}
+            # NOTIFY=NEVER: not reported; FAILURE: failed; SUCCESS without DSN at the
+            # smarthost: "relayed" (RFC 3461 5.2.2)
+            self.assertEqual(sorted(per), ["happy@remote.test", "loud@remote.test"])
+            self.assertEqual(per["loud@remote.test"]["action"], "failed")
+            self.assertEqual(per["loud@remote.test"]["original-recipient"].replace(" ", ""),
+                             "rfc822;Loud@x")
+            self.assertEqual(per["happy@remote.test"]["action"], "relayed")
+            envid = [b for b in blocks if "original-envelope-id" in b][0]["original-envelope-id"]
+            self.assertEqual(envid.strip(), "QQ314159+x")
+            # RET=HDRS: the header comes back, not the body
+            types = [p.get_content_type() for p in msg.walk()]
+            self.assertIn("text/rfc822-headers", types)
+            self.assertNotIn(b".leading dot", dsns[0])
+
+    def test_parameters_passed_to_a_smarthost_with_dsn(self):
+        with FakeSmarthost(caps=("8BITMIME", "SIZE 100000000", "DSN")) as sh, \
+                relay_server(sh) as srv:
+            qid = submit_dsn(srv, ["RET=FULL", "ENVID=id+2B1"],
+                             [("happy@remote.test", ["NOTIFY=SUCCESS", "ORCPT=rfc822;happy@remote.test"])])
+            self.assertTrue(wait_for(lambda: log_lines(srv.log(), "queue_done", qid)),
+                            srv.log()[-2000:])
+            t = sh.delivered[0]
+            self.assertIn("RET=FULL", t.mail_params)
+            self.assertIn("ENVID=id+2B1", t.mail_params)
+            self.assertEqual(t.rcpt_params[0].split(),
+                             ["NOTIFY=SUCCESS", "ORCPT=rfc822;happy@remote.test"])
+            time.sleep(0.3)
+            self.assertEqual(inbox_dsns(srv, "alice"), [])   # the smarthost reports, not us
+
+    def test_bad_dsn_parameters_refused(self):
+        with FakeSmarthost() as sh, relay_server(sh) as srv:
+            s = smtplib.SMTP(HOST, srv.port("submission"), timeout=10)
+            s.starttls()
+            s.login(ALICE.login, ALICE.password)
+            self.assertEqual(s.mail("alice@example.test", ["RET=SOME"])[0], 501)
+            self.assertEqual(s.mail("alice@example.test", ["ENVID=a+0Db"])[0], 501)
+            self.assertEqual(s.mail("alice@example.test", ["RET=HDRS"])[0], 250)
+            self.assertEqual(s.rcpt("x@remote.test", ["NOTIFY=NEVER,SUCCESS"])[0], 501)
+            self.assertEqual(s.rcpt("x@remote.test", ["NOTIFY=SOMETIMES"])[0], 501)
+            self.assertEqual(s.rcpt("x@remote.test", ["ORCPT=noaddrtype"])[0], 501)
+            self.assertEqual(s.rcpt("x@remote.test", ["FOO=1"])[0], 555)
+            self.assertEqual(s.rcpt("x@remote.test", ["NOTIFY=DELAY"])[0], 250)
+            s.quit()
+
+
 class RelayTls(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="sg-relay-pki-")
