@@ -106,16 +106,27 @@ static void put_text(struct sg_buf *b, const char *s, bool utf8)
 	}
 }
 
-/* An address as it is: control octets become '?'. For a To: field and the
- * human-readable text. */
-static void put_addr_raw(struct sg_buf *b, const char *s, bool utf8)
+/* RFC 5322 3.2.3 atext, '.' and '@': what an angle-addr of the From and
+ * To fields may hold here. */
+static bool addr_char(uint8_t c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		(c != 0 && strchr("!#$%&'*+-/=?^_`{|}~.@", c) != NULL);
+}
+
+/* An address as it is: control octets become '?'. In an angle-addr of the
+ * From and To fields (in_angle) every ASCII octet that is not atext, '.' or
+ * '@' becomes '?' too, so that an address cannot close the brackets, start
+ * a group or add a mailbox (a quoted local part loses its quotes there; the
+ * envelope, not these fields, decides where the report goes). */
+static void put_addr_raw(struct sg_buf *b, const char *s, bool utf8, bool in_angle)
 {
 	const uint8_t *p = (const uint8_t *)s;
 	size_t n = strlen(s), out = 0;
 	for (size_t i = 0; i < n && out < SG_DSN_MAX_FIELD;) {
 		uint8_t c = p[i];
 		size_t k = 1;
-		if (c < 0x20 || c == 0x7f)
+		if (c < 0x20 || c == 0x7f || (in_angle && c < 0x80 && !addr_char(c)))
 			sg_buf_append(b, "?", 1);
 		else if (c < 0x80)
 			sg_buf_append(b, &c, 1);
@@ -173,7 +184,7 @@ static void put_typed_addr(struct sg_buf *b, const char *addr)
 		put_addr_unitext(b, addr);
 	} else {
 		sg_buf_append_str(b, "rfc822;");
-		put_addr_raw(b, addr, false);
+		put_addr_raw(b, addr, false, false);
 	}
 }
 
@@ -325,7 +336,7 @@ static void put_human(struct sg_buf *b, const struct sg_dsn_info *info, bool utf
 		sg_buf_append_str(b, "Your message ");
 		sg_buf_append_str(b, what);
 		sg_buf_append_str(b, " <");
-		put_addr_raw(b, r->final_rcpt, utf8);
+		put_addr_raw(b, r->final_rcpt, utf8, false);
 		sg_buf_printf(b, "> (status %s).\r\n", r->status);
 		if (r->diagnostic != NULL) {
 			sg_buf_append_str(b, "    ");
@@ -379,7 +390,7 @@ static void put_status(struct sg_buf *b, const struct sg_dsn_info *info, bool ut
 			sg_buf_append_str(b, "Original-Recipient: ");
 			if (typed && !str_8bit(semi + 1)) {
 				sg_buf_append(b, o, (size_t)(semi - o) + 1);
-				put_addr_raw(b, semi + 1, false);
+				put_addr_raw(b, semi + 1, false, false);
 			} else {
 				put_typed_addr(b, typed ? semi + 1 : o);
 			}
@@ -488,9 +499,9 @@ int sg_dsn_build_ex(const struct sg_dsn_info *info, const uint8_t *orig, size_t 
 	int64_t now = sg_time();
 
 	sg_buf_append_str(&b, "From: Mail Delivery System <");
-	put_addr_raw(&b, info->postmaster, utf8);
+	put_addr_raw(&b, info->postmaster, utf8, true);
 	sg_buf_append_str(&b, ">\r\nTo: <");
-	put_addr_raw(&b, info->from_addr, utf8);
+	put_addr_raw(&b, info->from_addr, utf8, true);
 	sg_buf_printf(&b, ">\r\nSubject: %s\r\nDate: ", subject_for(info));
 	put_date(&b, now);
 	sg_buf_printf(&b, "\r\nMessage-ID: <%s.%lld@", hex, (long long)now);

@@ -8,7 +8,7 @@
  * one is "". Checked besides ASan/UBSan/leaks: 0 with output, or -1 with an
  * error and no output; on success every line ends with CRLF, no line is
  * longer than 998 octets outside the original, the top-level header has only
- * the fields we write, the boundary delimits exactly three parts and closes
+ * the fields we write, From and To hold one mailbox each, the boundary delimits exactly three parts and closes
  * once at the end, and every field line of the delivery-status part is one
  * of RFC 3464's (no input starts a line of its own).
  */
@@ -60,6 +60,18 @@ static void check(const char *out, size_t len, size_t n_rcpts)
 		const char *e = strstr(p, "\r\n");
 		if (!known_top_field(p, (size_t)(e - p)))
 			sg_fuzz_fail("dsn: unexpected header line \"%.40s\"", p);
+		/* From and To: one mailbox, no group, whatever the addresses hold */
+		if (strncmp(p, "From: ", 6) == 0 || strncmp(p, "To: ", 4) == 0) {
+			const char *v = strchr(p, ':') + 1;
+			size_t lt = 0, gt = 0, other = 0;
+			for (const char *q = v; q < e; q++) {
+				lt += *q == '<';
+				gt += *q == '>';
+				other += *q == ',' || *q == ':' || *q == ';' || *q == '"';
+			}
+			if (lt != 1 || gt != 1 || other != 0 || e[-1] != '>')
+				sg_fuzz_fail("dsn: not one mailbox: \"%.*s\"", (int)(e - p), p);
+		}
 		p = e + 2;
 	}
 	/* the Content-Type continuation line (input never starts a line) */

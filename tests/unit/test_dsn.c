@@ -470,7 +470,8 @@ static void test_smtputf8(void **state)
 /* CR/LF, NUL-free control octets and boundary-like text in every field. */
 static void test_injection(void **state)
 {
-	const char *evil = "x\r\nBcc: victim@example.com\r\n\r\n--=_sg-dsn-0\r\nContent-Type: text/html\nX-Evil: 1\rY";
+	const char *evil = "x@y>, z@w <\r\nBcc: victim@example.com\r\n\r\n--=_sg-dsn-0\r\n"
+			   "Content-Type: text/html\nX-Evil: 1\rY";
 	struct sg_dsn_rcpt r = {
 		.orcpt = evil,
 		.final_rcpt = evil,
@@ -497,6 +498,11 @@ static void test_injection(void **state)
 	assert_null(strstr(b.out, "\r\nContent-Type: text/html"));
 	assert_null(strstr(b.out, "\r\n--=_sg-dsn-0\r\n"));
 	assert_null(header(&b, "Bcc"));
+	/* one mailbox in To and From, whatever the address holds */
+	InternetAddressList *to = g_mime_message_get_to(b.msg);
+	assert_int_equal(internet_address_list_length(to), 1);
+	InternetAddressList *from = g_mime_message_get_from(b.msg);
+	assert_int_equal(internet_address_list_length(from), 1);
 	/* the structure is intact: three parts of the right types, one
 	 * recipient block */
 	assert_type(part(&b, 0), "text", "plain");
