@@ -341,7 +341,7 @@ static void check_field_shape(const char *field)
 
 static void test_sign_and_verify(void **state)
 {
-	char *rsa = rsa_keyfile("rsa.pem", 2048);
+	char *rsa = rsa_keyfile("rsa.pem", 1024); /* 2048: test_dkim.py */
 	char *ed = write_file("ed.pem", rfc8463_key);
 	const char *files[] = {rsa, ed};
 	for (size_t k = 0; k < 2; k++) {
@@ -490,7 +490,7 @@ static void test_refused_messages(void **state)
 	/* a large body is fine (streamed) */
 	sg_buf_reset(&m);
 	sg_buf_append_str(&m, "From: a@example.org\r\n\r\n");
-	for (int i = 0; i < 100000; i++)
+	for (int i = 0; i < 20000; i++)
 		sg_buf_append_str(&m, "0123456789012345678901234567890123456789 \t \r\n");
 	assert_int_equal(sg_dkim_sign(s, m.data, m.len, &field, &err), 0);
 	assert_true(verify_field(s, field, sg_buf_str(&m)));
