@@ -461,7 +461,10 @@ int sg_dsn_build_ex(const struct sg_dsn_info *info, const uint8_t *orig, size_t 
 	size_t hdr_len = header_section_len(orig, orig_len, SG_DSN_MAX_ORIG_HDRS);
 	bool truncated = orig_len > SG_DSN_MAX_ORIG;
 	bool headers_only = info->ret_hdrs || truncated;
-	bool orig_hdr_8bit = has_8bit(orig, hdr_len);
+	/* 8-bit headers in what is attached: the cut header section, or all
+	 * of the header section of a message attached whole */
+	bool orig_hdr_8bit = has_8bit(orig,
+		headers_only ? hdr_len : header_section_len(orig, orig_len, orig_len));
 	bool orig_8bit = headers_only ? orig_hdr_8bit : has_8bit(orig, orig_len);
 
 	/* RFC 6533: any non-ASCII address or original header section makes
