@@ -41,6 +41,8 @@ struct sg_smarthost {
 	char error[1200];
 	enum sg_smtpc_err err;
 	bool closing;                  /* a 421 was seen */
+	const atomic_bool *stop;
+	struct event *tick;            /* wakes the wait up to look at *stop */
 	struct sg_saslc *saslc;        /* during AUTH: replies go to the driver */
 	enum sg_saslc_status sasl_status;
 };
@@ -114,6 +116,11 @@ static void sh_cb(struct sg_smtpc *c, enum sg_smtpc_event ev, const struct sg_re
 static int sh_wait(struct sg_smarthost *h, bool *flag)
 {
 	for (unsigned guard = 0; !*flag && !h->failed; guard++) {
+		if (h->stop != NULL && atomic_load(h->stop)) {
+			sg_strlcpy(h->error, "the server is stopping", sizeof(h->error));
+			h->failed = true;
+			break;
+		}
 		int r = event_base_loop(h->base, EVLOOP_ONCE);
 		if (r < 0 || (r == 1 && !*flag && !h->failed)) {
 			sg_strlcpy(h->error, "internal: nothing to wait for", sizeof(h->error));
@@ -130,16 +137,25 @@ static int sh_cmd(struct sg_smarthost *h, const char *line, const char *display)
 	return sh_wait(h, &h->got);
 }
 
+static void tick_cb(evutil_socket_t fd, short ev, void *arg)
+{
+}
+
 struct sg_smarthost *sg_sh_new(const struct sg_relay_config *cfg, struct sg_ctls *tls,
-			       const char *helo)
+			       const char *helo, const atomic_bool *stop)
 {
 	struct sg_smarthost *h = sg_calloc(1, sizeof(*h));
 	h->cfg = cfg;
 	h->tls = tls;
 	sg_strlcpy(h->helo, helo, sizeof(h->helo));
+	h->stop = stop;
 	h->base = event_base_new();
 	if (h->base == NULL)
 		sg_fatal("out of memory (event base)");
+	h->tick = event_new(h->base, -1, EV_PERSIST, tick_cb, h);
+	struct timeval tv = {0, 200 * 1000};
+	if (h->tick == NULL || event_add(h->tick, &tv) != 0)
+		sg_fatal("out of memory (libevent)");
 	sg_transcript_init(&h->tr);
 	return h;
 }
@@ -159,7 +175,7 @@ void sg_sh_close(struct sg_smarthost *h)
 {
 	if (h->c == NULL)
 		return;
-	if (h->open && !h->failed) {
+	if (h->open && !h->failed && (h->stop == NULL || !atomic_load(h->stop))) {
 		sg_smtpc_set_timeout(h->c, 5000);
 		(void)sh_cmd(h, "QUIT", NULL);
 	}
@@ -177,6 +193,7 @@ void sg_sh_free(struct sg_smarthost **hp)
 	if (h == NULL)
 		return;
 	sg_sh_close(h);
+	event_free(h->tick);
 	event_base_free(h->base);
 	free(h);
 	*hp = NULL;

@@ -28,6 +28,7 @@
 #ifndef SG_RELAY_DELIVER_H
 #define SG_RELAY_DELIVER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,9 +54,10 @@ struct sg_sh_stats {
 };
 
 /* tls may be NULL with relay_tls = none. cfg is read, never kept beyond the
- * smarthost's life. */
+ * smarthost's life. When *stop becomes true (another thread), the operation
+ * in progress ends within 200 ms as a temporary failure. */
 struct sg_smarthost *sg_sh_new(const struct sg_relay_config *cfg, struct sg_ctls *tls,
-			       const char *helo);
+			       const char *helo, const atomic_bool *stop);
 void sg_sh_free(struct sg_smarthost **h);
 
 /* Deliver msg (len octets, CRLF, not dot-stuffed) for the recipients of e

@@ -71,6 +71,7 @@ struct sg_relay {
 	unsigned nworkers;
 	pthread_t ctl;
 	bool ctl_started;
+	atomic_bool stopping;           /* ends attempts in progress (deliver.h) */
 	atomic_uint_fast64_t delivered, deferred, failed, attempts, retries, dsns, expired;
 };
 
@@ -621,7 +622,7 @@ static void turn(struct sg_relay *r, struct sg_smarthost *sh, struct qent *ent)
 static void *worker_main(void *arg)
 {
 	struct sg_relay *r = arg;
-	struct sg_smarthost *sh = sg_sh_new(r->cfg, r->tls, r->helo);
+	struct sg_smarthost *sh = sg_sh_new(r->cfg, r->tls, r->helo, &r->stopping);
 	int64_t last_use = 0;
 	pthread_mutex_lock(&r->mu);
 	while (!r->stop) {
@@ -1166,6 +1167,7 @@ void sg_relay_free(struct sg_relay **rp)
 	struct sg_relay *r = *rp;
 	if (r == NULL)
 		return;
+	atomic_store(&r->stopping, true);
 	pthread_mutex_lock(&r->mu);
 	r->stop = true;
 	pthread_cond_broadcast(&r->cv);

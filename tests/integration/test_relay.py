@@ -307,6 +307,26 @@ class RelayDsnParameters(unittest.TestCase):
             s.quit()
 
 
+class RelayStop(unittest.TestCase):
+    def test_sigterm_during_a_stalled_delivery(self):
+        with FakeSmarthost() as sh, relay_server(sh, relay_timeout_final="10m") as srv:
+            sh.mode = "stall_after_data"
+            qid = submit(srv, ["carol@remote.test"], BODY)
+            self.assertTrue(wait_for(lambda: any(l == "<end of data>" for c in sh.conns
+                                                 for _, l in c.commands)))
+            t0 = time.monotonic()
+            rc = srv.stop()                # SIGTERM; the harness kills after 5 s
+            self.assertLess(time.monotonic() - t0, 4.5)
+            self.assertIn(rc, (0, -15))
+            self.assertIsNone(srv.died)
+            self.assertIn(qid, os.listdir(os.path.join(srv.data_dir, "queue", "env")))
+            sh.mode = None
+            srv.restart()
+            self.assertTrue(wait_for(lambda: log_lines(srv.log(), "queue_done", qid)),
+                            srv.log()[-2000:])
+            self.assertEqual(len(sh.delivered), 1)
+
+
 class RelayTls(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="sg-relay-pki-")
