@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/common.h"
 #include "core/privs.h"
 #include "core/secret.h"
 #include "core/util.h"
@@ -52,10 +53,14 @@ static const char user_help[] =
 	"        away. An address belongs to at most one account.\n"
 	"\n"
 	"Options:\n"
-	"  --config FILE      read data_dir from this configuration file (the one\n"
-	"                     'smtpgate serve' uses); --data-dir overrides it\n"
-	"  --data-dir DIR     the data directory (default ./smtpgate-data; created\n"
-	"                     with mode 0700 when missing)\n"
+	"  --config FILE      read data_dir and scram_iterations from this\n"
+	"                     configuration file (the one 'smtpgate serve' uses; a\n"
+	"                     relative data_dir is resolved from its directory);\n"
+	"                     --data-dir overrides it\n"
+	"  --data-dir DIR     the data directory (default ./smtpgate-data). Only\n"
+	"                     'add' creates a missing one (mode 0700); the other\n"
+	"                     commands refuse a missing one, naming the path.\n"
+	"                     Both options may come before or after the command.\n"
 	"  --password-stdin   read the password as one line from standard input (a\n"
 	"                     trailing CR LF or LF is removed). Without it, the\n"
 	"                     password is asked twice on the terminal with echo off;\n"
@@ -182,8 +187,12 @@ static int get_password(bool from_stdin, char *pw)
 
 /* ---- commands ---- */
 
-static int open_store(const char *data_dir, struct sg_cred_store **s)
+static int open_store(const char *data_dir, bool create, struct sg_cred_store **s)
 {
+	/* only `user add` makes a new data directory and store: the others on a
+	 * missing one would work on an empty store that no server reads */
+	if (!create && sg_cli_need_data_dir("user", data_dir, true) != 0)
+		return 1;
 	if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
 		fprintf(stderr, "smtpgate user: cannot create %s: %s\n", data_dir, strerror(errno));
 		return 1;
@@ -310,24 +319,12 @@ static int user_main(const char *data_dir, int sub_argc, char **sub_argv);
 
 int sg_cmd_user(int argc, char **argv)
 {
-	const char *data_dir = NULL, *config = NULL;
+	/* --config and --data-dir: taken by main() (cli/common.h), anywhere */
 	int i = 1;
 	for (; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			fputs(user_help, stdout);
 			return 0;
-		} else if (strcmp(argv[i], "--config") == 0) {
-			if (i + 1 >= argc)
-				return usage_error("%s needs a value", "--config");
-			config = argv[++i];
-		} else if (strncmp(argv[i], "--config=", 9) == 0) {
-			config = argv[i] + 9;
-		} else if (strcmp(argv[i], "--data-dir") == 0) {
-			if (i + 1 >= argc)
-				return usage_error("%s needs a value", "--data-dir");
-			data_dir = argv[++i];
-		} else if (strncmp(argv[i], "--data-dir=", 11) == 0) {
-			data_dir = argv[i] + 11;
 		} else if (argv[i][0] == '-') {
 			return usage_error("unknown option '%s'", argv[i]);
 		} else {
@@ -343,16 +340,11 @@ int sg_cmd_user(int argc, char **argv)
 		}
 	/* defaults, then the config file, then the command line */
 	struct sg_config *cfg = sg_calloc(1, sizeof(*cfg));
-	sg_config_defaults(cfg);
-	if (config != NULL) {
-		char err[512];
-		if (sg_config_load(cfg, config, err, sizeof(err)) != 0) {
-			fprintf(stderr, "smtpgate user: %s\n", err);
-			free(cfg);
-			return 1;
-		}
+	if (sg_cli_load_config("user", cfg) != 0) {
+		free(cfg);
+		return 1;
 	}
-	char *dir = sg_strdup(data_dir != NULL ? data_dir : cfg->data_dir);
+	char *dir = sg_strdup(cfg->data_dir);
 	cred_params.scram_iterations = cfg->sasl.scram_iterations;
 	free(cfg);
 	int ret = user_main(dir, argc - i, argv + i);
@@ -376,7 +368,7 @@ static int user_main(const char *data_dir, int sub_argc, char **sub_argv)
 		return usage_error("%s", "list takes no arguments");
 
 	struct sg_cred_store *s = NULL;
-	int ret = open_store(data_dir, &s);
+	int ret = open_store(data_dir, strcmp(cmd, "add") == 0, &s);
 	if (ret != 0)
 		return ret;
 	if (strcmp(cmd, "add") == 0 || strcmp(cmd, "passwd") == 0) {
