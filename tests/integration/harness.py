@@ -53,7 +53,38 @@ def _repo_root():
     return os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 
+SERVICE_USER = "smtpgate"
+USERADD = ["useradd", "--system", "--home-dir", "/var/lib/smtpgate", "--no-create-home",
+           "--shell", "/usr/sbin/nologin", SERVICE_USER]
+_service_user_ok = False
+
+
+def ensure_service_user():
+    """Started as root, `smtpgate serve` runs as the dedicated user 'smtpgate' and refuses to
+    start without it (never a shared account such as nobody): create it once, as an admin
+    (or scripts/run-demo) would. Several test processes may race here: useradd's own lock
+    decides, the loser sees the user."""
+    global _service_user_ok
+    if _service_user_ok or os.geteuid() != 0:
+        return
+    import pwd
+    for _attempt in range(20):
+        try:
+            pwd.getpwnam(SERVICE_USER)
+            _service_user_ok = True
+            return
+        except KeyError:
+            pass
+        subprocess.run(USERADD, capture_output=True, timeout=30)
+        try:
+            pwd.getpwnam(SERVICE_USER)
+        except KeyError:
+            time.sleep(0.2)
+    raise AssertionError("cannot create the service user: %s" % " ".join(USERADD))
+
+
 def binary():
+    ensure_service_user()
     b = os.environ.get("SMTPGATE_BIN") or os.path.join(_repo_root(), "build", "src", "smtpgate")
     return os.path.abspath(b)
 
@@ -504,7 +535,7 @@ class Server:
         self._share_with_server(lines)
 
     def _share_with_server(self, lines):
-        """Started as root, smtpgate drops to an unprivileged user (nobody here): let it reach
+        """Started as root, smtpgate drops to the unprivileged user smtpgate: let it reach
         its data directory and the files the config names (keytab, JWKS, ...), as an admin
         would with chown. Temp dirs are 0700 by default."""
         if os.geteuid() != 0:
