@@ -234,7 +234,14 @@ void auth_job_work(struct sess_job *j)
 	 * response at all" (the server-first opening step). */
 	static const uint8_t empty[1];
 	const uint8_t *in = j->no_input ? NULL : j->in.data != NULL ? j->in.data : empty;
+	uint64_t gen = sg_cred_generation(s->srv->creds);
 	j->status = s->mech->server_step(s->mech_state, in, j->in.len, &j->out, &j->res);
+	/* remembered for the re-check at MAIL (user disable, passwd, del) */
+	if (j->status == SG_MECH_OK) {
+		s->auth_gen = gen;
+		if (sess_account_fp(s->srv->creds, j->res.login, s->auth_fp) != 1)
+			s->auth_gen = 0; /* checked again at the first MAIL */
+	}
 	/* A refused login is counted and logged under the account it reaches
 	 * (the login as stored), or one canonical form of the claimed login. */
 	if (j->status != SG_MECH_OK && (j->status != SG_MECH_CONTINUE || j->res.reason != NULL) &&

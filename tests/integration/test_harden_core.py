@@ -575,6 +575,39 @@ class Transactions(unittest.TestCase):
             missing = [u.login for u in users if len(srv.messages(u.login)) != 1]
             self.assertEqual(missing, [], "a 250 was given for these, nothing delivered")
 
+    def test_disable_passwd_del_end_the_right_to_submit(self):
+        users = [User("dis@example.test", "dis-Secret-1"), User("pw@example.test", "pw-Secret-2"),
+                 User("del@example.test", "del-Secret-3"), User("keep@example.test", "keep-S-4")]
+        with Server(users=users, listeners={"submission": PLAIN_SUBMISSION},
+                    settings={"max_auth_attempts": 10}) as srv:   # smtplib tries 3 mechanisms
+            sessions = {}
+            for u in users:
+                s = smtplib.SMTP(HOST, srv.port("submission"), timeout=20)
+                s.ehlo()
+                s.login(u.login, u.password)
+                code, _ = s.mail(u.login)           # allowed before the change
+                self.assertEqual(code, 250)
+                s.rset()
+                sessions[u.login] = s
+            srv.user("disable", "dis@example.test")
+            srv.user("passwd", "pw@example.test", "--password-stdin", input="new-Secret-9\n")
+            srv.user("del", "del@example.test")
+            for login in ("dis@example.test", "pw@example.test", "del@example.test"):
+                code, text = sessions[login].mail(login)
+                self.assertEqual(code, 530, "%s: %s %s" % (login, code, text))
+                self.assertIn(b"5.7.0", text)
+            # another account is unaffected by the changes
+            self.assertEqual(sessions["keep@example.test"].mail("keep@example.test")[0], 250)
+            # the changed password works on the same connection, the old one does not
+            s = sessions["pw@example.test"]
+            with self.assertRaises(smtplib.SMTPAuthenticationError):
+                s.login("pw@example.test", "pw-Secret-2")
+            s.login("pw@example.test", "new-Secret-9")
+            self.assertEqual(s.mail("pw@example.test")[0], 250)
+            for s in sessions.values():
+                s.close()
+            self.assertIn("reason=account_changed", srv.log())
+
 
 if __name__ == "__main__":
     unittest.main()
