@@ -356,8 +356,11 @@ class Resources(unittest.TestCase):
             self.assertEqual(len(results), nsess)
             print("RSS base %.1f MiB, peak %.1f MiB with %d x %d MiB in DATA"
                   % (base / 1024, peak / 1024, nsess, size >> 20))
-            self.assertLess(growth_mb, 24, "RSS grew by %.1f MiB with %d MiB of bodies in flight"
-                            % (growth_mb, nsess * size >> 20))
+            # under ASan the allocator's quarantine of freed buffers (256 MiB) is part of the
+            # RSS: the bound is checked in the main phase, the rest of the test runs in both
+            if not os.environ.get("SG_UNDER_ASAN"):
+                self.assertLess(growth_mb, 24, "RSS grew by %.1f MiB with %d MiB of bodies in "
+                                "flight" % (growth_mb, nsess * size >> 20))
             msgs = srv.messages(ALICE.login)
             self.assertEqual(len(msgs), nsess)
             data = srv.read_message(ALICE.login, msgs[0])
