@@ -189,6 +189,9 @@ static void fail(struct sg_session *s, enum sg_reply_id reply, unsigned ms)
 	s->delay_ev = evtimer_new(s->loop->base, on_fail_delay, s);
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	sg_conn_pause(s->conn);
+	/* the delay counts from now, not from the loop's cached time (which a
+	 * busy iteration leaves behind): never shorter than announced */
+	event_base_update_cache_time(s->loop->base);
 	evtimer_add(s->delay_ev, &tv);
 }
 

@@ -158,6 +158,43 @@ def smtp_login_once(srv, login, password):
 class SharedThrottle(unittest.TestCase):
     """Items 4, 5, 6 of issue 10 and item 2 of issue 16."""
 
+    def via_proxy(self, srv, client_ip, sport):
+        """A session whose client address comes from a PROXY v1 header (sent from a trusted
+        loopback proxy): the way to have IPv6 clients other than ::1 on a loopback-only box."""
+        c = connect(srv, "submission", greet=False)
+        c.send(("PROXY TCP6 %s ::1 %d 587\r\n" % (client_ip, sport)).encode())
+        c.greeting = c.read_reply()
+        return c
+
+    def test_ipv6_counted_per_prefix(self):
+        """Item 7: a host owning a /64 is one client for the AUTH throttle and the per-address
+        connection limit (default ipv6_prefix = 64); another /64 is another client."""
+        listener = dict(PLAIN_SUBMISSION, proxy_protocol="yes", proxy_trusted="127.0.0.1/32")
+        with Server(users=STD_USERS, listeners={"submission": listener},
+                    settings=throttle_settings(throttle_ip_threshold=3,
+                                               max_connections_per_ip=4)) as srv:
+            codes = []
+            for i in range(4):
+                c = self.via_proxy(srv, "2001:db8:1:2::%x" % (i + 1), 1000 + i)
+                c.ehlo()
+                codes.append(c.auth_plain(ALICE.login, "guess-%d" % i).code)
+                c.close()
+            self.assertEqual(codes, [535, 535, 535, 454], "four addresses of one /64")
+            c = self.via_proxy(srv, "2001:db8:1:3::1", 2000)
+            c.ehlo()
+            self.assertEqual(c.auth_plain(ALICE.login, ALICE.password).code, 235, "another /64")
+            c.close()
+            # connections: 4 per /64, the 5th from the same /64 is refused
+            held = [self.via_proxy(srv, "2001:db8:7:7::%x" % (i + 1), 3000 + i) for i in range(4)]
+            for h in held:
+                self.assertEqual(h.greeting.code, 220)
+            extra = self.via_proxy(srv, "2001:db8:7:7:ffff::9", 3999)
+            self.assertEqual(extra.greeting.code, 421)
+            other = self.via_proxy(srv, "2001:db8:7:8::1", 4000)
+            self.assertEqual(other.greeting.code, 220)
+            for h in held + [extra, other]:
+                h.close()
+
     def server(self, **kw):
         return Server(users=STD_USERS, listeners={"submission": PLAIN_SUBMISSION},
                       settings=throttle_settings(**kw))
