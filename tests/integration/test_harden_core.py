@@ -267,8 +267,11 @@ class SharedThrottle(unittest.TestCase):
             def http_try(password):
                 auth = "Basic " + base64.b64encode(
                     ("%s:%s" % (ALICE.login, password)).encode()).decode()
-                return test_http.request(port, "GET", "/api/v1/messages", auth=auth)
+                return test_http.request(port, "GET", "/api/v1/inboxes", auth=auth)
 
+            bob = "Basic " + base64.b64encode(("%s:%s" % (BOB.login, BOB.password)).encode()).decode()
+            self.assertEqual(test_http.request(port, "GET", "/api/v1/inboxes", auth=bob).status,
+                             200)
             # HTTP alone: throttled after the same number of failures as SMTP
             for i in range(5):
                 self.assertEqual(http_try("http-guess-%d" % i).status, 401)
@@ -279,6 +282,9 @@ class SharedThrottle(unittest.TestCase):
             self.assertEqual(smtp_login_once(srv, BOB.login, "smtp-guess")[0], 454)
             # even the right password is refused over HTTP while cooling off
             self.assertEqual(http_try(ALICE.password).status, 429)
+            # a login verified just before (bob's page, same address) is no guess: it goes on
+            self.assertEqual(test_http.request(port, "GET", "/api/v1/inboxes", auth=bob).status,
+                             200)
             log = srv.log()
             self.assertIn("http_auth", log)
             self.assertIn("login=alice@example.test result=fail", log)
