@@ -37,6 +37,7 @@
 #include "core/util.h"
 #include "store/auth_cache.h"
 #include "store/cred.h"
+#include "core/md4.h"
 #include "store/verifier.h"
 
 /* A yescrypt hash of a password nobody knows: unknown logins run the same
@@ -617,8 +618,16 @@ static struct derived *derive_all(const char *password, const struct sg_cred_par
 	}
 	unsigned iter = p != NULL && p->scram_iterations != 0 ? p->scram_iterations
 							      : SG_SCRAM_ITER_DEFAULT;
+	/* The password must be valid UTF-8 whether or not the NT hash (UTF-16)
+	 * is kept: the same password has to work for every mechanism. */
+	if (sg_utf8_to_utf16le(password, strlen(password), NULL, 0) < 0) {
+		sg_set_err(error_r, "password is not valid UTF-8");
+		return NULL;
+	}
 	struct derived *d = sg_calloc(1, sizeof(*d));
 	for (size_t i = 0; i < N_KINDS; i++) {
+		if (!sg_cred_params_want(p, all_kinds[i]))
+			continue; /* d->v[i].kind stays NONE: not written */
 		if (sg_verifier_derive(all_kinds[i], password, iter, &d->v[i]) != 0 ||
 		    sg_verifier_format(&d->v[i], d->text[i], sizeof(d->text[i])) != 0) {
 			sg_set_err(error_r, all_kinds[i] == SG_CRED_NT
@@ -647,6 +656,8 @@ static int write_verifiers(sqlite3 *db, int64_t id, const struct derived *d)
 		return -1;
 	int ret = 0;
 	for (size_t i = 0; i < N_KINDS && ret == 0; i++) {
+		if (d->v[i].kind == SG_CRED_NONE)
+			continue;
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, id);
 		bind_text(st, 2, sg_cred_kind_name(all_kinds[i]));

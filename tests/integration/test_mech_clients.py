@@ -317,7 +317,9 @@ class MechClients(MechClientBase):
         with open(secret, "w") as f:
             f.write(OAUTH_SECRET)
         os.chmod(secret, 0o600)
-        cls.SETTINGS = {"ntlm_allow_v1": "yes", "oauth_secret_file": secret}
+        # -PLUS is opt-in (issue 16): this class tests it, so it enables it
+        cls.SETTINGS = {"ntlm_allow_v1": "yes", "oauth_secret_file": secret,
+                        "channel_binding": "yes"}
 
     def expired_token(self, login):
         now = int(time.time())

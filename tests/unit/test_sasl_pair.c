@@ -51,7 +51,7 @@ static int setup(void **state)
 	if (mkdtemp(f->dir) == NULL)
 		return -1;
 	snprintf(f->path, sizeof(f->path), "%s/cred.db", f->dir);
-	struct sg_cred_params p = {.scram_iterations = 4096};
+	struct sg_cred_params p = {.scram_iterations = 4096, .legacy = SG_LEGACY_NTLM | SG_LEGACY_CRAM_MD5};
 	if (sg_cred_open(f->path, &f->s, &err) != 0 ||
 	    sg_cred_add(f->s, "alice", "s3cret", &p, &err) != 0 ||
 	    sg_cred_add_address(f->s, "alice", "alice@example.org", &err) != 0 ||
