@@ -34,6 +34,12 @@ extern const struct sg_mech sg_mech_scram_sha256_plus;
 extern const struct sg_mech sg_mech_scram_sha1_plus;
 extern const struct sg_mech sg_mech_scram_sha256;
 extern const struct sg_mech sg_mech_scram_sha1;
+/* Load (creating it once, mode 0600) the key that derives the fake salts of
+ * unknown logins from <data_dir>/scram-fake-salt.key, so that they stay the
+ * same across restarts as real salts do. Call at start, before sessions;
+ * without it the key is random per process. 0, or -1 with *error_r. */
+#define SG_SCRAM_FAKE_KEY_FILE "scram-fake-salt.key"
+int sg_scram_fake_key_load(const char *data_dir, const char **error_r);
 /* mech_cram_md5.c, mech_plain.c, mech_login.c */
 extern const struct sg_mech sg_mech_cram_md5;
 extern const struct sg_mech sg_mech_plain;

@@ -299,5 +299,43 @@ class LegacyVerifiers(ClientCase):
         self.assertIn("reason=no_verifier", auth_events(self.srv, "NTLM", "fail")[-1])
 
 
+class FakeSalt(ClientCase):
+    """Issue 10 item 18: the SCRAM salt shown for an unknown login derives from a key kept in the
+    data directory, so it is as stable across a restart as a real account's salt."""
+
+    def server_first(self, login, mech="SCRAM-SHA-256"):
+        with self.srv.raw("submission") as c:
+            c.ehlo()
+            c.starttls()
+            c.ehlo()
+            r = c.cmd("AUTH %s %s" % (mech, base64.b64encode(("n,,n=%s,r=fyko+d2lbbFgONRv9qkxdawL"
+                                                              % login).encode()).decode()))
+            self.assertEqual(r.code, 334, r.first)
+            c.send(b"*\r\n")
+            c.read_reply()
+            c.quit()
+        fields = dict(f.split("=", 1) for f in unb64(r.first[4:].strip()).decode().split(","))
+        return fields["s"], fields["i"]
+
+    def test_fake_salt_survives_restart(self):
+        logins = ("ghost@example.test", "nobody", ALICE.login)
+        before = {lg: self.server_first(lg) for lg in logins}
+        sha1 = self.server_first("ghost@example.test", "SCRAM-SHA-1")
+        self.assertEqual(before["ghost@example.test"], self.server_first("ghost@example.test"))
+        self.assertNotEqual(before["ghost@example.test"][0], before["nobody"][0])
+        key = os.path.join(self.srv.data_dir, "scram-fake-salt.key")
+        st = os.stat(key)
+        self.assertEqual(st.st_mode & 0o777, 0o600)
+        self.assertEqual(st.st_size, 32)
+        with open(key, "rb") as f:
+            k1 = f.read()
+        self.srv.restart()
+        after = {lg: self.server_first(lg) for lg in logins}
+        self.assertEqual(after, before)
+        self.assertEqual(self.server_first("ghost@example.test", "SCRAM-SHA-1"), sha1)
+        with open(key, "rb") as f:
+            self.assertEqual(f.read(), k1, "the key was created again")
+
+
 if __name__ == "__main__":
     unittest.main()
