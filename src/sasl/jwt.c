@@ -430,21 +430,36 @@ static int jwks_verify(const struct sg_sasl_config *cfg, enum jwk_type type, con
 	return result;
 }
 
-/* A NumericDate (RFC 7519 section 2): integer or finite real seconds. */
+/* A NumericDate (RFC 7519 section 2): integer or finite real seconds.
+ * Only dates from the epoch to the end of year 9999 are sane: anything else
+ * (negative, INT64_MIN, 1e300) is refused, so the comparisons below never
+ * see a value whose difference with "now" could overflow (issue 10 item 22:
+ * exp = -2^63 made now - exp wrap and the token was accepted). */
+#define JWT_DATE_MAX INT64_C(253402300799) /* 9999-12-31T23:59:59Z */
+
 static int numeric_date(json_t *v, int64_t *out)
 {
 	if (json_is_integer(v)) {
-		*out = (int64_t)json_integer_value(v);
+		json_int_t x = json_integer_value(v);
+		if (x < 0 || x > JWT_DATE_MAX)
+			return -1;
+		*out = (int64_t)x;
 		return 0;
 	}
 	if (json_is_real(v)) {
 		double d = json_real_value(v);
-		if (!isfinite(d) || d < -9.2e18 || d > 9.2e18)
+		if (!isfinite(d) || d < 0.0 || d > (double)JWT_DATE_MAX)
 			return -1;
 		*out = (int64_t)d;
 		return 0;
 	}
 	return -1;
+}
+
+/* a - b >= margin, for any int64 a and b, without signed overflow. */
+static bool later_by(int64_t a, int64_t b, int64_t margin)
+{
+	return a >= b && (uint64_t)a - (uint64_t)b >= (uint64_t)margin;
 }
 
 static int check_claims(const struct sg_sasl_config *cfg, json_t *claims, int64_t now,
@@ -457,7 +472,7 @@ static int check_claims(const struct sg_sasl_config *cfg, json_t *claims, int64_
 		*reason_r = v == NULL ? "missing_expiry" : "malformed_token";
 		return 0;
 	}
-	if (now >= exp && now - exp >= SG_JWT_LEEWAY) {
+	if (later_by(now, exp, SG_JWT_LEEWAY)) {
 		*reason_r = "expired_token";
 		return 0;
 	}
@@ -467,7 +482,7 @@ static int check_claims(const struct sg_sasl_config *cfg, json_t *claims, int64_
 			*reason_r = "malformed_token";
 			return 0;
 		}
-		if (t > now && t - now > SG_JWT_LEEWAY) {
+		if (later_by(t, now, SG_JWT_LEEWAY + 1)) {
 			*reason_r = "not_yet_valid";
 			return 0;
 		}
@@ -478,7 +493,7 @@ static int check_claims(const struct sg_sasl_config *cfg, json_t *claims, int64_
 			*reason_r = "malformed_token";
 			return 0;
 		}
-		if (t > now && t - now > SG_JWT_LEEWAY) {
+		if (later_by(t, now, SG_JWT_LEEWAY + 1)) {
 			*reason_r = "not_yet_valid";
 			return 0;
 		}

@@ -11,7 +11,8 @@
  * extension).
  *
  * Claims (RFC 7519 section 4.1): "exp" is required; "exp", "nbf" and "iat"
- * are checked with SG_JWT_LEEWAY seconds of clock skew; "iss" must equal
+ * are checked with SG_JWT_LEEWAY seconds of clock skew, without overflow for
+ * any "now"; a date before the epoch or after 9999-12-31 is malformed; "iss" must equal
  * cfg->oauth_issuer and "aud" (a string or an array of strings) must contain
  * cfg->oauth_audience, each only when configured. The subject is the claim
  * named by cfg->oauth_login_claim ("sub" by default, or "email").

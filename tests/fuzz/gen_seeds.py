@@ -166,7 +166,11 @@ for n, (h, c) in {"sign_basic": ({"alg": "HS256"}, claims),
                   "sign_aud_array": ({"alg": "HS256", "typ": "JWT"}, dict(claims, aud=["a", "smtp"], nbf=FUZZ_NOW)),
                   "sign_float_exp": ({"alg": "HS256"}, dict(claims, exp=1.8e9)),
                   "sign_no_exp": ({"alg": "HS256"}, {k: v for k, v in claims.items() if k != "exp"}),
-                  "sign_email": ({"alg": "HS256"}, dict(claims, email="Alice@Example.TEST"))}.items():
+                  "sign_email": ({"alg": "HS256"}, dict(claims, email="Alice@Example.TEST")),
+                  # issue 10 item 22: dates whose difference with "now" overflowed
+                  "sign_exp_int64_min": ({"alg": "HS256"}, dict(claims, exp=-2**63)),
+                  "sign_nbf_negative": ({"alg": "HS256"}, dict(claims, nbf=-1)),
+                  "sign_iat_int64_max": ({"alg": "HS256"}, dict(claims, iat=2**63 - 1))}.items():
     put("jwt", n, bytes([4 | (1 if "email" in n else 0)]) + json.dumps(h).encode() + b"\x00" + json.dumps(c).encode())
 keys = os.path.join(HERE, "keys")
 if os.path.exists(os.path.join(keys, "rsa.pem")):
