@@ -68,6 +68,11 @@ int sg_tls_server_ctx_new(const char *cert_file, const char *key_file, const cha
 		if (names != NULL)
 			SSL_CTX_set_client_CA_list(ctx, names);
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_accept_all);
+		/* A client certificate must be fit for client authentication:
+		 * an extendedKeyUsage without clientAuth (or a keyUsage without
+		 * digitalSignature) fails verification, so EXTERNAL is not
+		 * offered. OpenSSL's default for a server, made explicit. */
+		SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
 		SSL_CTX_set_verify_depth(ctx, 5);
 		static const unsigned char sid[] = "smtpgate";
 		SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);

@@ -85,6 +85,11 @@ void sg_cred_set_auth_cache(struct sg_cred_store *s, unsigned ttl_ms, unsigned s
 int sg_cred_owns_address(struct sg_cred_store *s, const char *login, const char *address);
 /* Which account receives mail for this address? 1 (login_r filled) / 0 / -1. */
 int sg_cred_find_owner(struct sg_cred_store *s, const char *address, char *login_r, size_t size);
+/* The same without the @domain catch-all: the account owning exactly this
+ * address, or whose login it is. For identities (EXTERNAL's certificate): a
+ * catch-all receives a domain's mail, it does not vouch for its people. */
+int sg_cred_find_exact_owner(struct sg_cred_store *s, const char *address, char *login_r,
+			     size_t size);
 /* Is the domain local (some account owns an address or @domain in it)? 1/0/-1 */
 int sg_cred_domain_is_local(struct sg_cred_store *s, const char *domain);
 

@@ -556,7 +556,8 @@ static int query_login(sqlite3 *db, const char *sql, const char *arg, char *logi
 	return ret;
 }
 
-int sg_cred_find_owner(struct sg_cred_store *s, const char *address, char *login_r, size_t size)
+static int find_owner(struct sg_cred_store *s, const char *address, bool catchall_too,
+		      char *login_r, size_t size)
 {
 	char addr[512];
 	if (!norm_address(address, addr, sizeof(addr)) || addr[0] == '@')
@@ -573,10 +574,21 @@ int sg_cred_find_owner(struct sg_cred_store *s, const char *address, char *login
 	int ret = query_login(c->db, q_addr, addr, login_r, size);
 	if (ret == 0)
 		ret = query_login(c->db, q_login, addr, login_r, size);
-	if (ret == 0)
+	if (ret == 0 && catchall_too)
 		ret = query_login(c->db, q_addr, catchall, login_r, size);
 	conn_put(s, c);
 	return ret;
+}
+
+int sg_cred_find_owner(struct sg_cred_store *s, const char *address, char *login_r, size_t size)
+{
+	return find_owner(s, address, true, login_r, size);
+}
+
+int sg_cred_find_exact_owner(struct sg_cred_store *s, const char *address, char *login_r,
+			     size_t size)
+{
+	return find_owner(s, address, false, login_r, size);
 }
 
 int sg_cred_domain_is_local(struct sg_cred_store *s, const char *domain)

@@ -47,6 +47,8 @@ static bool fake_store_down;
 int sg_cred_lookup(struct sg_cred_store *s, const char *login, enum sg_cred_kind kind,
 		   struct sg_account *acct, struct sg_verifier *v);
 int sg_cred_find_owner(struct sg_cred_store *s, const char *address, char *login_r, size_t size);
+int sg_cred_find_exact_owner(struct sg_cred_store *s, const char *address, char *login_r,
+			     size_t size);
 
 int sg_cred_lookup(struct sg_cred_store *s, const char *login, enum sg_cred_kind kind,
 		   struct sg_account *acct, struct sg_verifier *v)
@@ -79,6 +81,13 @@ int sg_cred_find_owner(struct sg_cred_store *s, const char *address, char *login
 		}
 	}
 	return 0;
+}
+
+/* These owners are exact addresses only: the same answer without catch-alls. */
+int sg_cred_find_exact_owner(struct sg_cred_store *s, const char *address, char *login_r,
+			     size_t size)
+{
+	return sg_cred_find_owner(s, address, login_r, size);
 }
 
 /* ------------------------------------------------------------ the exchange */
