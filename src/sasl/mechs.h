@@ -49,6 +49,13 @@ extern const struct sg_mech sg_mech_login;
  * with the gssapi feature (SG_HAVE_GSSAPI) */
 extern const struct sg_mech sg_mech_external;
 extern const struct sg_mech sg_mech_gssapi;
+/* The GSSAPI principal mapping (pure; exported for tests): "user@REALM" ->
+ * login "user" or "user@map_domain". REALM must equal realm_allowed (NULL or
+ * "" refuses every principal). Multi-component principals are refused. OK,
+ * or FAIL with *reason_r "unknown_principal" / "wrong_realm". */
+enum sg_mech_status sg_gss_map_principal(const char *principal, const char *realm_allowed,
+					 const char *map_domain, char *login, size_t size,
+					 const char **reason_r);
 /* mech_oauthbearer.c, mech_xoauth2.c (bearer tokens, jwt.h) */
 extern const struct sg_mech sg_mech_oauthbearer;
 extern const struct sg_mech sg_mech_xoauth2;

@@ -337,5 +337,49 @@ class FakeSalt(ClientCase):
             self.assertEqual(f.read(), k1, "the key was created again")
 
 
+class GeneratedCertificate(ClientCase):
+    """Issue 10 item 26: the self-signed certificate `serve` generates is a leaf (CA:FALSE,
+    keyUsage digitalSignature, extendedKeyUsage serverAuth, SAN of the host name). Users are
+    told to trust it: as a CA it would make them trust anything signed with its key."""
+
+    USERS = ()
+
+    def openssl(self, *args, check=True):
+        r = subprocess.run(["openssl"] + list(args), capture_output=True, text=True, timeout=60,
+                           cwd=self.tmp)
+        if check:
+            self.assertEqual(r.returncode, 0, r.stderr)
+        return r
+
+    def test_leaf_not_ca(self):
+        require_tool("openssl")
+        cert = self.srv.cert_path()
+        text = self.openssl("x509", "-in", cert, "-noout", "-text").stdout
+        self.assertRegex(text, r"X509v3 Basic Constraints: critical\s+CA:FALSE")
+        ku = re.search(r"X509v3 Key Usage: critical\s+(.*)", text)
+        self.assertTrue(ku, text)
+        self.assertEqual(ku.group(1).strip(), "Digital Signature")
+        self.assertRegex(text, r"X509v3 Extended Key Usage:\s+TLS Web Server Authentication\n")
+        self.assertIn("DNS:%s" % self.srv.hostname, text)
+        self.assertIn("Subject: O = smtpgate sandbox, CN = %s" % self.srv.hostname, text)
+        # trusted as itself, for a server
+        out = self.openssl("verify", "-CAfile", cert, "-purpose", "sslserver", cert).stdout
+        self.assertIn(": OK", out)
+        # what its key signs is not trusted through it
+        key = os.path.join(self.srv.data_dir, "tls", "key.pem")
+        self.openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                     "-keyout", "evil.key", "-out", "evil.csr", "-subj", "/CN=bank.example")
+        with open(os.path.join(self.tmp, "evil.ext"), "w") as f:
+            f.write("subjectAltName=DNS:bank.example\nextendedKeyUsage=serverAuth\n")
+        self.openssl("x509", "-req", "-in", "evil.csr", "-CA", cert, "-CAkey", key, "-set_serial", "7",
+                     "-days", "1", "-extfile", "evil.ext", "-out", "evil.pem")
+        r = self.openssl("verify", "-CAfile", cert, "-purpose", "sslserver", "evil.pem", check=False)
+        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+        # and the clients of the suite (GnuTLS: msmtp/gsasl/neomutt, OpenSSL: Python) trust it
+        with self.srv.raw("submissions", context=self.srv.verify_context()) as c:
+            c.ehlo()
+            c.quit()
+
+
 if __name__ == "__main__":
     unittest.main()
