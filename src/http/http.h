@@ -22,9 +22,11 @@ struct sg_http_config {
 	const char *tls_cert;      /* optional HTTPS */
 	const char *tls_key;
 	const char *data_dir;      /* admin token hash lives here */
+	struct sg_throttle *throttle; /* shared with SMTP: HTTP Basic is throttled and logged alike */
 };
 
 struct sg_http;
+struct sg_throttle;
 
 int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 		  struct sg_mail_store *mail, struct sg_events *events, struct sg_faults *faults,

@@ -49,10 +49,14 @@ static const struct key global_keys[] = {
 	{"throttle_window_ms", UINT(throttle_window_ms, 1000, 86400000)},
 	{"throttle_cooloff_ms", UINT(throttle_cooloff_ms, 0, 86400000)},
 	{"throttle_max_delay_ms", UINT(throttle_max_delay_ms, 0, 600000)},
+	{"throttle_repeat_window_ms", UINT(throttle_repeat_window_ms, 0, 86400000)},
+	{"ipv6_prefix", UINT(ipv6_prefix, 1, 128)},
+	{"command_deadline", BOOL(command_deadline)},
 	{"timeout_greeting_ms", UINT(timeout_greeting_ms, 0, 3600000)},
 	{"timeout_command_ms", UINT(timeout_command_ms, 100, 3600000)},
 	{"timeout_data_ms", UINT(timeout_data_ms, 100, 3600000)},
 	{"timeout_tls_ms", UINT(timeout_tls_ms, 100, 600000)},
+	{"timeout_proxy_ms", UINT(timeout_proxy_ms, 100, 600000)},
 	{"timeout_session_ms", UINT(timeout_session_ms, 1000, 86400000)},
 	{"loops", UINT(loops, 1, 256)},
 	{"http_listen", STR(http_listen)},
@@ -131,9 +135,13 @@ void sg_config_defaults(struct sg_config *c)
 	c->throttle_window_ms = 15 * 60 * 1000;
 	c->throttle_cooloff_ms = 5 * 60 * 1000;
 	c->throttle_max_delay_ms = 8000;
+	c->throttle_repeat_window_ms = 5 * 60 * 1000;
+	c->ipv6_prefix = 64;
+	c->command_deadline = true;
 	c->timeout_command_ms = 300000;
 	c->timeout_data_ms = 180000;
 	c->timeout_tls_ms = 30000;
+	c->timeout_proxy_ms = 5000;
 	c->timeout_session_ms = 3600000;
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	c->loops = cores > 0 && cores < 64 ? (unsigned)cores : 1;
@@ -224,6 +232,9 @@ static void listener_defaults(const struct sg_config *c, struct sg_listener_cfg 
 	l->sender_enforce = c->sender_enforce;
 	sg_strlcpy(l->mechanisms, c->auth_mechanisms, sizeof(l->mechanisms));
 	l->channel_binding = c->channel_binding;
+	sg_cidr_parse("127.0.0.0/8", &l->proxy_trusted[0]);
+	sg_cidr_parse("::1", &l->proxy_trusted[1]);
+	l->nproxy_trusted = 2;
 }
 
 /* Every word of a mechanism list must name a mechanism of this build. */
@@ -372,6 +383,29 @@ static int set_listener_key(struct sg_listener_cfg *l, const char *k, const char
 			goto bad;
 	} else if (strcmp(k, "plaintext_without_tls") == 0) {
 		if (parse_bool(v, &l->plaintext_without_tls) < 0)
+			goto bad;
+	} else if (strcmp(k, "proxy_protocol") == 0) {
+		if (parse_bool(v, &l->proxy_protocol) < 0)
+			goto bad;
+	} else if (strcmp(k, "proxy_trusted") == 0) {
+		char copy[1024];
+		if (!sg_strlcpy(copy, v, sizeof(copy)))
+			goto bad;
+		l->nproxy_trusted = 0;
+		for (char *save = NULL, *m = strtok_r(copy, " ,", &save); m != NULL;
+		     m = strtok_r(NULL, " ,", &save)) {
+			if (l->nproxy_trusted >= SG_MAX_PROXY_TRUSTED) {
+				snprintf(err, errsize, "%s: at most %d networks in proxy_trusted", where,
+					 SG_MAX_PROXY_TRUSTED);
+				return -1;
+			}
+			if (sg_cidr_parse(m, &l->proxy_trusted[l->nproxy_trusted]) < 0) {
+				snprintf(err, errsize, "%s: proxy_trusted: '%s' is not ADDR or ADDR/BITS", where, m);
+				return -1;
+			}
+			l->nproxy_trusted++;
+		}
+		if (l->nproxy_trusted == 0)
 			goto bad;
 	} else if (strcmp(k, "mechanisms") == 0 || strcmp(k, "auth_mechanisms") == 0) {
 		if (check_mech_list(v, err, errsize, where) < 0)

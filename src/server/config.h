@@ -19,12 +19,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/proxy.h"
 #include "sasl/mech.h"
 
 enum sg_role { SG_ROLE_MX, SG_ROLE_SUBMISSION, SG_ROLE_SUBMISSIONS };
 
 #define SG_MAX_LISTENERS 16
 #define SG_MAX_FAULTS 32
+#define SG_MAX_PROXY_TRUSTED 16
 
 struct sg_listener_cfg {
 	char name[32];
@@ -42,6 +44,11 @@ struct sg_listener_cfg {
 	unsigned mechanisms_line;     /* where it was set (0 = inherited/default) */
 	bool channel_binding;         /* also offer SCRAM-*-PLUS */
 	uint64_t offer_mask;          /* bit i = sg_mechs[i] may be offered (finish) */
+	/* PROXY protocol v1/v2 header before anything else, only from these
+	 * networks (default: loopback 127.0.0.0/8 and ::1) */
+	bool proxy_protocol;
+	struct sg_cidr proxy_trusted[SG_MAX_PROXY_TRUSTED];
+	size_t nproxy_trusted;
 };
 
 struct sg_config {
@@ -67,10 +74,15 @@ struct sg_config {
 	unsigned throttle_window_ms;
 	unsigned throttle_cooloff_ms;
 	unsigned throttle_max_delay_ms;
+	unsigned throttle_repeat_window_ms; /* same failed secret again counts once; 0 = off */
+	unsigned ipv6_prefix;         /* IPv6 clients are counted per /ipv6_prefix (default 64) */
+	bool command_deadline;        /* a line (DATA block) must be complete within its timeout
+				       * after its first byte; bytes do not restart the timer */
 	unsigned timeout_greeting_ms; /* greeting to the first EHLO/HELO; 0 = timeout_command_ms */
 	unsigned timeout_command_ms;  /* RFC 5321 4.5.3.2.7: 5 minutes */
 	unsigned timeout_data_ms;     /* 4.5.3.2.5: 3 minutes per data block */
 	unsigned timeout_tls_ms;
+	unsigned timeout_proxy_ms;    /* PROXY header deadline after accept */
 	unsigned timeout_session_ms;
 	unsigned loops;               /* event loops (threads), default: one per core */
 	unsigned workers;             /* per loop: threads for hashing and fsync */

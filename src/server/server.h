@@ -26,11 +26,14 @@ struct sg_faults;
 struct sg_http;
 
 struct sg_loop;
+struct sg_proxy_wait;
 
 struct sg_listener {
 	struct sg_loop *loop;
 	const struct sg_listener_cfg *cfg;
 	struct evconnlistener *evl;
+	struct event *resume_ev;      /* accept paused after EMFILE/ENFILE */
+	bool paused;
 };
 
 /* One event loop per core (thread), each accepting on its own duplicate of
@@ -46,6 +49,7 @@ struct sg_loop {
 	struct sg_listener listeners[SG_MAX_LISTENERS];
 	size_t nlisteners;
 	struct sg_session *sessions;  /* intrusive list of this loop's sessions */
+	struct sg_proxy_wait *proxy_waits; /* accepted, PROXY header not read yet */
 	unsigned nsessions;
 	bool stopping;
 	struct event *stop_ev;        /* activated from the signal loop */
@@ -71,6 +75,9 @@ struct sg_server {
 	size_t oauth_key_len;
 	void *jwks;
 	struct event *sigterm_ev, *sigint_ev;
+	unsigned max_connections;     /* cfg.max_connections, lowered to fit RLIMIT_NOFILE */
+	atomic_uint_fast64_t accept_pauses;
+	atomic_uint_fast64_t accept_pause_logged_ms;
 };
 
 /* Set up everything (stores, TLS, listeners bound). -1 with a message. */
