@@ -381,5 +381,246 @@ class GeneratedCertificate(ClientCase):
             c.quit()
 
 
+# ===================================================================================== matrix
+# Issue 16: real clients, right and wrong secrets. One server for the whole matrix, with the
+# legacy verifiers (CRAM-MD5 is in several clients' lists) and an HS256 key file for tokens.
+
+OAUTH_SECRET = "round2-clients-oauth-secret-0123456789"
+WRONG = "not-the-Secret-9"
+
+
+class PostfixRelayClient:
+    """A private Postfix whose only job is relaying to smtpgate (relayhost with SASL through
+    Cyrus): it accepts mail on a loopback port from 127.0.0.1 and hands each recipient to a
+    transport `sg_<name>` (transport_maps: <name>@remote.test) that runs smtp(8) with its own
+    smtp_sasl_mechanism_filter and password (master.cf -o overrides), so one instance covers
+    every mechanism and the wrong password. Everything lives in a private directory; started
+    and stopped by the test (postfix -c DIR start/stop), loopback only, free ports."""
+
+    def __init__(self, target_port, cafile, routes):
+        from peers import _which, free_port, wait_banner
+        self._which = _which
+        self.dir = tempfile.mkdtemp(prefix="sg-pfclient-")
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        self.started = False
+        d = self.dir
+        for sub in ("etc", "queue", "data"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        shutil.chown(os.path.join(d, "data"), "postfix", "postfix")
+        shutil.copy(cafile, os.path.join(d, "etc", "ca.pem"))
+        os.chmod(os.path.join(d, "etc", "ca.pem"), 0o644)
+        nexthop = "[127.0.0.1]:%d" % target_port
+        with open(os.path.join(d, "etc", "transport"), "w") as f:
+            for name in routes:
+                f.write("%s@remote.test sg_%s:%s\n" % (name, name, nexthop))
+        # smtp(8) reads the SASL password map as the postfix user
+        for name, (_mech, login, password) in routes.items():
+            pw = os.path.join(d, "etc", "sasl_%s" % name)
+            with open(pw, "w") as f:
+                f.write("%s %s:%s\n" % (nexthop, login, password))
+            shutil.chown(pw, "root", "postfix")
+            os.chmod(pw, 0o640)
+        with open(os.path.join(d, "etc", "main.cf"), "w") as f:
+            f.write(f"""
+compatibility_level = 3.6
+queue_directory = {d}/queue
+data_directory = {d}/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = pfclient.example.test
+mydomain = example.test
+myorigin = example.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+maillog_file = {d}/maillog
+maillog_file_prefixes = {d}
+biff = no
+alias_maps =
+alias_database =
+local_recipient_maps =
+smtputf8_enable = no
+transport_maps = texthash:{d}/etc/transport
+default_transport = error:no route in this test
+relay_transport = error:no route in this test
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtp_sasl_auth_enable = yes
+smtp_sasl_security_options = noanonymous
+smtp_sasl_tls_security_options = noanonymous
+smtp_tls_security_level = encrypt
+smtp_tls_CAfile = {d}/etc/ca.pem
+smtp_tls_loglevel = 0
+minimal_backoff_time = 3600s
+maximal_backoff_time = 3600s
+queue_run_delay = 3600s
+""")
+        transports = "".join(
+            "sg_%s unix - - n - - smtp -o smtp_sasl_mechanism_filter=%s "
+            "-o smtp_sasl_password_maps=texthash:%s/etc/sasl_%s\n"
+            % (name, mech.lower(), d, name) for name, (mech, _l, _p) in routes.items())
+        with open(os.path.join(d, "etc", "master.cf"), "w") as f:
+            f.write(f"""
+127.0.0.1:{self.port} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+""" + transports)
+        r = subprocess.run([_which("postfix"), "-c", os.path.join(d, "etc"), "start"],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                           env=dict(os.environ, MAIL_CONFIG=os.path.join(d, "etc")))
+        if r.returncode != 0:
+            self.cleanup()
+            raise AssertionError("postfix start failed: %s%s\n%s" % (r.stdout, r.stderr, self.log()))
+        self.started = True
+        try:
+            wait_banner(self.port)
+        except RuntimeError as e:
+            self.cleanup()
+            raise AssertionError(str(e))
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "maillog"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def queue(self):
+        """postqueue -j of the private instance: one dict per queued message."""
+        import json
+        r = subprocess.run([self._which("postqueue"), "-c", os.path.join(self.dir, "etc"), "-j"],
+                           capture_output=True, text=True, timeout=30)
+        return [json.loads(ln) for ln in r.stdout.splitlines() if ln.strip()]
+
+    def cleanup(self):
+        if self.started:
+            pid = None
+            try:
+                with open(os.path.join(self.dir, "queue", "pid", "master.pid")) as f:
+                    pid = int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+            subprocess.run([self._which("postfix"), "-c", os.path.join(self.dir, "etc"), "stop"],
+                           capture_output=True, timeout=60)
+            deadline = time.monotonic() + 10
+            while pid and time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except OSError:
+                    break
+                time.sleep(0.1)
+            self.started = False
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ClientMatrix(ClientCase):
+    """Issue 16's client matrix against one server (STARTTLS submission, implicit-TLS
+    submissions; CRAM-MD5 through legacy_verifiers; OAuth tokens with an HS256 key file)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp0 = tempfile.mkdtemp(prefix="sg-matrix-")
+        secret = os.path.join(cls.tmp0, "oauth.secret")
+        with open(secret, "w") as f:
+            f.write(OAUTH_SECRET)
+        os.chmod(secret, 0o644)
+        cls.SETTINGS = {"legacy_verifiers": "cram-md5", "oauth_secret_file": secret}
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            shutil.rmtree(cls.tmp0, ignore_errors=True)
+
+    def token(self, login):
+        r = self.srv.cli("token", "issue", login, "--config", self.srv.config_path)
+        return r.stdout.strip()
+
+    def wrong_token(self, login):
+        """A token signed with another key (no smtpgate code involved)."""
+        import hashlib
+        import hmac
+        import json
+
+        def b64u(b):
+            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+        now = int(time.time())
+        head = b64u(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        body = b64u(json.dumps({"sub": login, "iat": now, "exp": now + 600}).encode())
+        sig = hmac.new(b"another-key-0123456789abcdef", ("%s.%s" % (head, body)).encode(),
+                       hashlib.sha256).digest()
+        return "%s.%s.%s" % (head, body, b64u(sig))
+
+    def assert_failed_auth(self, since, mech, login):
+        """The server logged a failed AUTH of this mechanism and login since line `since`."""
+        ev = [ln for ln in auth_events(self.srv, mech, "fail", since=since) if "login=%s " % login in ln]
+        self.assertTrue(ev, "no event=auth mech=%s result=fail login=%s; auth log:\n%s"
+                        % (mech, login, "\n".join(auth_events(self.srv, since=since)[-6:])))
+
+    # -- Postfix (Cyrus SASL) as a relay client ------------------------------------------
+    def test_postfix_relay_client(self):
+        require_tool("postfix")
+        if os.geteuid() != 0:
+            self.skipTest("a private Postfix instance needs root (its daemons drop to postfix)")
+        import smtplib
+        mechs = ("PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256")
+        routes = {m.lower().replace("-", ""): (m, ALICE.login, ALICE.password) for m in mechs}
+        routes["wrong"] = ("PLAIN", ALICE.login, WRONG)
+        routes["wrongscram"] = ("SCRAM-SHA-256", ALICE.login, WRONG)
+        since = len(self.srv.log_lines())
+        pf = PostfixRelayClient(self.srv.port("submission"), self.srv.cert_path(), routes)
+        try:
+            subjects = {}
+            with smtplib.SMTP("127.0.0.1", pf.port, timeout=30) as s:
+                for name in routes:
+                    subjects[name] = tag("postfix-" + name)
+                    s.sendmail(ALICE.login, ["%s@remote.test" % name],
+                               ("From: %s\r\nTo: %s@remote.test\r\nSubject: %s\r\n\r\nvia postfix\r\n"
+                                % (ALICE.login, name, subjects[name])).encode())
+            for m in mechs:
+                name = m.lower().replace("-", "")
+                self.assert_delivered(ALICE.login, subjects[name], m, pf.log()[-3000:])
+            # the wrong password: deferred, the 535 in the queue's reason
+            deadline = time.monotonic() + 30
+            reasons = {}
+            while time.monotonic() < deadline:
+                for msg in pf.queue():
+                    for rc in msg.get("recipients", []):
+                        if rc.get("delay_reason"):
+                            reasons[rc["address"]] = rc["delay_reason"]
+                if len(reasons) == 2:
+                    break
+                time.sleep(0.2)
+            for name in ("wrong", "wrongscram"):
+                why = reasons.get("%s@remote.test" % name, "")
+                self.assertIn("535 5.7.8 Authentication credentials invalid", why,
+                              "%s: %r\n%s" % (name, reasons, pf.log()[-2000:]))
+                self.assertIsNone(stored_by_subject(self.srv, ALICE.login, subjects[name]))
+            self.assert_failed_auth(since, "PLAIN", ALICE.login)
+            self.assert_failed_auth(since, "SCRAM-SHA-256", ALICE.login)
+        finally:
+            pf.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main()
