@@ -622,5 +622,85 @@ class ClientMatrix(ClientCase):
             pf.cleanup()
 
 
+    # -- s-nail ----------------------------------------------------------------------------
+    def snail(self, mech, login, secret, listener="submission"):
+        """s-nail in batch mode (v15-compat; the secret in the mta URL). s-nail checks the
+        certificate by DNS name only (the IP SAN is not compared), so it connects to localhost,
+        one of the generated certificate's names."""
+        require_tool("s-nail")
+        from urllib.parse import quote
+        subject = tag("snail-" + mech)
+        implicit = self.srv.is_implicit_tls(listener)
+        argv = ["s-nail", "-#", "-n", "-S", "v15-compat", "-S", "ttycharset=utf-8", "-S", "nosave",
+                "-S", "mta=%s://%s:%s@localhost:%d" % ("smtps" if implicit else "smtp", quote(login, safe=""),
+                                                      quote(secret, safe=""), self.srv.port(listener)),
+                # s-nail 14.9's "oauthbearer" method sends AUTH XOAUTH2 (its FAQ calls it both)
+                "-S", "smtp-auth=%s" % ("oauthbearer" if mech == "XOAUTH2" else mech.lower()),
+                "-S", "tls-ca-file=%s" % self.srv.cert_path(),
+                "-S", "tls-ca-no-defaults", "-S", "from=%s" % login, "-S", "sendwait", "-S", "verbose",
+                "-s", subject, RCPT]
+        if not implicit:
+            argv[argv.index("nosave") + 1:argv.index("nosave") + 1] = ["-S", "smtp-use-starttls"]
+        home = tempfile.mkdtemp(prefix="snail-", dir=self.tmp)
+        rc, out = run(argv, input_bytes=b"sent by s-nail\n", env={"HOME": home})
+        return rc, out, subject
+
+    def test_snail(self):
+        for mech in ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"):
+            secret = self.token(ALICE.login) if mech == "XOAUTH2" else ALICE.password
+            rc, out, subject = self.snail(mech, ALICE.login, secret)
+            self.assertEqual(rc, 0, out[-1500:])
+            self.assert_delivered(ALICE.login, subject, mech, out)
+        rc, out, subject = self.snail("PLAIN", BOB.login, BOB.password, listener="submissions")
+        self.assertEqual(rc, 0, out[-1500:])
+        self.assert_delivered(BOB.login, subject, "PLAIN", out)
+
+    def test_snail_wrong_secret(self):
+        for mech in ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"):
+            since = len(self.srv.log_lines())
+            secret = self.wrong_token(ALICE.login) if mech == "XOAUTH2" else WRONG
+            rc, out, subject = self.snail(mech, ALICE.login, secret)
+            self.assertNotEqual(rc, 0, out[-1500:])
+            if mech == "XOAUTH2":
+                # s-nail stops at the error challenge (334 {"status":"401",...}): no 535 to see
+                m = re.search(r"SMTP server: 334 (\S+)", out)
+                self.assertTrue(m, out[-1500:])
+                self.assertIn(b'"status":"401"', unb64(m.group(1)))
+            else:
+                self.assertIn("535 5.7.8", out)
+            self.assertIn("message not sent", out)
+            self.assertIsNone(stored_by_subject(self.srv, ALICE.login, subject))
+            self.assert_failed_auth(since, mech, ALICE.login)
+
+    # -- neomutt -----------------------------------------------------------------------------
+    def neomutt_mech(self, mech, login, secret, listener="submission"):
+        lines = []
+        if mech is not None:
+            lines.append('set smtp_authenticators="%s"' % mech.lower())
+        if mech in ("OAUTHBEARER", "XOAUTH2"):
+            tok = os.path.join(self.tmp, tag("tok"))
+            with open(tok, "w") as f:
+                f.write(secret)
+            lines.append('set smtp_oauth_refresh_command="cat %s"' % tok)
+            secret = None
+        return self.neomutt(login, secret, lines=lines, listener=listener)
+
+    def test_neomutt(self):
+        for mech in (None, "PLAIN", "LOGIN", "OAUTHBEARER", "XOAUTH2"):
+            secret = self.token(ALICE.login) if mech in ("OAUTHBEARER", "XOAUTH2") else ALICE.password
+            rc, out, subject = self.neomutt_mech(mech, ALICE.login, secret)
+            self.assertEqual(rc, 0, "%s: %s" % (mech, out[-1500:]))
+            self.assert_delivered(ALICE.login, subject, mech or "SCRAM-SHA-256", out)
+
+    def test_neomutt_wrong_secret(self):
+        for mech in (None, "PLAIN", "LOGIN", "OAUTHBEARER", "XOAUTH2"):
+            since = len(self.srv.log_lines())
+            secret = self.wrong_token(ALICE.login) if mech in ("OAUTHBEARER", "XOAUTH2") else WRONG
+            rc, out, subject = self.neomutt_mech(mech, ALICE.login, secret)
+            self.assertNotEqual(rc, 0, "%s: %s" % (mech, out[-1500:]))
+            self.assertIsNone(stored_by_subject(self.srv, ALICE.login, subject))
+            self.assert_failed_auth(since, mech or "SCRAM-SHA-256", ALICE.login)
+
+
 if __name__ == "__main__":
     unittest.main()
