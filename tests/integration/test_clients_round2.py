@@ -702,5 +702,49 @@ class ClientMatrix(ClientCase):
             self.assert_failed_auth(since, mech or "SCRAM-SHA-256", ALICE.login)
 
 
+    # -- nodemailer ------------------------------------------------------------------------
+    CLIENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "clients")
+
+    def nodemailer(self, mech, login, secret, listener="submission"):
+        """tests/clients/send.js (nodemailer pinned by tests/clients/package-lock.json, installed
+        into the ignored tests/clients/node_modules with `npm ci` when missing)."""
+        import json
+        require_tool("node")
+        if not os.path.isdir(os.path.join(self.CLIENTS_DIR, "node_modules", "nodemailer")):
+            require_tool("npm")
+            rc, out = run(["npm", "ci", "--no-audit", "--no-fund"], cwd=self.CLIENTS_DIR, timeout=300)
+            self.assertEqual(rc, 0, "npm ci in tests/clients failed:\n" + out[-2000:])
+        subject = tag("nodemailer-" + mech)
+        args = {"port": self.srv.port(listener), "secure": self.srv.is_implicit_tls(listener),
+                "ca": self.srv.cert_path(), "method": mech, "user": login, "from": login, "to": RCPT,
+                "subject": subject}
+        args["token" if mech == "XOAUTH2" else "pass"] = secret
+        rc, out = run(["node", os.path.join(self.CLIENTS_DIR, "send.js"), json.dumps(args)])
+        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+        self.assertTrue(lines, out[-1500:])
+        return rc, json.loads(lines[-1]), subject
+
+    def test_nodemailer(self):
+        for mech in ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"):
+            secret = self.token(ALICE.login) if mech == "XOAUTH2" else ALICE.password
+            rc, res, subject = self.nodemailer(mech, ALICE.login, secret)
+            self.assertEqual((rc, res["ok"]), (0, True), res)
+            self.assertTrue(res["response"].startswith("250 2.0.0 Ok: queued as"), res)
+            self.assert_delivered(ALICE.login, subject, mech)
+        rc, res, subject = self.nodemailer("PLAIN", BOB.login, BOB.password, listener="submissions")
+        self.assertEqual(rc, 0, res)
+        self.assert_delivered(BOB.login, subject, "PLAIN")
+
+    def test_nodemailer_wrong_secret(self):
+        for mech in ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"):
+            since = len(self.srv.log_lines())
+            secret = self.wrong_token(ALICE.login) if mech == "XOAUTH2" else WRONG
+            rc, res, subject = self.nodemailer(mech, ALICE.login, secret)
+            self.assertEqual((rc, res["ok"], res["code"]), (1, False, "EAUTH"), res)
+            self.assertIn("535 5.7.8", res["response"])
+            self.assertIsNone(stored_by_subject(self.srv, ALICE.login, subject))
+            self.assert_failed_auth(since, mech, ALICE.login)
+
+
 if __name__ == "__main__":
     unittest.main()
