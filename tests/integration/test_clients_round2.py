@@ -746,5 +746,47 @@ class ClientMatrix(ClientCase):
             self.assert_failed_auth(since, mech, ALICE.login)
 
 
+    # -- git send-email --------------------------------------------------------------------
+    def git_send_email(self, mech, login, secret, listener="submission"):
+        """git send-email (Net::SMTP + Authen::SASL) sends one patch file, STARTTLS ("tls") or
+        implicit TLS ("ssl"), the generated certificate as --smtp-ssl-cert-path."""
+        require_tool("git")
+        subject = tag("git-" + mech)
+        d = tempfile.mkdtemp(prefix="git-", dir=self.tmp)
+        patch = os.path.join(d, "0001-test.patch")
+        with open(patch, "w") as f:
+            f.write("From 1111111111111111111111111111111111111111 Mon Sep 17 00:00:00 2001\n"
+                    "From: %s\nDate: Wed, 2 Dec 2026 12:00:00 +0000\nSubject: [PATCH] %s\n\n"
+                    "sent by git send-email\n---\n x | 1 +\n" % (login, subject))
+        argv = ["git", "send-email", "--smtp-server=127.0.0.1",
+                "--smtp-server-port=%d" % self.srv.port(listener),
+                "--smtp-encryption=%s" % ("ssl" if self.srv.is_implicit_tls(listener) else "tls"),
+                "--smtp-user=" + login, "--smtp-pass=" + secret, "--smtp-auth=" + mech,
+                "--smtp-ssl-cert-path=" + self.srv.cert_path(), "--from=" + login, "--to=" + RCPT,
+                "--confirm=never", "--suppress-cc=all", "--smtp-debug=1", patch]
+        env = {"HOME": d, "GIT_CONFIG_NOSYSTEM": "1", "GIT_COMMITTER_NAME": "Test",
+               "GIT_COMMITTER_EMAIL": login, "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": login}
+        rc, out = run(argv, env=env, cwd=d)
+        return rc, out, subject
+
+    def test_git_send_email(self):
+        for mech in ("PLAIN", "LOGIN", "CRAM-MD5"):
+            rc, out, subject = self.git_send_email(mech, ALICE.login, ALICE.password)
+            self.assertEqual(rc, 0, out[-1500:])
+            self.assert_delivered(ALICE.login, subject, mech, out)
+        rc, out, subject = self.git_send_email("PLAIN", BOB.login, BOB.password, listener="submissions")
+        self.assertEqual(rc, 0, out[-1500:])
+        self.assert_delivered(BOB.login, subject, "PLAIN", out)
+
+    def test_git_send_email_wrong_secret(self):
+        for mech in ("PLAIN", "LOGIN", "CRAM-MD5"):
+            since = len(self.srv.log_lines())
+            rc, out, subject = self.git_send_email(mech, ALICE.login, WRONG)
+            self.assertNotEqual(rc, 0, out[-1500:])
+            self.assertIn("5.7.8 Authentication credentials invalid", out)
+            self.assertIsNone(stored_by_subject(self.srv, ALICE.login, subject))
+            self.assert_failed_auth(since, mech, ALICE.login)
+
+
 if __name__ == "__main__":
     unittest.main()
