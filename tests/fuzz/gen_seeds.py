@@ -120,6 +120,9 @@ mechanisms = SCRAM-SHA-256 PLAIN
 put("config", "minimal", "hostname = mx.example.test\n")
 put("config", "bad", "[listener a]\nrole = nope\nlisten = [::1]:99999\n")
 put("config", "ipv6", "[listener s]\nrole = submissions\nlisten = [::1]:4465\n")
+put("config", "mechs", "legacy_verifiers = ntlm, cram-md5\nauth_mechanisms = SCRAM-SHA-256 PLAIN NTLM\n"
+    "channel_binding = no\n[listener s]\nrole = submission\nchannel_binding = yes\n"
+    "[listener t]\nauth_mechanisms = SCRAM-SHA-1-PLUS,CRAM-MD5\n")
 
 # ---- jwt: flags + token
 def jws(header, claims, alg_sign):

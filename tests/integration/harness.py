@@ -478,7 +478,7 @@ class Server:
         self.settings.setdefault("http_listen", "off")
         # The suites exercise NTLM and CRAM-MD5 too: store their (opt-in, issue 10 item 23)
         # verifiers unless a test sets legacy_verifiers itself ("" = the server's default,
-        # none; test_legacy_verifiers covers that default).
+        # none; DefaultOffer and LegacyVerifiers in test_clients_round2.py cover that default).
         self.settings.setdefault("legacy_verifiers", "ntlm cram-md5")
         self.config_extra = config_extra
         self.env = dict(env or {})
