@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/common.h"
 #include "core/buf.h"
 #include "core/secret.h"
 #include "core/util.h"
@@ -185,22 +186,17 @@ static void print_list(json_t *o)
 int sg_cmd_queue(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"data-dir", required_argument, NULL, 'd'},
 		{"json", no_argument, NULL, 'j'},
 		{"timeout", required_argument, NULL, 't'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *data_dir = "./smtpgate-data";
 	bool as_json = false;
 	unsigned timeout_s = 10;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'd':
-			data_dir = optarg;
-			break;
 		case 'j':
 			as_json = true;
 			break;
@@ -234,6 +230,14 @@ int sg_cmd_queue(int argc, char **argv)
 		return usage_error("list takes no id");
 	if (id != NULL && (strlen(id) > 64 || strpbrk(id, " \r\n/") != NULL))
 		return usage_error("not a queue id");
+	struct sg_config *cfg = sg_calloc(1, sizeof(*cfg));
+	if (sg_cli_load_config("queue", cfg) != 0 || sg_cli_need_data_dir("queue", cfg->data_dir, true) != 0) {
+		free(cfg);
+		return 1;
+	}
+	char data_dir[sizeof(cfg->data_dir)];
+	sg_strlcpy(data_dir, cfg->data_dir, sizeof(data_dir));
+	free(cfg);
 	struct sg_buf out;
 	sg_buf_init(&out, RESP_MAX + 64);
 	unsigned status = 0;

@@ -3,13 +3,16 @@
  * authentication required on submission, sender ownership, relay control
  * and local recipients on mx.
  */
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "core/log.h"
+#include "core/secret.h"
 #include "core/util.h"
+#include "store/cred.h"
 #include "server/server.h"
 #include "server/session.h"
 #include "relay/queue.h"
@@ -18,6 +21,61 @@
 static bool auth_required(const struct sg_session *s)
 {
 	return s->lst->cfg->role != SG_ROLE_MX;
+}
+
+int sess_account_fp(struct sg_cred_store *creds, const char *login, uint8_t fp[32])
+{
+	struct sg_account acct;
+	struct sg_verifier v;
+	memset(&v, 0, sizeof(v));
+	int r = sg_cred_lookup(creds, login, SG_CRED_PASSWORD_HASH, &acct, &v);
+	if (r == 1 && acct.disabled)
+		r = 0;
+	if (r == 1) {
+		EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+		unsigned len = 32;
+		if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+		    EVP_DigestUpdate(ctx, &acct.id, sizeof(acct.id)) != 1 ||
+		    EVP_DigestUpdate(ctx, acct.login, strlen(acct.login) + 1) != 1 ||
+		    EVP_DigestUpdate(ctx, v.kind == SG_CRED_PASSWORD_HASH ? v.u.crypt : "",
+				     v.kind == SG_CRED_PASSWORD_HASH ? strlen(v.u.crypt) : 0) != 1 ||
+		    EVP_DigestFinal_ex(ctx, fp, &len) != 1)
+			sg_fatal("SHA-256 failed");
+		EVP_MD_CTX_free(ctx);
+	}
+	sg_wipe(&v, sizeof(v));
+	return r;
+}
+
+/* RFC 4954 leaves open how long an authentication lasts; here it lasts as
+ * long as the account does not change: disabled, deleted or given a new
+ * password (smtpgate user disable / del / passwd), the session may no longer
+ * submit and must authenticate again. Cheap: the account is looked up only
+ * when the store's generation moved since the last check. */
+static bool still_authenticated(struct sg_session *s)
+{
+	uint64_t gen = sg_cred_generation(s->srv->creds);
+	if (gen == s->auth_gen && gen != 0)
+		return true;
+	uint8_t fp[32];
+	int r = sess_account_fp(s->srv->creds, s->login, fp);
+	if (r < 0) {
+		sess_reply(s, SG_R_LOCAL_ERROR);
+		return false;
+	}
+	if (r == 1 && (s->auth_gen == 0 || sg_ct_eq(fp, s->auth_fp, sizeof(fp)))) {
+		memcpy(s->auth_fp, fp, sizeof(fp));
+		s->auth_gen = gen;
+		return true;
+	}
+	char lv[300];
+	sg_log(SG_INFO, "mail", "sid=%s login=%s result=rejected reason=account_changed", s->id,
+	       sg_log_value(s->login, lv, sizeof(lv)));
+	s->authenticated = false;
+	s->login[0] = '\0';
+	s->auth_mech_name = NULL;
+	sess_error(s, SG_R_AUTH_REQUIRED);
+	return false;
 }
 
 void cmd_mail(struct sg_session *s, char *args)
@@ -34,6 +92,8 @@ void cmd_mail(struct sg_session *s, char *args)
 		sess_error(s, SG_R_TLS_REQUIRED);
 		return;
 	}
+	if (s->authenticated && !still_authenticated(s))
+		return;
 	if (auth_required(s) && !s->authenticated) {
 		sess_error(s, SG_R_AUTH_REQUIRED);
 		return;

@@ -23,6 +23,7 @@
 #include "core/util.h"
 #include "http/http.h"
 #include "sasl/jwt.h"
+#include "sasl/mechs.h"
 #include "store/events.h"
 #include "store/faults.h"
 #include "relay/relay.h"
@@ -496,6 +497,10 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		return -1;
 	}
 	sg_cred_set_auth_cache(srv->creds, c->auth_cache_ttl_ms, 4096);
+	if (sg_scram_fake_key_load(c->data_dir, &error) < 0) {
+		snprintf(err, errsize, "%s/%s: %s", c->data_dir, SG_SCRAM_FAKE_KEY_FILE, error);
+		return -1;
+	}
 	if (sg_mail_open(c->data_dir, &srv->mail, &error) < 0) {
 		snprintf(err, errsize, "mail store: %s", error);
 		return -1;

@@ -96,6 +96,8 @@ struct sg_session {
 	unsigned auth_failures;
 	bool error_challenge;           /* an error challenge was sent: failure counted */
 	unsigned error_delay_ms;
+	uint64_t auth_gen;              /* store generation when the account was last checked */
+	uint8_t auth_fp[32];            /* what the authentication rests on (sess_account_fp) */
 	uint8_t auth_tag[16];           /* keyed hash of this exchange's client bytes */
 	bool auth_tag_set;
 	/* abuse counters */
@@ -155,6 +157,10 @@ bool sess_tls(const struct sg_session *s);
 void sess_auth_event(struct sg_session *s, const char *mech, const char *login, const char *result,
 		     const char *reason, bool injected);
 const char *sess_log_login(const struct sg_session *s);
+/* The state an authenticated session rests on: the account's id, login and
+ * password hash, hashed into fp. 1 (enabled account), 0 (deleted or
+ * disabled), -1 (store error). Any thread. */
+int sess_account_fp(struct sg_cred_store *creds, const char *login, uint8_t fp[32]);
 
 void cmd_ehlo(struct sg_session *s, char *args);
 void cmd_helo(struct sg_session *s, char *args);
