@@ -296,6 +296,8 @@ static int sh_auth(struct sg_smarthost *h, struct sg_sh_stats *st)
 	env.host = h->cfg->host;
 	env.port = h->cfg->port;
 	env.service = "smtp";
+	/* RFC 5802 6: the gs2 flag says whether the server offered a -PLUS variant */
+	env.server_offers_plus = strstr(h->mechs, "-PLUS ") != NULL;
 	uint8_t cb[64];
 	size_t cbl = 0;
 	const char *cbt = NULL;
