@@ -2,7 +2,8 @@
 delivers to a second smtpgate (capture mode, STARTTLS with a certificate from a private CA) with
 XOAUTH2 and OAUTHBEARER (a bearer token minted by `smtpgate token issue` for the smarthost's
 account, read from relay_token_file) and SCRAM-SHA-256 (its gs2 header says we could bind to the
-TLS channel and the server offered no -PLUS variant). The smarthost's own record of the message (X-Smtpgate-Envelope) says which mechanism
+TLS channel and the server offered no -PLUS variant), and EXTERNAL with a client certificate
+(relay_cert, relay_key) from a CA the smarthost trusts (tls_client_ca). The smarthost's own record of the message (X-Smtpgate-Envelope) says which mechanism
 and login authenticated and over which TLS version."""
 
 import os
@@ -14,6 +15,7 @@ import unittest
 
 from harness import HOST, Server, User, queued_id
 from relay_util import log_lines, make_pki, wait_for
+from sec_util import make_client_pki
 
 ALICE = User("alice", "alicepw", addresses=["alice@example.test"])
 RELAYUSER = User("relayuser", "relay-Pass-1", addresses=["relay@smarthost.test"])
@@ -22,14 +24,17 @@ BODY = (b"From: alice@example.test\r\nTo: bob@elsewhere.test\r\nSubject: chain\r
 
 
 class RelayChain(unittest.TestCase):
-    def test_token_and_scram_mechanisms(self):
+    def test_token_scram_and_external(self):
         tmp = tempfile.mkdtemp(prefix="sg-relay-chain-")
         os.chmod(tmp, 0o755)
         try:
             pki = make_pki(os.path.join(tmp, "pki"), ("smarthost.test", "127.0.0.1"))
+            cdir = os.path.join(tmp, "client")
+            os.makedirs(cdir)
+            client_ca, client_cert, client_key = make_client_pki(cdir, "relayuser")
             with Server(users=[RELAYUSER], listeners={"submission": "submission"},
                         settings={"tls_cert": pki.cert, "tls_key": pki.key,
-                                  "sender_policy": "off"}) as hub:
+                                  "tls_client_ca": client_ca, "sender_policy": "off"}) as hub:
                 token = hub.cli("token", "issue", "relayuser", "--data-dir", hub.data_dir,
                                 "--ttl", "600").stdout.strip()
                 tok = os.path.join(tmp, "token")
@@ -40,7 +45,9 @@ class RelayChain(unittest.TestCase):
                     os.chmod(path, 0o600)
                 for mech, secret in (("XOAUTH2", {"relay_token_file": tok}),
                                      ("OAUTHBEARER", {"relay_token_file": tok}),
-                                     ("SCRAM-SHA-256", {"relay_password_file": pw})):
+                                     ("SCRAM-SHA-256", {"relay_password_file": pw}),
+                                     ("EXTERNAL", {"relay_cert": client_cert,
+                                                   "relay_key": client_key})):
                     with self.subTest(mech=mech):
                         before = set(hub.messages("relayuser"))
                         settings = {"delivery": "relay", "relay_host": hub.addr("submission"),
