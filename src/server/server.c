@@ -620,8 +620,10 @@ static void loop_deinit(struct sg_loop *loop)
 		event_free(loop->stop_ev);
 	if (loop->stop_timer != NULL)
 		event_free(loop->stop_timer);
-	if (loop->base != NULL)
+	if (loop->base != NULL) {
+		sg_log_unbind_loop(loop->base); /* the main thread logs on after this */
 		event_base_free(loop->base);
+	}
 }
 
 void sg_server_deinit(struct sg_server *srv)
