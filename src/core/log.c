@@ -1,48 +1,259 @@
 #include "core/log.h"
 
+#include <errno.h>
+#include <event2/event.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 static bool log_syslog;
 static enum sg_log_level log_min = SG_INFO;
+
+/*
+ * The writer (issue 12). A line is formatted once, straight into its destination.
+ * On an event-loop thread (bound by sg_log_bind_loop) lines go to that thread's buffer
+ * and leave in one write(2) at the end of the loop iteration that produced them: the
+ * first line of an iteration activates a one-shot event that runs after the callbacks
+ * already active, i.e. before the loop waits again. Elsewhere (workers, start-up, the
+ * CLI) every line is one write(2) as before. Nothing is dropped: a full buffer is
+ * written at once; the buffers of every loop thread are written at exit and from the
+ * handlers of fatal signals (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT: the previous
+ * handler, e.g. the sanitizer's, then runs as before).
+ */
+#define LOG_BUF_SIZE (32 * 1024)
+#define LOG_MSG_MAX 2048                     /* the message part of a line, as before */
+#define LOG_LINE_MAX (LOG_MSG_MAX + 128 + 64) /* + timestamp, level, event name */
+#define LOG_STALE_MS 200                     /* a flush not run by then is done inline */
+#define LOG_MAX_THREADS 256
+
+struct log_thread {
+	char buf[LOG_BUF_SIZE];
+	size_t len;
+	struct event_base *base;
+	bool pending;       /* a flush event is scheduled on base */
+	int64_t pending_ms; /* when it was */
+	time_t when_sec;    /* cached "YYYY-MM-DDTHH:MM:SS" of when_sec */
+	char when[32];
+	size_t when_len;
+};
+
+static __thread struct log_thread *log_tl;
+static struct log_thread *log_threads[LOG_MAX_THREADS];
+static size_t log_nthreads;
+static pthread_mutex_t log_reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sigaction log_old_act[NSIG];
+
+static void write_fd(const char *p, size_t n)
+{
+	int tries = 0;
+	while (n > 0) {
+		ssize_t w = write(STDERR_FILENO, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			/* a non-blocking stderr that is full: wait a little, bounded */
+			if (errno == EAGAIN && tries++ < 50) {
+				struct pollfd pfd = {.fd = STDERR_FILENO, .events = POLLOUT};
+				poll(&pfd, 1, 100);
+				continue;
+			}
+			return;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void flush_thread(struct log_thread *t)
+{
+	if (t->len > 0)
+		write_fd(t->buf, t->len);
+	t->len = 0;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct log_thread *t = arg;
+	t->pending = false;
+	flush_thread(t);
+}
+
+/* Exit and fatal signals: every loop thread's buffer (write(2) is async-signal-safe;
+ * a line being appended concurrently may come out cut, which beats losing it). */
+static void flush_all(void)
+{
+	size_t n = __atomic_load_n(&log_nthreads, __ATOMIC_ACQUIRE);
+	for (size_t i = 0; i < n; i++) {
+		struct log_thread *t = log_threads[i];
+		if (t->len > 0 && t->len <= sizeof(t->buf))
+			write_fd(t->buf, t->len);
+		t->len = 0;
+	}
+}
+
+static void on_fatal(int sig, siginfo_t *info, void *uctx)
+{
+	flush_all();
+	/* the previous disposition handles the signal: a fault re-executes, a sent or
+	 * raised signal is raised again */
+	sigaction(sig, &log_old_act[sig], NULL);
+	if (info == NULL || info->si_code <= 0 || sig == SIGABRT)
+		raise(sig);
+}
+
+void sg_log_bind_loop(struct event_base *base)
+{
+	if (log_syslog || base == NULL)
+		return;
+	struct log_thread *t = log_tl;
+	if (t != NULL && t->base == base)
+		return;
+	if (t == NULL) {
+		pthread_mutex_lock(&log_reg_lock);
+		if (log_nthreads < LOG_MAX_THREADS) {
+			t = calloc(1, sizeof(*t));
+			if (t != NULL) {
+				log_threads[log_nthreads] = t;
+				__atomic_store_n(&log_nthreads, log_nthreads + 1, __ATOMIC_RELEASE);
+			}
+		}
+		pthread_mutex_unlock(&log_reg_lock);
+		if (t == NULL)
+			return; /* unbuffered, as before */
+		log_tl = t;
+	}
+	flush_thread(t);
+	t->base = base;
+	t->pending = false;
+}
+
+void sg_log_flush(void)
+{
+	if (log_tl != NULL)
+		flush_thread(log_tl);
+}
+
+static void at_exit(void)
+{
+	flush_all();
+}
 
 void sg_log_open(bool use_syslog, enum sg_log_level min)
 {
 	log_syslog = use_syslog;
 	log_min = min;
-	if (use_syslog)
+	if (use_syslog) {
 		openlog("smtpgate", LOG_PID | LOG_NDELAY, LOG_MAIL);
+		return;
+	}
+	static bool hooked;
+	if (hooked)
+		return;
+	hooked = true;
+	atexit(at_exit);
+	static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+	struct sigaction act = {.sa_sigaction = on_fatal, .sa_flags = SA_SIGINFO | SA_ONSTACK};
+	sigemptyset(&act.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &act, &log_old_act[sigs[i]]);
+}
+
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ level event=name " into out (>= 128 + event); its length. */
+static size_t format_head(struct log_thread *t, char *out, enum sg_log_level lvl,
+			  const char *event, const struct timespec *ts)
+{
+	static const char *names[] = {"debug", "info", "warn", "error"};
+	char when_buf[32];
+	const char *when;
+	size_t when_len;
+	if (t != NULL && t->when_sec == ts->tv_sec && t->when_len > 0) {
+		when = t->when;
+		when_len = t->when_len;
+	} else {
+		struct tm tm;
+		gmtime_r(&ts->tv_sec, &tm);
+		when_len = strftime(when_buf, sizeof(when_buf), "%Y-%m-%dT%H:%M:%S", &tm);
+		when = when_buf;
+		if (t != NULL) {
+			memcpy(t->when, when_buf, when_len + 1);
+			t->when_len = when_len;
+			t->when_sec = ts->tv_sec;
+		}
+	}
+	size_t o = 0;
+	memcpy(out, when, when_len);
+	o += when_len;
+	long ms = ts->tv_nsec / 1000000L;
+	out[o++] = '.';
+	out[o++] = (char)('0' + ms / 100);
+	out[o++] = (char)('0' + ms / 10 % 10);
+	out[o++] = (char)('0' + ms % 10);
+	out[o++] = 'Z';
+	out[o++] = ' ';
+	size_t n = strlen(names[lvl]);
+	memcpy(out + o, names[lvl], n);
+	o += n;
+	memcpy(out + o, " event=", 7);
+	o += 7;
+	n = strnlen(event, 64);
+	memcpy(out + o, event, n);
+	o += n;
+	out[o++] = ' ';
+	return o;
 }
 
 void sg_log(enum sg_log_level lvl, const char *event, const char *fmt, ...)
 {
-	static const char *names[] = {"debug", "info", "warn", "error"};
 	if (lvl < log_min)
 		return;
-	char msg[2048];
 	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	if (log_syslog) {
+		char msg[LOG_MSG_MAX];
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
 		static const int prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
 		syslog(prio[lvl], "event=%s %s", event, msg);
 		return;
 	}
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	struct tm tm;
-	gmtime_r(&ts.tv_sec, &tm);
-	char when[32];
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	/* One fprintf per line: stdio locks the stream, so lines from worker
-	 * threads never interleave. */
-	fprintf(stderr, "%s.%03ldZ %s event=%s %s\n", when, ts.tv_nsec / 1000000L, names[lvl], event,
-		msg);
+	struct log_thread *t = log_tl;
+	char line[LOG_LINE_MAX];
+	char *out = line;
+	if (t != NULL && t->base != NULL) {
+		int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+		/* room for a whole line, and no flush left behind by a loop that ended */
+		if (sizeof(t->buf) - t->len < LOG_LINE_MAX ||
+		    (t->pending && now_ms - t->pending_ms > LOG_STALE_MS))
+			flush_thread(t);
+		out = t->buf + t->len;
+		if (!t->pending && event_base_once(t->base, -1, EV_TIMEOUT, on_flush, t, NULL) == 0) {
+			t->pending = true;
+			t->pending_ms = now_ms;
+		}
+	}
+	size_t o = format_head(t, out, lvl, event, &ts);
+	va_start(ap, fmt);
+	int n = vsnprintf(out + o, LOG_MSG_MAX, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	o += (size_t)n < LOG_MSG_MAX ? (size_t)n : LOG_MSG_MAX - 1;
+	out[o++] = '\n';
+	if (out == line)
+		write_fd(line, o); /* one write per line: lines of threads never interleave */
+	else if (t->pending)
+		t->len += o;
+	else
+		write_fd(out, o); /* the flush could not be scheduled: write now */
 }
 
 /* Length of the well-formed UTF-8 sequence at p (RFC 3629 section 4: no

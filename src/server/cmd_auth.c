@@ -24,21 +24,11 @@
 
 #define AUTH_LINE_MAX 12288 /* RFC 4954 4: at least 12,288 octets */
 
+/* The listener's configured offer (auth_mechanisms, channel_binding,
+ * legacy_verifiers: computed once in sg_config_finish). */
 static bool listener_allows(const struct sg_session *s, const struct sg_mech *m)
 {
-	const char *list = s->lst->cfg->mechanisms;
-	if (list[0] == '\0')
-		return true;
-	size_t n = strlen(m->name);
-	for (const char *p = list; *p != '\0';) {
-		while (*p == ' ' || *p == ',')
-			p++;
-		size_t w = strcspn(p, " ,");
-		if (w == n && strncasecmp(p, m->name, n) == 0)
-			return true;
-		p += w;
-	}
-	return false;
+	return sg_listener_offers(s->lst->cfg, m);
 }
 
 static bool plaintext_blocked(const struct sg_session *s, const struct sg_mech *m)
