@@ -989,6 +989,8 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 	h->ctx.events = events;
 	h->ctx.faults = faults;
 	h->ctx.metrics = metrics;
+	if (cfg->relay != NULL)
+		h->ctx.relay = *cfg->relay;
 	h->throttle = cfg->throttle;
 	h->ctx.data_dir = sg_strdup(cfg->data_dir != NULL ? cfg->data_dir : ".");
 	h->loopback = loopback;

@@ -15,6 +15,7 @@
 #include "store/cred.h"
 #include "server/server.h"
 #include "server/session.h"
+#include "relay/queue.h"
 #include "smtp/cmd.h"
 
 static bool auth_required(const struct sg_session *s)
@@ -113,6 +114,8 @@ void cmd_mail(struct sg_session *s, char *args)
 	const struct sg_config *cfg = &s->srv->cfg;
 	bool smtputf8 = false;
 	unsigned long long size = 0;
+	int dsn_ret = 0;
+	char envid[sizeof(s->dsn_envid)] = "";
 	for (size_t i = 0; i < pc.nparams; i++) {
 		const struct sg_param *p = &pc.params[i];
 		if (strcmp(p->key, "SIZE") == 0) { /* RFC 1870 */
@@ -146,6 +149,19 @@ void cmd_mail(struct sg_session *s, char *args)
 				sess_error(s, SG_R_PARAM_SYNTAX);
 				return;
 			}
+		} else if (strcmp(p->key, "RET") == 0 && dsn_ret == 0) { /* RFC 3461 4.3 */
+			if (p->value == NULL || (strcasecmp(p->value, "FULL") != 0 &&
+						 strcasecmp(p->value, "HDRS") != 0)) {
+				sess_error(s, SG_R_PARAM_SYNTAX);
+				return;
+			}
+			dsn_ret = strcasecmp(p->value, "FULL") == 0 ? 1 : 2;
+		} else if (strcmp(p->key, "ENVID") == 0 && envid[0] == '\0') { /* RFC 3461 4.4 */
+			if (p->value == NULL || sg_xtext_decode(p->value, envid, sizeof(envid)) < 0 ||
+			    envid[0] == '\0') {
+				sess_error(s, SG_R_PARAM_SYNTAX);
+				return;
+			}
 		} else {
 			sess_error(s, SG_R_PARAM_UNKNOWN);
 			return;
@@ -155,6 +171,8 @@ void cmd_mail(struct sg_session *s, char *args)
 		sess_error(s, SG_R_UTF8_REQUIRED);
 		return;
 	}
+	s->dsn_ret = dsn_ret;
+	sg_strlcpy(s->dsn_envid, envid, sizeof(s->dsn_envid));
 	char pv[300];
 	if (s->authenticated && s->lst->cfg->sender_enforce && pc.path[0] != '\0') {
 		int r = sg_cred_owns_address(s->srv->creds, s->login, pc.path);
@@ -231,9 +249,27 @@ void cmd_rcpt(struct sg_session *s, char *args)
 			return;
 		}
 	}
-	if (pc.nparams > 0) {
-		sess_error(s, SG_R_PARAM_UNKNOWN);
-		return;
+	/* RFC 3461 4.1, 4.2: NOTIFY and ORCPT; nothing else */
+	unsigned notify = 0;
+	char orcpt[sizeof(s->rcpts[0].orcpt)] = "";
+	for (size_t i = 0; i < pc.nparams; i++) {
+		const struct sg_param *p = &pc.params[i];
+		if (strcmp(p->key, "NOTIFY") == 0 && notify == 0) {
+			if (p->value == NULL || sg_notify_parse(p->value, &notify) < 0) {
+				sess_error(s, SG_R_PARAM_SYNTAX);
+				return;
+			}
+		} else if (strcmp(p->key, "ORCPT") == 0 && orcpt[0] == '\0') {
+			const char *semi = p->value != NULL ? strchr(p->value, ';') : NULL;
+			if (semi == NULL || semi == p->value || semi - p->value > 40 ||
+			    sg_xtext_decode(p->value, orcpt, sizeof(orcpt)) < 0) {
+				sess_error(s, SG_R_PARAM_SYNTAX);
+				return;
+			}
+		} else {
+			sess_error(s, SG_R_PARAM_UNKNOWN);
+			return;
+		}
 	}
 	if (pc.utf8 && !s->smtputf8) {
 		sess_error(s, SG_R_UTF8_REQUIRED);
@@ -278,7 +314,9 @@ void cmd_rcpt(struct sg_session *s, char *args)
 		add_owner(s, owner);
 	}
 	s->rcpts = sg_realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*s->rcpts));
-	sg_strlcpy(s->rcpts[s->nrcpts++].addr, pc.path, sizeof(s->rcpts[0].addr));
+	sg_strlcpy(s->rcpts[s->nrcpts].addr, pc.path, sizeof(s->rcpts[0].addr));
+	s->rcpts[s->nrcpts].notify = notify;
+	sg_strlcpy(s->rcpts[s->nrcpts++].orcpt, orcpt, sizeof(s->rcpts[0].orcpt));
 	s->state = ST_RCPT;
 	sg_log(SG_INFO, "rcpt", "sid=%s login=%s to=%s result=ok", s->id, sess_log_login(s), pv);
 	sess_reply(s, SG_R_RCPT_OK);

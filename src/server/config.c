@@ -154,6 +154,7 @@ void sg_config_defaults(struct sg_config *c)
 	sg_strlcpy(c->oauth_scope, "smtp", sizeof(c->oauth_scope));
 	sg_strlcpy(c->gss_service, "smtp", sizeof(c->gss_service));
 	sg_strlcpy(c->http_listen, "127.0.0.1:8025", sizeof(c->http_listen));
+	sg_relay_config_defaults(&c->relay);
 }
 
 static char *trim(char *s)
@@ -416,6 +417,9 @@ static int set_listener_key(struct sg_listener_cfg *l, const char *k, const char
 	} else if (strcmp(k, "channel_binding") == 0) {
 		if (parse_bool(v, &l->channel_binding) < 0)
 			goto bad;
+	} else if (strcmp(k, "delivery") == 0) {
+		if (sg_relay_parse_delivery(v, &l->delivery) < 0)
+			goto bad;
 	} else {
 		snprintf(err, errsize, "%s: unknown listener key '%s'", where, k);
 		return -1;
@@ -491,6 +495,9 @@ static int set_global_key(struct sg_config *c, const char *k, const char *v, cha
 			return 0;
 		}
 	}
+	int rr = sg_relay_config_set(&c->relay, k, v, err, errsize, where);
+	if (rr != 0)
+		return rr < 0 ? -1 : 0;
 	snprintf(err, errsize, "%s: unknown key '%s'", where, k);
 	return -1;
 bad:
@@ -608,6 +615,12 @@ int sg_config_load(struct sg_config *c, const char *path, char *err, size_t errs
 	}
 	if (r == 0)
 		r = sg_config_parse(c, sg_buf_str(&text), path, err, errsize);
+	if (r == 0) { /* relay keys that depend on each other, with their lines */
+		bool relay_used = c->relay.delivery == SG_DELIVERY_RELAY;
+		for (size_t i = 0; i < c->nlisteners; i++)
+			relay_used |= sg_config_relays(c, &c->listeners[i]);
+		r = sg_relay_config_check(&c->relay, relay_used, err, errsize);
+	}
 	sg_buf_free(&text);
 	return r;
 }
@@ -654,6 +667,12 @@ int sg_config_add_listen(struct sg_config *c, const char *spec, char *err, size_
 static const char *opt(const char *s)
 {
 	return s[0] != '\0' ? s : NULL;
+}
+
+bool sg_config_relays(const struct sg_config *c, const struct sg_listener_cfg *l)
+{
+	enum sg_delivery d = l->delivery != SG_DELIVERY_INHERIT ? l->delivery : c->relay.delivery;
+	return d == SG_DELIVERY_RELAY;
 }
 
 void sg_config_finish(struct sg_config *c)

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "relay/relay_config.h"
 #include "core/proxy.h"
 #include "sasl/mech.h"
 
@@ -44,6 +45,7 @@ struct sg_listener_cfg {
 	unsigned mechanisms_line;     /* where it was set (0 = inherited/default) */
 	bool channel_binding;         /* also offer SCRAM-*-PLUS */
 	uint64_t offer_mask;          /* bit i = sg_mechs[i] may be offered (finish) */
+	enum sg_delivery delivery;    /* INHERIT: the global relay.delivery */
 	/* PROXY protocol v1/v2 header before anything else, only from these
 	 * networks (default: loopback 127.0.0.0/8 and ::1) */
 	bool proxy_protocol;
@@ -114,6 +116,7 @@ struct sg_config {
 	char faults[SG_MAX_FAULTS][256];
 	size_t nlisteners;
 	struct sg_listener_cfg listeners[SG_MAX_LISTENERS];
+	struct sg_relay_config relay; /* delivery, relay_*, queue_*, dkim_key (relay/relay_config.h) */
 };
 
 void sg_config_defaults(struct sg_config *c);
@@ -131,5 +134,7 @@ const char *sg_role_name(enum sg_role r);
 /* May the listener offer this mechanism (its list, channel_binding and
  * legacy_verifiers; TLS and store availability are checked per session)? */
 bool sg_listener_offers(const struct sg_listener_cfg *l, const struct sg_mech *m);
+/* Does this listener deliver by relay (its own delivery, else the global one)? */
+bool sg_config_relays(const struct sg_config *c, const struct sg_listener_cfg *l);
 
 #endif

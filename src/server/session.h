@@ -43,6 +43,8 @@ enum sess_state {
 
 struct sess_rcpt {
 	char addr[257];
+	unsigned notify;        /* RFC 3461 NOTIFY (relay/queue.h SG_NOTIFY_*), 0 = not given */
+	char orcpt[520];        /* ORCPT, xtext-decoded "type;address", "" = not given */
 };
 
 struct sess_job {
@@ -65,6 +67,7 @@ struct sess_job {
 	struct sg_buf prefix;
 	int body_fd;                    /* the DATA spool (owned: closed by sess_job_free) */
 	size_t body_len;
+	struct sg_route *route;         /* relay mode (server/route.c), else NULL */
 };
 
 struct sg_session {
@@ -105,6 +108,8 @@ struct sg_session {
 	unsigned long long declared_size;
 	struct sess_rcpt *rcpts;
 	size_t nrcpts;
+	int dsn_ret;                    /* RFC 3461 RET: 0 not given, 1 FULL, 2 HDRS (set by MAIL) */
+	char dsn_envid[101];            /* ENVID, xtext-decoded (at most 100 octets) */
 	char **owners;                  /* inboxes (mx, unauthenticated), at most one per RCPT */
 	size_t nowners;
 	unsigned txn_seq;
