@@ -140,10 +140,10 @@ void sg_log_flush(void)
 		flush_thread(log_tl);
 }
 
-void sg_log_unbind_loop(struct event_base *base)
+void sg_log_unbind_loop(void)
 {
 	struct log_thread *t = log_tl;
-	if (t == NULL || t->base != base)
+	if (t == NULL)
 		return;
 	flush_thread(t);
 	t->base = NULL;

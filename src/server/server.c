@@ -620,14 +620,14 @@ static void loop_deinit(struct sg_loop *loop)
 		event_free(loop->stop_ev);
 	if (loop->stop_timer != NULL)
 		event_free(loop->stop_timer);
-	if (loop->base != NULL) {
-		sg_log_unbind_loop(loop->base); /* the main thread logs on after this */
+	if (loop->base != NULL)
 		event_base_free(loop->base);
-	}
 }
 
 void sg_server_deinit(struct sg_server *srv)
 {
+	/* this thread's log lines went through loop 0's base, freed below */
+	sg_log_unbind_loop();
 	if (srv->sigterm_ev != NULL)
 		event_free(srv->sigterm_ev);
 	if (srv->sigint_ev != NULL)
