@@ -13,14 +13,18 @@
 #include "core/secret.h"
 #include "core/util.h"
 #include "server/config.h"
+#include "server/stores.h"
 #include "store/cred.h"
+#include "store/pg.h"
 
 #define PASSWORD_MAX 1024
 
 static const char user_help[] =
 	"usage: smtpgate user [--config FILE] [--data-dir DIR] COMMAND [ARGS]\n"
 	"\n"
-	"Manage the accounts of the credential store, <DIR>/smtpgate.db (SQLite).\n"
+	"Manage the accounts of the credential store: <DIR>/smtpgate.db (SQLite), or\n"
+	"the shared PostgreSQL database when the configuration says\n"
+	"store = postgresql (every node sees the change at once).\n"
 	"Passwords are never stored: setting one derives every verifier the\n"
 	"authentication mechanisms need (yescrypt for PLAIN and LOGIN, the HMAC-MD5\n"
 	"key state for CRAM-MD5, SCRAM-SHA-1 and SCRAM-SHA-256 keys, the NT hash for\n"
@@ -52,8 +56,10 @@ static const char user_help[] =
 	"        away. An address belongs to at most one account.\n"
 	"\n"
 	"Options:\n"
-	"  --config FILE      read data_dir from this configuration file (the one\n"
-	"                     'smtpgate serve' uses); --data-dir overrides it\n"
+	"  --config FILE      read data_dir, scram_iterations and the store settings\n"
+	"                     (store, pg_conninfo[_file]) from this configuration\n"
+	"                     file (the one 'smtpgate serve' uses); --data-dir\n"
+	"                     overrides data_dir\n"
 	"  --data-dir DIR     the data directory (default ./smtpgate-data; created\n"
 	"                     with mode 0700 when missing)\n"
 	"  --password-stdin   read the password as one line from standard input (a\n"
@@ -182,8 +188,19 @@ static int get_password(bool from_stdin, char *pw)
 
 /* ---- commands ---- */
 
-static int open_store(const char *data_dir, struct sg_cred_store **s)
+static int open_store(const struct sg_config *cfg, const char *data_dir, struct sg_pg **pg,
+		      struct sg_cred_store **s)
 {
+	char serr[1200];
+	if (sg_stores_pg_new(cfg, pg, serr, sizeof(serr)) < 0)
+		return fail("opening the credential store", serr);
+	if (*pg != NULL) {
+		if (sg_stores_open_cred(cfg, *pg, s, serr, sizeof(serr)) < 0) {
+			sg_pg_free(pg);
+			return fail("opening the credential store", serr);
+		}
+		return 0;
+	}
 	if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
 		fprintf(stderr, "smtpgate user: cannot create %s: %s\n", data_dir, strerror(errno));
 		return 1;
@@ -306,7 +323,7 @@ static int cmd_login_only(struct sg_cred_store *s, int argc, char **argv)
 	return r == 0 ? 0 : fail(argv[0], err);
 }
 
-static int user_main(const char *data_dir, int sub_argc, char **sub_argv);
+static int user_main(const struct sg_config *cfg, const char *data_dir, int sub_argc, char **sub_argv);
 
 int sg_cmd_user(int argc, char **argv)
 {
@@ -354,13 +371,13 @@ int sg_cmd_user(int argc, char **argv)
 	}
 	char *dir = sg_strdup(data_dir != NULL ? data_dir : cfg->data_dir);
 	cred_params.scram_iterations = cfg->sasl.scram_iterations;
+	int ret = user_main(cfg, dir, argc - i, argv + i);
 	free(cfg);
-	int ret = user_main(dir, argc - i, argv + i);
 	free(dir);
 	return ret;
 }
 
-static int user_main(const char *data_dir, int sub_argc, char **sub_argv)
+static int user_main(const struct sg_config *cfg, const char *data_dir, int sub_argc, char **sub_argv)
 {
 	if (data_dir[0] == '\0')
 		return usage_error("%s", "--data-dir must not be empty");
@@ -376,7 +393,8 @@ static int user_main(const char *data_dir, int sub_argc, char **sub_argv)
 		return usage_error("%s", "list takes no arguments");
 
 	struct sg_cred_store *s = NULL;
-	int ret = open_store(data_dir, &s);
+	struct sg_pg *pg = NULL;
+	int ret = open_store(cfg, data_dir, &pg, &s);
 	if (ret != 0)
 		return ret;
 	if (strcmp(cmd, "add") == 0 || strcmp(cmd, "passwd") == 0) {
@@ -393,5 +411,6 @@ static int user_main(const char *data_dir, int sub_argc, char **sub_argv)
 		ret = cmd_login_only(s, sub_argc, sub_argv);
 	}
 	sg_cred_close(&s);
+	sg_pg_free(&pg);
 	return ret;
 }

@@ -26,10 +26,12 @@
 #include "store/faults.h"
 #include "server/proxy_accept.h"
 #include "server/session.h"
+#include "server/stores.h"
 #include "server/throttle.h"
 #include "smtp/reply.h"
 #include "store/cred.h"
 #include "store/mail.h"
+#include "store/pg.h"
 
 /* How long a stopping server waits for sessions in DATA. */
 #define STOP_GRACE_MS 10000
@@ -271,6 +273,27 @@ static int setup_oauth(struct sg_server *srv, char *err, size_t errsize)
 	return 0;
 }
 
+/* GET /readyz: the listeners accept and the credential store answers a
+ * cheap query (so a load balancer stops sending clients to a node that
+ * could only answer 454). */
+static int server_ready(void *ctx, const char **why_r)
+{
+	struct sg_server *srv = ctx;
+	if (atomic_load(&srv->stopping)) {
+		*why_r = "stopping";
+		return 0;
+	}
+	if (!atomic_load(&srv->running)) {
+		*why_r = "listeners not accepting yet";
+		return 0;
+	}
+	if (sg_cred_ping(srv->creds) < 0) {
+		*why_r = "credential store unreachable";
+		return 0;
+	}
+	return 1;
+}
+
 /* The auth event log, fault rules, metrics and the HTTP API. */
 static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 {
@@ -318,6 +341,8 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 		.data_dir = c->data_dir,
 		.tls_cert = c->http_tls ? c->tls_cert : NULL,
 		.tls_key = c->http_tls ? c->tls_key : NULL,
+		.ready = server_ready,
+		.ready_ctx = srv,
 	};
 	if (sg_http_start(&hc, srv->creds, srv->mail, srv->events, srv->faults, &srv->metrics, &srv->http,
 			  &error) < 0) {
@@ -378,6 +403,9 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		close(fds[i]); /* every loop holds its own duplicate */
 	if (ret < 0)
 		return -1;
+	/* pg_conninfo_file is read before root is dropped */
+	if (sg_stores_pg_new(c, &srv->pg, err, errsize) < 0)
+		return -1;
 	if (root) {
 		char abs[PATH_MAX];
 		if (realpath(c->data_dir, abs) == NULL || !sg_strlcpy(c->data_dir, abs, sizeof(c->data_dir))) {
@@ -399,10 +427,10 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		}
 		sg_log(SG_INFO, "privileges", "user=%s uid=%u", privs.name, (unsigned)privs.uid);
 	}
-	char path[1100];
-	snprintf(path, sizeof(path), "%s/smtpgate.db", c->data_dir);
-	if (sg_cred_open(path, &srv->creds, &error) < 0) {
-		snprintf(err, errsize, "account database %s: %s", path, error);
+	if (sg_stores_open_cred(c, srv->pg, &srv->creds, err, errsize) < 0)
+		return -1;
+	if (srv->pg != NULL && sg_pg_start_listener(srv->pg) < 0) {
+		snprintf(err, errsize, "PostgreSQL listener thread: %s", strerror(errno));
 		return -1;
 	}
 	sg_cred_set_auth_cache(srv->creds, c->auth_cache_ttl_ms, 4096);
@@ -495,6 +523,7 @@ int sg_server_run(struct sg_server *srv)
 	for (unsigned k = 1; k < srv->nloops; k++)
 		if (pthread_create(&srv->loops[k].thread, NULL, loop_thread, &srv->loops[k]) != 0)
 			sg_fatal("pthread_create failed");
+	atomic_store(&srv->running, true);
 	sg_log(SG_INFO, "ready", "hostname=%s data_dir=%s loops=%u", srv->cfg.hostname,
 	       srv->cfg.data_dir, srv->nloops);
 	event_base_dispatch(main_loop->base);
@@ -538,6 +567,7 @@ void sg_server_deinit(struct sg_server *srv)
 	sg_throttle_free(&srv->throttle);
 	sg_tls_ctx_free(&srv->tls);
 	sg_mail_close(&srv->mail);
+	sg_pg_free(&srv->pg); /* stops the listener first: it calls into the stores */
 	sg_cred_close(&srv->creds);
 	if (srv->oauth_key != NULL)
 		sg_oauth_secret_free(&srv->oauth_key, srv->oauth_key_len);

@@ -1,0 +1,62 @@
+#include "server/stores.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/secret.h"
+#include "server/config.h"
+#include "store/cred.h"
+#include "store/pg.h"
+
+bool sg_stores_is_pg(const struct sg_config *c)
+{
+	return strcmp(c->store, "postgresql") == 0;
+}
+
+int sg_stores_pg_new(const struct sg_config *c, struct sg_pg **pg_r, char *err, size_t errsize)
+{
+	*pg_r = NULL;
+	if (strcmp(c->store, "sqlite") == 0)
+		return 0;
+	if (!sg_stores_is_pg(c)) {
+		snprintf(err, errsize, "store '%s': expected sqlite or postgresql", c->store);
+		return -1;
+	}
+	if ((c->pg_conninfo[0] != '\0') == (c->pg_conninfo_file[0] != '\0')) {
+		snprintf(err, errsize, "store = postgresql needs exactly one of pg_conninfo and pg_conninfo_file");
+		return -1;
+	}
+	char conninfo[1024];
+	const char *error = NULL;
+	if (c->pg_conninfo_file[0] != '\0') {
+		if (sg_pg_conninfo_file(c->pg_conninfo_file, conninfo, sizeof(conninfo), &error) < 0) {
+			snprintf(err, errsize, "pg_conninfo_file: %s", error);
+			return -1;
+		}
+	} else {
+		snprintf(conninfo, sizeof(conninfo), "%s", c->pg_conninfo);
+	}
+	*pg_r = sg_pg_new(conninfo, c->pg_pool_size);
+	sg_wipe(conninfo, sizeof(conninfo));
+	return 0;
+}
+
+int sg_stores_open_cred(const struct sg_config *c, struct sg_pg *pg, struct sg_cred_store **creds_r,
+			char *err, size_t errsize)
+{
+	const char *error = NULL;
+	if (pg != NULL) {
+		if (sg_cred_open_pg(pg, creds_r, &error) < 0) {
+			snprintf(err, errsize, "account database (PostgreSQL): %s", error);
+			return -1;
+		}
+		return 0;
+	}
+	char path[1100];
+	snprintf(path, sizeof(path), "%s/smtpgate.db", c->data_dir);
+	if (sg_cred_open(path, creds_r, &error) < 0) {
+		snprintf(err, errsize, "account database %s: %s", path, error);
+		return -1;
+	}
+	return 0;
+}
