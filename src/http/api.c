@@ -38,7 +38,6 @@
 
 #define LIST_DEFAULT 50
 #define LIST_MAX 500
-#define RAW_MAX ((size_t)512 << 20)
 
 static void send_json(struct sg_http_resp *resp, unsigned status, json_t *o)
 {
@@ -351,17 +350,17 @@ static void message_route(struct sg_http_req *r, struct sg_http_resp *resp, cons
 			send_json(resp, 200, json_pack("{s:s,s:s,s:I}", "id", id, "inbox", login, "deleted",
 						       (json_int_t)1));
 	} else if (strcmp(sub, "raw") == 0 && method_is(r, "GET")) {
-		const char *err = NULL;
-		sg_buf_reset(&resp->body);
-		int rr = sg_mail_read(ctx->mail, login, id, &resp->body, &err);
-		if (rr <= 0) {
-			sg_http_error(resp, rr == 0 ? 404 : 500, rr == 0 ? "no such message" : err);
+		/* streamed from the file: never held in memory whole */
+		int fd = sg_mail_open_message(ctx->mail, login, id);
+		if (fd < 0) {
+			sg_http_error(resp, 404, "no such message");
 			return;
 		}
 		/* text/plain, never message/rfc822 or text/html: the browser must
 		 * not render anything a stranger sent */
 		resp->status = 200;
 		resp->content_type = "text/plain; charset=utf-8";
+		resp->fd = fd;
 		snprintf(resp->disposition, sizeof(resp->disposition), "inline; filename=\"%s.eml\"", id);
 	} else if (strncmp(sub, "attachments/", 12) == 0 && method_is(r, "GET")) {
 		uint64_t idx;

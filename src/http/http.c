@@ -288,6 +288,33 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned status, const
 }
 
 static enum MHD_Result send_json_error(struct MHD_Connection *c, unsigned status, const char *msg,
+				       bool www_auth);
+
+/* A whole file as the body; the fd is closed in every case. */
+static enum MHD_Result send_fd(struct MHD_Connection *c, unsigned status, const char *type, int fd,
+			       const char *disposition)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		close(fd);
+		return send_json_error(c, 500, "cannot read the message", false);
+	}
+	struct MHD_Response *r = MHD_create_response_from_fd((size_t)st.st_size, fd);
+	if (r == NULL) {
+		close(fd);
+		return MHD_NO;
+	}
+	add_common_headers(r);
+	if (type != NULL)
+		MHD_add_response_header(r, "Content-Type", type);
+	if (disposition != NULL && disposition[0] != '\0')
+		MHD_add_response_header(r, "Content-Disposition", disposition);
+	enum MHD_Result ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result send_json_error(struct MHD_Connection *c, unsigned status, const char *msg,
 				       bool www_auth)
 {
 	struct sg_http_resp resp;
@@ -788,6 +815,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	resp.status = 200;
 	resp.content_type = "application/json";
 	sg_api_handle(&r, &resp);
+	if (resp.fd > 0) {
+		enum MHD_Result fr = send_fd(c, resp.status, resp.content_type, resp.fd, resp.disposition);
+		sg_buf_free(&resp.body);
+		return fr;
+	}
 	enum MHD_Result ret = send_buf(c, resp.status, resp.content_type, resp.body.data, resp.body.len,
 				       resp.disposition, false);
 	sg_buf_free(&resp.body);

@@ -37,7 +37,8 @@ struct sg_http_resp {
 	unsigned status;
 	const char *content_type;  /* static string */
 	struct sg_buf body;
-	char disposition[320];     /* Content-Disposition, when not "" */
+	char disposition[640];     /* Content-Disposition, when not "" */
+	int fd;                    /* > 0: send this file (http.c closes it) instead of body */
 };
 
 /* --- http.c --- */

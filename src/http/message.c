@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <gmime/gmime.h>
@@ -305,23 +306,195 @@ bool sg_msg_summary_match(const struct sg_msg_summary *s, const char *q)
 	return false;
 }
 
-/* ---- details ---- */
+/* ---- details ----
+ *
+ * Everything done to one message for the API is bounded in advance,
+ * whatever the message contains (issue 10 item 1). GLib and GMime allocate
+ * with g_malloc, which aborts the whole process (SMTP included) when memory
+ * runs out, so the inputs handed to them are bounded instead:
+ *   - a pre-scan of the file (one linear pass, no allocation) refuses to
+ *     hand GMime a file over DETAIL_FILE_MAX bytes, with more than
+ *     MIME_PARTS_MAX Content-Type lines (which bounds the part count and the
+ *     nesting depth) or more than HEADER_LINES_MAX header-like lines;
+ *   - the walk over the parsed tree stops at MIME_DEPTH_MAX levels and
+ *     MIME_PARTS_MAX parts;
+ *   - a text part is decoded only when its encoded size is at most
+ *     TEXT_PART_MAX;
+ *   - cid: images are inlined in one pass into an output capped at
+ *     BODY_TEXT_MAX, at most INLINE_SUBST_MAX substitutions, each image
+ *     encoded once (at most CID_IMAGE_MAX decoded bytes);
+ *   - at most PARSE_SLOTS parses run at once on the whole HTTP side, so the
+ *     memory of all of them together is bounded too.
+ * A message over a limit is shown degraded: "degraded": true and "notes"
+ * say what was left out (images not inlined, parts not listed, the text
+ * shown raw), never an error and never an abort. */
 
-static GMimeMessage *parse_file(struct sg_mail_store *mail, const char *login, const char *id)
+#define DETAIL_FILE_MAX ((uint64_t)32 << 20)
+#define MIME_PARTS_MAX 500
+#define MIME_DEPTH_MAX 32
+#define HEADER_LINES_MAX 20000
+#define TEXT_PART_MAX ((int64_t)8 << 20)
+#define INLINE_SUBST_MAX 64
+#define CID_MAX 32
+#define CID_IMAGE_MAX (2 * 1024 * 1024)
+#define RAW_EXCERPT_MAX (256 * 1024)
+#define HEADER_VALUE_MAX (16 * 1024)
+#define PARSE_SLOTS 2
+#define PARSE_WAIT_MS 15000
+
+static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slot_cv = PTHREAD_COND_INITIALIZER;
+static unsigned slots_busy;
+
+/* Take a parse slot, waiting at most PARSE_WAIT_MS. */
+static bool slot_take(void)
 {
-	int fd = sg_mail_open_message(mail, login, id);
-	if (fd < 0)
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += PARSE_WAIT_MS / 1000;
+	pthread_mutex_lock(&slot_lock);
+	while (slots_busy >= PARSE_SLOTS)
+		if (pthread_cond_timedwait(&slot_cv, &slot_lock, &ts) == ETIMEDOUT)
+			break;
+	bool ok = slots_busy < PARSE_SLOTS;
+	if (ok)
+		slots_busy++;
+	pthread_mutex_unlock(&slot_lock);
+	return ok;
+}
+
+static void slot_give(void)
+{
+	pthread_mutex_lock(&slot_lock);
+	slots_busy--;
+	pthread_cond_signal(&slot_cv);
+	pthread_mutex_unlock(&slot_lock);
+}
+
+struct scan {
+	uint64_t size;
+	size_t content_types;    /* lines starting "Content-Type" */
+	size_t header_lines;     /* lines starting "<token>:" */
+	uint64_t body_offset;    /* first byte after the top header section */
+};
+
+static bool tok_char(unsigned char c)
+{
+	return c > 32 && c < 127 && c != ':';
+}
+
+/* One pass over the file, no allocation. 0, or -1 on a read error. */
+static int prescan(int fd, struct scan *sc)
+{
+	/* "Content-Type" at a line start, whatever follows (an upper bound) */
+	static const char ct[] = "content-type";
+	uint8_t chunk[65536];
+	bool line_start = true, in_token = false, top_headers = true;
+	size_t col = 0, ctpos = 0;
+	bool ct_alive = false;
+	int nl_run = 0;
+	memset(sc, 0, sizeof(*sc));
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		for (ssize_t i = 0; i < n; i++) {
+			unsigned char c = chunk[i];
+			sc->size++;
+			if (c == '\n') {
+				line_start = true;
+				if (top_headers && ++nl_run == 2) {
+					top_headers = false;
+					sc->body_offset = sc->size;
+				}
+				continue;
+			}
+			if (c != '\r')
+				nl_run = 0;
+			if (line_start) {
+				line_start = false;
+				col = 0;
+				ctpos = 0;
+				ct_alive = true;
+				in_token = tok_char(c);
+			}
+			if (ct_alive) {
+				if (ctpos < sizeof(ct) - 1 && (c | 0x20) == (unsigned char)ct[ctpos]) {
+					if (++ctpos == sizeof(ct) - 1) {
+						sc->content_types++;
+						ct_alive = false;
+					}
+				} else {
+					ct_alive = false;
+				}
+			}
+			if (in_token) {
+				if (c == ':' && col > 0) {
+					sc->header_lines++;
+					in_token = false;
+				} else if (!tok_char(c)) {
+					in_token = false;
+				}
+			}
+			col++;
+		}
+	}
+	if (top_headers)
+		sc->body_offset = sc->size;
+	return 0;
+}
+
+static void note(json_t *notes, const char *text)
+{
+	json_array_append_new(notes, json_string(text));
+}
+
+static GMimeMessage *parse_fd(int fd)
+{
+	if (lseek(fd, 0, SEEK_SET) != 0) {
+		close(fd);
 		return NULL;
+	}
 	GMimeStream *stream = g_mime_stream_fs_new(fd); /* owns fd */
 	GMimeParser *parser = g_mime_parser_new_with_stream(stream);
 	g_object_unref(stream);
+	/* parts stay substreams of the file instead of copies in memory */
+	g_mime_parser_set_persist_stream(parser, TRUE);
 	GMimeMessage *msg = g_mime_parser_construct_message(parser, NULL);
 	g_object_unref(parser);
 	return msg;
 }
 
-#define CID_MAX 32
-#define CID_IMAGE_MAX (2 * 1024 * 1024)
+/* Open, pre-scan and parse a message within the limits. NULL with *why set
+ * (a static note) when it is over a limit, NULL with *why NULL when absent
+ * or unreadable. */
+static GMimeMessage *parse_bounded(struct sg_mail_store *mail, const char *login, const char *id,
+				   struct scan *sc, const char **why)
+{
+	*why = NULL;
+	int fd = sg_mail_open_message(mail, login, id);
+	if (fd < 0)
+		return NULL;
+	if (prescan(fd, sc) < 0) {
+		close(fd);
+		return NULL;
+	}
+	if (sc->size > DETAIL_FILE_MAX)
+		*why = "the message is too large to be parsed for display; download it raw";
+	else if (sc->content_types > MIME_PARTS_MAX)
+		*why = "the message has too many MIME parts to be parsed for display";
+	else if (sc->header_lines > HEADER_LINES_MAX)
+		*why = "the message has too many header lines to be parsed for display";
+	if (*why != NULL) {
+		close(fd);
+		return NULL;
+	}
+	return parse_fd(fd);
+}
 
 struct walk {
 	GMimeObject *cids[CID_MAX]; /* image parts with a Content-ID (cid: URLs in the HTML) */
@@ -332,6 +505,8 @@ struct walk {
 	size_t idx;               /* attachment counter */
 	size_t want;              /* for sg_msg_attachment: the index wanted */
 	GMimeObject *found;
+	size_t parts;
+	bool too_deep, too_many, text_too_big;
 };
 
 static bool is_attachment(GMimeObject *part)
@@ -365,12 +540,18 @@ static ssize_t decoded_size(GMimeObject *part)
 	return n;
 }
 
-static void walk_cb(GMimeObject *parent, GMimeObject *part, gpointer data)
+/* Encoded length of a leaf part's content, -1 if unknown. */
+static int64_t encoded_size(GMimeObject *part)
 {
-	struct walk *w = data;
-	(void)parent;
-	if (GMIME_IS_MULTIPART(part))
-		return;
+	if (!GMIME_IS_PART(part))
+		return -1;
+	GMimeDataWrapper *w = g_mime_part_get_content((GMimePart *)part);
+	GMimeStream *st = w != NULL ? g_mime_data_wrapper_get_stream(w) : NULL;
+	return st != NULL ? g_mime_stream_length(st) : -1;
+}
+
+static void leaf(GMimeObject *part, struct walk *w)
+{
 	if (is_attachment(part)) {
 		size_t idx = w->idx++;
 		if (w->atts == NULL) {
@@ -400,12 +581,44 @@ static void walk_cb(GMimeObject *parent, GMimeObject *part, gpointer data)
 	if (w->atts == NULL || !GMIME_IS_TEXT_PART(part))
 		return;
 	GMimeContentType *ct = g_mime_object_get_content_type(part);
-	if (g_mime_content_type_is_type(ct, "text", "html")) {
-		if (w->html == NULL)
-			w->html = g_mime_text_part_get_text((GMimeTextPart *)part);
-	} else if (w->text == NULL) {
-		w->text = g_mime_text_part_get_text((GMimeTextPart *)part);
+	bool html = g_mime_content_type_is_type(ct, "text", "html");
+	if ((html && w->html != NULL) || (!html && w->text != NULL))
+		return;
+	int64_t esize = encoded_size(part);
+	if (esize < 0 || esize > TEXT_PART_MAX) {
+		w->text_too_big = true;
+		return;
 	}
+	char *t = g_mime_text_part_get_text((GMimeTextPart *)part);
+	if (html)
+		w->html = t;
+	else
+		w->text = t;
+}
+
+/* Our own walk (not g_mime_message_foreach) so that depth and part count
+ * are bounded whatever the tree looks like. */
+static void walk_obj(GMimeObject *obj, struct walk *w, unsigned depth)
+{
+	if (obj == NULL)
+		return;
+	if (depth > MIME_DEPTH_MAX) {
+		w->too_deep = true;
+		return;
+	}
+	if (w->parts >= MIME_PARTS_MAX) {
+		w->too_many = true;
+		return;
+	}
+	w->parts++;
+	if (GMIME_IS_MULTIPART(obj)) {
+		GMimeMultipart *mp = (GMimeMultipart *)obj;
+		int n = g_mime_multipart_get_count(mp);
+		for (int i = 0; i < n && !w->too_many; i++)
+			walk_obj(g_mime_multipart_get_part(mp, i), w, depth + 1);
+		return;
+	}
+	leaf(obj, w);
 }
 
 static json_t *text_json(const char *t, bool *truncated)
@@ -425,42 +638,167 @@ static json_t *text_json(const char *t, bool *truncated)
 	return j;
 }
 
+struct cid_img {
+	GMimeObject *part;
+	const char *cid;
+	size_t cidlen;
+	char *uri;               /* g_malloc'd data: URI, built once */
+	bool failed;
+};
+
+/* Build the data: URI of one image once, if it fits in budget bytes. */
+static const char *img_uri(struct cid_img *im, size_t budget)
+{
+	if (im->uri != NULL)
+		return strlen(im->uri) <= budget ? im->uri : NULL;
+	if (im->failed)
+		return NULL;
+	int64_t esize = encoded_size(im->part);
+	/* base64 of the decoded image is at most about the encoded size (which
+	 * is base64 or larger) plus the prefix */
+	if (esize < 0 || esize > (int64_t)CID_IMAGE_MAX * 2 || (uint64_t)esize / 3 * 4 > budget + 4096) {
+		if (esize < 0 || esize > (int64_t)CID_IMAGE_MAX * 2)
+			im->failed = true;
+		return NULL;
+	}
+	GMimeDataWrapper *dw = g_mime_part_get_content((GMimePart *)im->part);
+	if (dw == NULL) {
+		im->failed = true;
+		return NULL;
+	}
+	GMimeStream *mem = g_mime_stream_mem_new();
+	ssize_t n = g_mime_data_wrapper_write_to_stream(dw, mem);
+	GByteArray *ba = g_mime_stream_mem_get_byte_array((GMimeStreamMem *)mem);
+	if (n > 0 && ba != NULL && ba->len <= CID_IMAGE_MAX) {
+		char *type = g_mime_content_type_get_mime_type(g_mime_object_get_content_type(im->part));
+		char *b64 = g_base64_encode(ba->data, ba->len);
+		im->uri = g_strconcat("data:", type, ";base64,", b64, NULL);
+		g_free(b64);
+		g_free(type);
+	} else {
+		im->failed = true;
+	}
+	g_object_unref(mem);
+	if (im->uri == NULL)
+		return NULL;
+	return strlen(im->uri) <= budget ? im->uri : NULL;
+}
+
+static bool cid_end(char c)
+{
+	return c == '\0' || c == '"' || c == '\'' || c == '>' || c == ' ' || c == '\t' || c == '\r' ||
+	       c == '\n' || c == ')' || c == '&';
+}
+
 /* Inline images: "cid:<Content-ID>" in the HTML becomes a data: URL (RFC 2392
  * section 2), the only kind of image the page's CSP lets the sandboxed frame
- * load, so embedded logos show while remote images stay blocked. */
-static char *inline_cids(char *html, const struct walk *w)
+ * load, so embedded logos show while remote images stay blocked. One pass;
+ * the output never passes BODY_TEXT_MAX and at most INLINE_SUBST_MAX
+ * references are replaced: the others stay cid: URLs (*skipped set). */
+static char *inline_cids(char *html, const struct walk *w, bool *skipped)
 {
 	if (html == NULL || w->ncids == 0)
 		return html;
-	GString *g = g_string_new(html);
-	g_free(html);
-	for (size_t i = 0; i < w->ncids; i++) {
-		GMimeObject *part = w->cids[i];
-		const char *cid = g_mime_object_get_content_id(part);
-		GMimeDataWrapper *dw = g_mime_part_get_content((GMimePart *)part);
-		if (cid == NULL || dw == NULL)
-			continue;
-		char *needle = g_strconcat("cid:", cid, NULL);
-		if (strstr(g->str, needle) == NULL) {
-			g_free(needle);
-			continue;
-		}
-		GMimeStream *mem = g_mime_stream_mem_new();
-		ssize_t n = g_mime_data_wrapper_write_to_stream(dw, mem);
-		GByteArray *ba = g_mime_stream_mem_get_byte_array((GMimeStreamMem *)mem);
-		if (n > 0 && ba != NULL && ba->len <= CID_IMAGE_MAX) {
-			char *type = g_mime_content_type_get_mime_type(g_mime_object_get_content_type(part));
-			char *b64 = g_base64_encode(ba->data, ba->len);
-			char *uri = g_strconcat("data:", type, ";base64,", b64, NULL);
-			g_string_replace(g, needle, uri, 0);
-			g_free(uri);
-			g_free(b64);
-			g_free(type);
-		}
-		g_object_unref(mem);
-		g_free(needle);
+	size_t hlen = strlen(html);
+	if (hlen >= BODY_TEXT_MAX) {
+		*skipped = true; /* the text itself is cut; nothing is inlined */
+		return html;
 	}
-	return g_string_free(g, FALSE);
+	struct cid_img imgs[CID_MAX];
+	size_t nimgs = 0;
+	for (size_t i = 0; i < w->ncids; i++) {
+		const char *cid = g_mime_object_get_content_id(w->cids[i]);
+		if (cid == NULL || cid[0] == '\0')
+			continue;
+		imgs[nimgs++] = (struct cid_img){.part = w->cids[i], .cid = cid, .cidlen = strlen(cid)};
+	}
+	struct sg_buf out;
+	sg_buf_init(&out, BODY_TEXT_MAX);
+	size_t subst = 0;
+	const char *p = html;
+	bool ok = true;
+	while (ok) {
+		const char *c = strcasestr(p, "cid:");
+		if (c == NULL) {
+			ok = sg_buf_append_str(&out, p) == 0;
+			break;
+		}
+		const char *ref = c + 4;
+		struct cid_img *hit = NULL;
+		for (size_t i = 0; i < nimgs; i++)
+			if (strncmp(ref, imgs[i].cid, imgs[i].cidlen) == 0 && cid_end(ref[imgs[i].cidlen])) {
+				hit = &imgs[i];
+				break;
+			}
+		ok = sg_buf_append(&out, p, (size_t)(c - p)) == 0;
+		if (!ok)
+			break;
+		if (hit == NULL) {
+			ok = sg_buf_append(&out, c, 4) == 0;
+			p = ref;
+			continue;
+		}
+		/* what must still fit after this reference: the rest of the html */
+		size_t rest = hlen - (size_t)(ref + hit->cidlen - html);
+		size_t room = out.max - out.len;
+		const char *uri = NULL;
+		if (subst < INLINE_SUBST_MAX && room > rest)
+			uri = img_uri(hit, room - rest);
+		if (uri != NULL) {
+			ok = sg_buf_append_str(&out, uri) == 0;
+			subst++;
+		} else {
+			*skipped = true;
+			ok = sg_buf_append(&out, c, 4 + hit->cidlen) == 0;
+		}
+		p = ref + hit->cidlen;
+	}
+	for (size_t i = 0; i < nimgs; i++)
+		g_free(imgs[i].uri);
+	if (!ok) {
+		/* cannot happen (the budget keeps room for the rest), but never
+		 * return half a document */
+		*skipped = true;
+		sg_buf_free(&out);
+		return html;
+	}
+	g_free(html);
+	char *res = g_strndup((const char *)out.data, out.len);
+	sg_buf_free(&out);
+	return res;
+}
+
+/* The degraded view of a message that is not parsed: its body as raw text
+ * (at most RAW_EXCERPT_MAX bytes). */
+static json_t *raw_excerpt(struct sg_mail_store *mail, const char *login, const char *id,
+			   uint64_t offset, bool *truncated)
+{
+	int fd = sg_mail_open_message(mail, login, id);
+	if (fd < 0)
+		return json_null();
+	char *t = sg_malloc(RAW_EXCERPT_MAX + 1);
+	size_t len = 0;
+	if (lseek(fd, (off_t)offset, SEEK_SET) == (off_t)offset) {
+		while (len < RAW_EXCERPT_MAX) {
+			ssize_t n = read(fd, t + len, RAW_EXCERPT_MAX - len);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			len += (size_t)n;
+		}
+		char extra;
+		if (len == RAW_EXCERPT_MAX && read(fd, &extra, 1) == 1)
+			*truncated = true;
+	}
+	close(fd);
+	t[len] = '\0';
+	for (size_t i = 0; i < len; i++)
+		if (t[i] == '\0')
+			t[i] = ' ';
+	json_t *j = jstr(t);
+	free(t);
+	return j;
 }
 
 void *sg_msg_detail_json(struct sg_mail_store *mail, const char *login, const char *id)
@@ -482,9 +820,33 @@ void *sg_msg_detail_json(struct sg_mail_store *mail, const char *login, const ch
 		return NULL;
 	json_t *o = sg_msg_summary_json(&s);
 	sg_msg_summary_free(&s);
-	GMimeMessage *msg = parse_file(mail, login, id);
+	json_t *notes = json_array();
+	bool truncated = false;
+	if (!slot_take()) {
+		note(notes, "the server is busy parsing other messages; try again");
+		json_object_set_new(o, "busy", json_true());
+		json_object_set_new(o, "degraded", json_true());
+		json_object_set_new(o, "notes", notes);
+		return o;
+	}
+	struct scan sc;
+	const char *why = NULL;
+	GMimeMessage *msg = parse_bounded(mail, login, id, &sc, &why);
 	if (msg == NULL) {
-		json_object_set_new(o, "parse_error", json_true());
+		slot_give();
+		if (why == NULL) {
+			json_object_set_new(o, "parse_error", json_true());
+			json_decref(notes);
+			return o;
+		}
+		note(notes, why);
+		json_object_set_new(o, "headers", json_array());
+		json_object_set_new(o, "text", raw_excerpt(mail, login, id, sc.body_offset, &truncated));
+		json_object_set_new(o, "html", json_null());
+		json_object_set_new(o, "truncated", json_boolean(truncated));
+		json_object_set_new(o, "attachments", json_array());
+		json_object_set_new(o, "degraded", json_true());
+		json_object_set_new(o, "notes", notes);
 		return o;
 	}
 	json_t *hdrs = json_array();
@@ -492,21 +854,37 @@ void *sg_msg_detail_json(struct sg_mail_store *mail, const char *login, const ch
 	int hc = g_mime_header_list_get_count(hl);
 	for (int i = 0; i < hc && i < 1000; i++) {
 		GMimeHeader *hd = g_mime_header_list_get_header_at(hl, i);
+		const char *v = g_mime_header_get_value(hd);
+		char *cut = v != NULL && strlen(v) > HEADER_VALUE_MAX ? sg_strndup(v, HEADER_VALUE_MAX) : NULL;
 		json_array_append_new(hdrs, json_pack("{s:o,s:o}", "name", jstr(g_mime_header_get_name(hd)),
-						      "value", jstr(g_mime_header_get_value(hd))));
+						      "value", jstr(cut != NULL ? cut : v)));
+		free(cut);
 	}
+	if (hc > 1000)
+		note(notes, "only the first 1000 header fields are listed");
 	json_object_set_new(o, "headers", hdrs);
 	struct walk w = {.atts = json_array(), .want = (size_t)-1};
-	g_mime_message_foreach(msg, walk_cb, &w);
-	w.html = inline_cids(w.html, &w);
-	bool truncated = false;
+	walk_obj(g_mime_message_get_mime_part(msg), &w, 0);
+	bool skipped = false;
+	w.html = inline_cids(w.html, &w, &skipped);
+	if (skipped)
+		note(notes, "some inline images were not embedded (limits on size and count)");
+	if (w.too_deep)
+		note(notes, "parts nested deeper than the display limit are not shown");
+	if (w.too_many)
+		note(notes, "only the first parts of the message are listed");
+	if (w.text_too_big)
+		note(notes, "a text part is too large to be shown; download the message raw");
 	json_object_set_new(o, "text", text_json(w.text, &truncated));
 	json_object_set_new(o, "html", text_json(w.html, &truncated));
 	json_object_set_new(o, "truncated", json_boolean(truncated));
 	json_object_set_new(o, "attachments", w.atts);
+	json_object_set_new(o, "degraded", json_boolean(json_array_size(notes) > 0));
+	json_object_set_new(o, "notes", notes);
 	g_free(w.text);
 	g_free(w.html);
 	g_object_unref(msg);
+	slot_give();
 	return o;
 }
 
@@ -515,11 +893,17 @@ int sg_msg_attachment(struct sg_mail_store *mail, const char *login, const char 
 {
 	*name_r = NULL;
 	*type_r = NULL;
-	GMimeMessage *msg = parse_file(mail, login, id);
-	if (msg == NULL)
-		return 0;
+	if (!slot_take())
+		return -1;
+	struct scan sc;
+	const char *why = NULL;
+	GMimeMessage *msg = parse_bounded(mail, login, id, &sc, &why);
+	if (msg == NULL) {
+		slot_give();
+		return why != NULL ? -1 : 0;
+	}
 	struct walk w = {.atts = NULL, .want = idx};
-	g_mime_message_foreach(msg, walk_cb, &w);
+	walk_obj(g_mime_message_get_mime_part(msg), &w, 0);
 	int ret = 0;
 	if (w.found != NULL) {
 		GMimeStream *mem = g_mime_stream_mem_new();
@@ -547,5 +931,6 @@ int sg_msg_attachment(struct sg_mail_store *mail, const char *login, const char 
 		g_object_unref(mem);
 	}
 	g_object_unref(msg);
+	slot_give();
 	return ret;
 }
