@@ -12,7 +12,9 @@
 #include "core/util.h"
 #include "sasl/jwt.h"
 #include "server/config.h"
+#include "server/stores.h"
 #include "store/cred.h"
+#include "store/pg.h"
 
 #define TTL_DEFAULT 3600
 #define TTL_MAX (366u * 24 * 3600)
@@ -216,9 +218,18 @@ static int cmd_issue(const struct token_opts *o, const struct sg_config *cfg, co
 		return fail(o->arg, err);
 
 	/* The account must exist: a token for nobody only teaches confusion. */
+	struct sg_pg *pg = NULL;
+	struct sg_cred_store *store = NULL;
+	char serr[1200];
+	if (sg_stores_pg_new(cfg, &pg, serr, sizeof(serr)) < 0)
+		return fail("opening the credential store", serr);
+	if (pg != NULL && sg_stores_open_cred(cfg, pg, &store, serr, sizeof(serr)) < 0) {
+		sg_pg_free(&pg);
+		return fail("opening the credential store", serr);
+	}
 	char *db = sg_asprintf("%s/smtpgate.db", data_dir);
 	struct stat st;
-	if (stat(db, &st) != 0) {
+	if (pg == NULL && stat(db, &st) != 0) {
 		fprintf(stderr,
 			"smtpgate token: no credential store at %s; create the account first "
 			"with 'smtpgate user --data-dir %s add %s'\n",
@@ -226,8 +237,7 @@ static int cmd_issue(const struct token_opts *o, const struct sg_config *cfg, co
 		free(db);
 		return 1;
 	}
-	struct sg_cred_store *store = NULL;
-	if (sg_cred_open(db, &store, &err) != 0) {
+	if (pg == NULL && sg_cred_open(db, &store, &err) != 0) {
 		int r = fail(db, err);
 		free(db);
 		return r;
@@ -238,6 +248,7 @@ static int cmd_issue(const struct token_opts *o, const struct sg_config *cfg, co
 	memset(&acct, 0, sizeof(acct));
 	int found = sg_cred_lookup(store, o->arg, SG_CRED_NONE, &acct, &v);
 	sg_cred_close(&store);
+	sg_pg_free(&pg);
 	if (found < 0)
 		return fail(o->arg, "the credential store could not be read");
 	if (found == 0) {
