@@ -303,10 +303,8 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 	for (size_t i = 0; i < c->nlisteners; i++)
 		names[i] = c->listeners[i].name;
 	sg_metrics_init(&srv->metrics, names, c->nlisteners);
-	if (sg_events_open(c->data_dir, &srv->events, &error) < 0) {
-		snprintf(err, errsize, "auth event log: %s", error);
+	if (sg_stores_open_events(c, srv->pg, &srv->events, err, errsize) < 0)
 		return -1;
-	}
 	if (sg_faults_open(c->data_dir, &srv->faults, &error) < 0) {
 		snprintf(err, errsize, "fault rules: %s", error);
 		return -1;
@@ -429,10 +427,6 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 	}
 	if (sg_stores_open_cred(c, srv->pg, &srv->creds, err, errsize) < 0)
 		return -1;
-	if (srv->pg != NULL && sg_pg_start_listener(srv->pg) < 0) {
-		snprintf(err, errsize, "PostgreSQL listener thread: %s", strerror(errno));
-		return -1;
-	}
 	sg_cred_set_auth_cache(srv->creds, c->auth_cache_ttl_ms, 4096);
 	if (sg_mail_open(c->data_dir, &srv->mail, &error) < 0) {
 		snprintf(err, errsize, "mail store: %s", error);
@@ -440,6 +434,11 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 	}
 	if (setup_oauth(srv, err, errsize) < 0 || setup_sandbox(srv, err, errsize) < 0)
 		return -1;
+	/* after every store subscribed to its channel */
+	if (srv->pg != NULL && sg_pg_start_listener(srv->pg) < 0) {
+		snprintf(err, errsize, "PostgreSQL listener thread: %s", strerror(errno));
+		return -1;
+	}
 	for (unsigned k = 0; k < srv->nloops; k++)
 		srv->loops[k].pool = sg_pool_new(srv->loops[k].base, c->workers);
 	struct sg_throttle_cfg tc = {
@@ -561,6 +560,7 @@ void sg_server_deinit(struct sg_server *srv)
 		loop_deinit(&srv->loops[k]);
 	free(srv->loops);
 	srv->loops = NULL;
+	sg_pg_stop_listener(srv->pg); /* its callbacks reach the stores closed below */
 	sg_http_stop(&srv->http);
 	sg_events_close(&srv->events);
 	sg_faults_close(&srv->faults);

@@ -6,6 +6,7 @@
 #include "core/secret.h"
 #include "server/config.h"
 #include "store/cred.h"
+#include "store/events.h"
 #include "store/pg.h"
 
 bool sg_stores_is_pg(const struct sg_config *c)
@@ -56,6 +57,18 @@ int sg_stores_open_cred(const struct sg_config *c, struct sg_pg *pg, struct sg_c
 	snprintf(path, sizeof(path), "%s/smtpgate.db", c->data_dir);
 	if (sg_cred_open(path, creds_r, &error) < 0) {
 		snprintf(err, errsize, "account database %s: %s", path, error);
+		return -1;
+	}
+	return 0;
+}
+
+int sg_stores_open_events(const struct sg_config *c, struct sg_pg *pg, struct sg_events **ev_r,
+			  char *err, size_t errsize)
+{
+	const char *error = NULL;
+	int r = pg != NULL ? sg_events_open_pg(pg, ev_r, &error) : sg_events_open(c->data_dir, ev_r, &error);
+	if (r < 0) {
+		snprintf(err, errsize, "auth event log: %s", error);
 		return -1;
 	}
 	return 0;

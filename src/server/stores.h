@@ -24,4 +24,10 @@ int sg_stores_pg_new(const struct sg_config *c, struct sg_pg **pg_r, char *err, 
 int sg_stores_open_cred(const struct sg_config *c, struct sg_pg *pg, struct sg_cred_store **creds_r,
 			char *err, size_t errsize);
 
+/* The auth event log: the shared PostgreSQL table when pg is not NULL, else
+ * <data_dir>/smtpgate.db. */
+struct sg_events;
+int sg_stores_open_events(const struct sg_config *c, struct sg_pg *pg, struct sg_events **ev_r,
+			  char *err, size_t errsize);
+
 #endif

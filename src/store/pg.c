@@ -71,18 +71,15 @@ struct sg_pg *sg_pg_new(const char *conninfo, unsigned pool_size)
 	return pg;
 }
 
+void sg_pg_stop_listener(struct sg_pg *pg);
+
 void sg_pg_free(struct sg_pg **ppg)
 {
 	struct sg_pg *pg = *ppg;
 	if (pg == NULL)
 		return;
 	*ppg = NULL;
-	if (pg->thread_started) {
-		atomic_store(&pg->stop, true);
-		ssize_t w = write(pg->wake[1], "x", 1);
-		(void)w;
-		pthread_join(pg->thread, NULL);
-	}
+	sg_pg_stop_listener(pg);
 	if (pg->wake[0] >= 0) {
 		close(pg->wake[0]);
 		close(pg->wake[1]);
@@ -313,6 +310,22 @@ static const char *const migrations[] = {
 	" domain text NOT NULL);"
 	"CREATE INDEX addresses_account ON addresses(account_id);"
 	"CREATE INDEX addresses_domain ON addresses(domain);",
+	/* 2: the auth event log of every node */
+	"CREATE TABLE auth_events("
+	" id bigserial PRIMARY KEY,"
+	" time_ms bigint NOT NULL,"
+	" node text NOT NULL,"
+	" session text NOT NULL,"
+	" client_ip text NOT NULL,"
+	" listener text NOT NULL,"
+	" tls boolean NOT NULL,"
+	" tls_version text NOT NULL,"
+	" mech text NOT NULL,"
+	" login text NOT NULL,"
+	" result text NOT NULL,"
+	" reason text NOT NULL,"
+	" injected boolean NOT NULL);"
+	"CREATE INDEX auth_events_login ON auth_events(login, id);",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 /* pg_advisory_xact_lock key: "smtpgate" */
@@ -498,6 +511,17 @@ static void *listener_main(void *arg)
 	if (c != NULL)
 		PQfinish(c);
 	return NULL;
+}
+
+void sg_pg_stop_listener(struct sg_pg *pg)
+{
+	if (pg == NULL || !pg->thread_started)
+		return;
+	atomic_store(&pg->stop, true);
+	ssize_t w = write(pg->wake[1], "x", 1);
+	(void)w;
+	pthread_join(pg->thread, NULL);
+	pg->thread_started = false;
 }
 
 int sg_pg_start_listener(struct sg_pg *pg)

@@ -34,7 +34,7 @@
 #include <libpq-fe.h>
 
 #define SG_PG_WAIT_MS 3000
-#define SG_PG_SCHEMA_VERSION 1
+#define SG_PG_SCHEMA_VERSION 2
 
 struct sg_pg;
 
@@ -66,6 +66,8 @@ const char *sg_pg_last_sqlstate(void);
 int sg_pg_subscribe(struct sg_pg *pg, const char *channel, void (*on_notify)(void *ctx, const char *payload),
 		    void (*on_reset)(void *ctx), void *ctx);
 int sg_pg_start_listener(struct sg_pg *pg);
+/* No callback runs after this returns (before closing the subscribers). */
+void sg_pg_stop_listener(struct sg_pg *pg);
 bool sg_pg_listening(struct sg_pg *pg);
 
 int sg_pg_migrate(struct sg_pg *pg, int *from_r, int *to_r, const char **error_r);

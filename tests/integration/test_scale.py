@@ -21,17 +21,21 @@ import re
 import secrets
 import signal
 import smtplib
+import socket
 import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
+import http.client
+import json
+
 import harness
 import pg_cluster
 import scale_util
 from harness import HOST, User
-from scale_util import HAProxy, http_get, wait_for
+from scale_util import HAProxy, http_get, http_json, wait_for
 
 ALICE = User("alice@example.test", "alice-pw-1")
 BOB = User("bob@example.test", "bob-pw-2")
@@ -129,8 +133,23 @@ class ScaleOut(unittest.TestCase):
         assert not probs, probs
 
     # -- helpers -------------------------------------------------------------------------
-    def smtp_via(self, source, implicit=False, port=None):
+    def smtp_via(self, source, implicit=False, port=None, proxy_from=None):
         ctx = harness.tls_context()
+        if proxy_from is not None:
+            # straight to a node's PROXY listener, the header written as HAProxy would
+            sock = socket.create_connection((HOST, port), timeout=10)
+            sport = sock.getsockname()[1]
+            sock.sendall(("PROXY TCP4 %s 127.0.0.1 %d %d\r\n" % (proxy_from, sport, port)).encode())
+            s = smtplib.SMTP(timeout=10, local_hostname="client.example.test")
+            s.sock = sock
+            s.file = None
+            s._host = HOST
+            code, msg = s.getreply()
+            assert code == 220, (code, msg)
+            s.ehlo()
+            s.starttls(context=ctx)
+            s.ehlo()
+            return s
         if implicit:
             s = smtplib.SMTP_SSL(HOST, port or self.hap.port("subs"), context=ctx, timeout=10,
                                  source_address=(source, 0), local_hostname="client.example.test")
@@ -158,11 +177,13 @@ class ScaleOut(unittest.TestCase):
 
     # -- tests -----------------------------------------------------------------------------
     def test_migrate_concurrent_and_idempotent(self):
-        self.assertEqual(self.migrate_outputs, ["schema already at version 1\n",
-                                                "schema migrated from version 0 to 1\n"])
-        self.assertEqual(self.pg.psql("SELECT count(*) FROM sg_schema_version", db="smtpgate").strip(), "1")
+        latest = int(self.pg.psql("SELECT max(version) FROM sg_schema_version", db="smtpgate"))
+        self.assertGreaterEqual(latest, 2)
+        self.assertEqual(self.migrate_outputs, ["schema already at version %d\n" % latest,
+                                                "schema migrated from version 0 to %d\n" % latest])
+        self.assertEqual(int(self.pg.psql("SELECT count(*) FROM sg_schema_version", db="smtpgate")), latest)
         r = self.cli("db", "status")
-        self.assertIn("version 1", r.stdout)
+        self.assertIn("version %d, this smtpgate needs %d" % (latest, latest), r.stdout)
 
     def test_conninfo_file_must_be_private(self):
         path = os.path.join(self.tmp, "pg.conninfo")
@@ -249,6 +270,41 @@ class ScaleOut(unittest.TestCase):
         with self.assertRaises(smtplib.SMTPAuthenticationError):
             s.login(user.login, user.password)
         s.close()
+
+    def test_auth_log_and_live_stream_across_nodes(self):
+        """An AUTH on node A appears in node B's auth event log (API) with the client's own
+        address, and in node B's live stream (SSE) within a moment (LISTEN/NOTIFY)."""
+        c = http.client.HTTPConnection(HOST, self.b.http_port, timeout=10)
+        c.request("GET", "/api/v1/events")
+        stream = c.getresponse()
+        self.assertEqual(stream.status, 200)
+        try:
+            s = self.smtp_via("127.0.0.91", port=self.a.port("sub"), proxy_from="127.0.0.91")
+            s.user, s.password = CAROL.login, "wrong-password"
+            with self.assertRaises(smtplib.SMTPAuthenticationError):
+                s.auth("PLAIN", s.auth_plain)          # one attempt, one mechanism
+            s.close()
+            got = None
+            deadline = time.monotonic() + 10
+            event = None
+            while got is None and time.monotonic() < deadline:
+                line = stream.fp.readline().decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "auth":
+                    d = json.loads(line[6:])
+                    if d.get("client_ip") == "127.0.0.91":
+                        got = d
+            self.assertIsNotNone(got, "node B's stream did not carry node A's event")
+            self.assertEqual((got["login"], got["mechanism"], got["result"], got["reason"]),
+                             (CAROL.login, "PLAIN", "fail", "wrong_password"))
+        finally:
+            c.close()
+        for n in self.nodes:
+            ev = http_json(n.http_port, "/api/v1/auth-events?login=%s&limit=5" % CAROL.login)["events"]
+            mine = [e for e in ev if e["client_ip"] == "127.0.0.91"]
+            self.assertEqual(len(mine), 1, (n.http_port, ev))
+            self.assertEqual(mine[0]["result"], "fail")
 
     def test_y_postgresql_outage(self):
         """Runs after the others (name): PostgreSQL stopped, then started again."""
