@@ -54,6 +54,7 @@ bench/haraka/node_modules/Haraka/package.json: bench/haraka/package.json
 
 bench: build bench/haraka/node_modules/Haraka/package.json
 	python3 bench/run-bench $(BUILD)
+	python3 bench/scale-bench $(BUILD)
 
 clean:
 	rm -rf $(BUILD) build-*

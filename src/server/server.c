@@ -567,8 +567,8 @@ void sg_server_deinit(struct sg_server *srv)
 	sg_throttle_free(&srv->throttle);
 	sg_tls_ctx_free(&srv->tls);
 	sg_mail_close(&srv->mail);
-	sg_pg_free(&srv->pg); /* stops the listener first: it calls into the stores */
 	sg_cred_close(&srv->creds);
+	sg_pg_free(&srv->pg);
 	if (srv->oauth_key != NULL)
 		sg_oauth_secret_free(&srv->oauth_key, srv->oauth_key_len);
 	if (srv->jwks != NULL)

@@ -36,9 +36,16 @@ struct cred_pg {
 	struct sg_pg *pg;
 	atomic_uint_fast64_t generation;
 	atomic_bool have_generation;
+	atomic_uint_fast64_t round_trips; /* this store's queries (benchmark figures) */
 };
 
 #define PGS(b) ((struct cred_pg *)(b))
+
+static PGresult *cq(struct cred_pg *s, PGconn *c, const char *sql, int n, const char *const *params)
+{
+	atomic_fetch_add(&s->round_trips, 1);
+	return sg_pg_exec(s->pg, c, sql, n, params);
+}
 
 static const struct sg_cred_ops pg_ops;
 
@@ -49,7 +56,7 @@ static int read_generation(struct cred_pg *s, uint64_t *gen)
 	PGconn *c = sg_pg_get(s->pg);
 	if (c == NULL)
 		return -1;
-	PGresult *r = sg_pg_exec(s->pg, c, "SELECT value FROM sg_meta WHERE key = 'generation'", 0, NULL);
+	PGresult *r = cq(s, c, "SELECT value FROM sg_meta WHERE key = 'generation'", 0, NULL);
 	int ret = -1;
 	if (r != NULL && PQntuples(r) == 1 && sg_parse_u64(PQgetvalue(r, 0, 0), 0, UINT64_MAX, gen) == 0)
 		ret = 0;
@@ -106,7 +113,7 @@ static int pg_ping(struct sg_cred_store *base)
 	PGconn *c = sg_pg_get(s->pg);
 	if (c == NULL)
 		return -1;
-	PGresult *r = sg_pg_exec(s->pg, c, "SELECT 1", 0, NULL);
+	PGresult *r = sg_pg_exec(s->pg, c, "SELECT 1", 0, NULL); /* not an AUTH round trip */
 	int ret = r != NULL ? 0 : -1;
 	PQclear(r);
 	sg_pg_put(s->pg, c);
@@ -140,7 +147,11 @@ int sg_cred_open_pg(struct sg_pg *pg, struct sg_cred_store **store_r, const char
 
 static void pg_close(struct sg_cred_store *base)
 {
-	free(PGS(base));
+	struct cred_pg *s = PGS(base);
+	if (sg_pg_served(s->pg))
+		sg_log(SG_INFO, "pg_stats", "store=cred round_trips=%llu",
+		       (unsigned long long)atomic_load(&s->round_trips));
+	free(s);
 }
 
 /* ---- lookups ---- */
@@ -165,7 +176,7 @@ static int pg_lookup(struct sg_cred_store *base, const char *login, enum sg_cred
 		return -1;
 	const char *kname = kind != SG_CRED_NONE && v != NULL ? sg_cred_kind_name(kind) : "";
 	const char *params[2] = {norm, kname};
-	PGresult *r = sg_pg_exec(s->pg, c,
+	PGresult *r = cq(s, c,
 				 "SELECT a.id, a.login, a.disabled, v.value FROM accounts a"
 				 " LEFT JOIN verifiers v ON v.account_id = a.id AND v.kind = $2"
 				 " WHERE a.login = $1",
@@ -206,7 +217,7 @@ static int query_text(struct cred_pg *s, const char *sql, int n, const char *con
 	PGconn *c = sg_pg_get(s->pg);
 	if (c == NULL)
 		return -1;
-	PGresult *r = sg_pg_exec(s->pg, c, sql, n, params);
+	PGresult *r = cq(s, c, sql, n, params);
 	sg_pg_put(s->pg, c);
 	if (r == NULL)
 		return -1;
@@ -291,7 +302,7 @@ static PGconn *begin_write(struct cred_pg *s, const char **error_r)
 		sg_set_err(error_r, "cannot connect to PostgreSQL");
 		return NULL;
 	}
-	PGresult *r = sg_pg_exec(s->pg, c, "BEGIN", 0, NULL);
+	PGresult *r = cq(s, c, "BEGIN", 0, NULL);
 	if (r == NULL) {
 		sg_set_err(error_r, db_error(c));
 		sg_pg_put(s->pg, c);
@@ -307,7 +318,7 @@ static int end_write(struct cred_pg *s, PGconn *c, int ret, const char **error_r
 {
 	PGresult *r = NULL;
 	if (ret == 0) {
-		r = sg_pg_exec(s->pg, c,
+		r = cq(s, c,
 			       "WITH g AS (UPDATE sg_meta SET value = value + 1 WHERE key = 'generation'"
 			       " RETURNING value) SELECT pg_notify('" CHANNEL "', value::text), value FROM g",
 			       0, NULL);
@@ -318,7 +329,7 @@ static int end_write(struct cred_pg *s, PGconn *c, int ret, const char **error_r
 		}
 		PQclear(r);
 		if (ret == 0) {
-			r = sg_pg_exec(s->pg, c, "COMMIT", 0, NULL);
+			r = cq(s, c, "COMMIT", 0, NULL);
 			if (r == NULL) {
 				sg_set_err(error_r, db_error(c));
 				ret = -1;
@@ -338,7 +349,7 @@ static int end_write(struct cred_pg *s, PGconn *c, int ret, const char **error_r
 static int account_id(struct cred_pg *s, PGconn *c, const char *login, char *id, size_t size)
 {
 	const char *p[1] = {login};
-	PGresult *r = sg_pg_exec(s->pg, c, "SELECT id FROM accounts WHERE login = $1", 1, p);
+	PGresult *r = cq(s, c, "SELECT id FROM accounts WHERE login = $1", 1, p);
 	if (r == NULL)
 		return -1;
 	int ret = PQntuples(r) > 0 ? 1 : 0;
@@ -351,7 +362,7 @@ static int account_id(struct cred_pg *s, PGconn *c, const char *login, char *id,
 static int write_verifiers(struct cred_pg *s, PGconn *c, const char *id, const struct sg_cred_derived *d)
 {
 	const char *p1[1] = {id};
-	PGresult *r = sg_pg_exec(s->pg, c, "DELETE FROM verifiers WHERE account_id = $1", 1, p1);
+	PGresult *r = cq(s, c, "DELETE FROM verifiers WHERE account_id = $1", 1, p1);
 	if (r == NULL)
 		return -1;
 	PQclear(r);
@@ -361,7 +372,7 @@ static int write_verifiers(struct cred_pg *s, PGconn *c, const char *id, const s
 		p[1 + 2 * i] = sg_cred_kind_name(sg_cred_all_kinds[i]);
 		p[2 + 2 * i] = d->text[i];
 	}
-	r = sg_pg_exec(s->pg, c,
+	r = cq(s, c,
 		       "INSERT INTO verifiers(account_id, kind, value) VALUES"
 		       " ($1, $2, $3), ($1, $4, $5), ($1, $6, $7), ($1, $8, $9), ($1, $10, $11)",
 		       1 + 2 * SG_CRED_N_KINDS, p);
@@ -376,7 +387,7 @@ static int touch(struct cred_pg *s, PGconn *c, const char *id)
 	char now[32];
 	snprintf(now, sizeof(now), "%lld", (long long)sg_time());
 	const char *p[2] = {id, now};
-	PGresult *r = sg_pg_exec(s->pg, c, "UPDATE accounts SET updated = $2 WHERE id = $1", 2, p);
+	PGresult *r = cq(s, c, "UPDATE accounts SET updated = $2 WHERE id = $1", 2, p);
 	PQclear(r);
 	return r != NULL ? 0 : -1;
 }
@@ -404,7 +415,7 @@ static int pg_add(struct sg_cred_store *base, const char *login, const char *pas
 		goto out;
 	}
 	const char *pa[1] = {norm};
-	PGresult *res = sg_pg_exec(s->pg, c, "SELECT 1 FROM addresses WHERE address = $1", 1, pa);
+	PGresult *res = cq(s, c, "SELECT 1 FROM addresses WHERE address = $1", 1, pa);
 	if (res == NULL || PQntuples(res) > 0) {
 		sg_set_err(error_r, res != NULL ? sg_errf("'%s' is already an address of another account", norm)
 					       : db_error(c));
@@ -415,7 +426,7 @@ static int pg_add(struct sg_cred_store *base, const char *login, const char *pas
 	char now[32];
 	snprintf(now, sizeof(now), "%lld", (long long)sg_time());
 	const char *pi[3] = {norm, sg_cred_login_domain(norm), now};
-	res = sg_pg_exec(s->pg, c,
+	res = cq(s, c,
 			 "INSERT INTO accounts(login, domain, disabled, created, updated)"
 			 " VALUES ($1, $2, false, $3, $3) RETURNING id",
 			 3, pi);
@@ -446,7 +457,7 @@ static PGconn *begin_account_write(struct cred_pg *s, const char *norm, char *id
 		return NULL;
 	/* FOR UPDATE: a concurrent delete on another node waits for us */
 	const char *p[1] = {norm};
-	PGresult *r = sg_pg_exec(s->pg, c, "SELECT id FROM accounts WHERE login = $1 FOR UPDATE", 1, p);
+	PGresult *r = cq(s, c, "SELECT id FROM accounts WHERE login = $1 FOR UPDATE", 1, p);
 	if (r == NULL || PQntuples(r) == 0) {
 		sg_set_err(error_r, r != NULL ? sg_errf("account '%s' does not exist", norm) : db_error(c));
 		PQclear(r);
@@ -497,7 +508,7 @@ static int pg_set_disabled(struct sg_cred_store *base, const char *login, bool d
 	char now[32];
 	snprintf(now, sizeof(now), "%lld", (long long)sg_time());
 	const char *p[3] = {id, disabled ? "true" : "false", now};
-	PGresult *r = sg_pg_exec(s->pg, c, "UPDATE accounts SET disabled = $2, updated = $3 WHERE id = $1",
+	PGresult *r = cq(s, c, "UPDATE accounts SET disabled = $2, updated = $3 WHERE id = $1",
 				 3, p);
 	int ret = r != NULL ? 0 : -1;
 	if (r == NULL)
@@ -518,7 +529,7 @@ static int pg_delete(struct sg_cred_store *base, const char *login, const char *
 	if (c == NULL)
 		return -1;
 	const char *p[1] = {id};
-	PGresult *r = sg_pg_exec(s->pg, c, "DELETE FROM accounts WHERE id = $1", 1, p); /* cascades */
+	PGresult *r = cq(s, c, "DELETE FROM accounts WHERE id = $1", 1, p); /* cascades */
 	int ret = r != NULL ? 0 : -1;
 	if (r == NULL)
 		sg_set_err(error_r, db_error(c));
@@ -543,7 +554,7 @@ static int pg_add_address(struct sg_cred_store *base, const char *login, const c
 		return -1;
 	int ret = -1;
 	const char *pa[1] = {addr};
-	PGresult *r = sg_pg_exec(s->pg, c,
+	PGresult *r = cq(s, c,
 				 "SELECT a.login FROM addresses d JOIN accounts a ON a.id = d.account_id"
 				 " WHERE d.address = $1",
 				 1, pa);
@@ -566,7 +577,7 @@ static int pg_add_address(struct sg_cred_store *base, const char *login, const c
 		goto out;
 	}
 	const char *pi[3] = {id, addr, sg_cred_addr_domain(addr)};
-	r = sg_pg_exec(s->pg, c, "INSERT INTO addresses(account_id, address, domain) VALUES ($1, $2, $3)", 3,
+	r = cq(s, c, "INSERT INTO addresses(account_id, address, domain) VALUES ($1, $2, $3)", 3,
 		       pi);
 	if (r == NULL) {
 		sg_set_err(error_r, strcmp(sg_pg_last_sqlstate(), "23505") == 0
@@ -597,7 +608,7 @@ static int pg_del_address(struct sg_cred_store *base, const char *login, const c
 	if (c == NULL)
 		return -1;
 	const char *p[2] = {id, addr};
-	PGresult *r = sg_pg_exec(s->pg, c, "DELETE FROM addresses WHERE account_id = $1 AND address = $2", 2, p);
+	PGresult *r = cq(s, c, "DELETE FROM addresses WHERE account_id = $1 AND address = $2", 2, p);
 	int ret = -1;
 	if (r == NULL)
 		sg_set_err(error_r, db_error(c));
@@ -619,7 +630,7 @@ static int pg_list(struct sg_cred_store *base,
 		sg_set_err(error_r, "cannot connect to PostgreSQL");
 		return -1;
 	}
-	PGresult *r = sg_pg_exec(s->pg, c,
+	PGresult *r = cq(s, c,
 				 "SELECT a.id, a.login, a.disabled, coalesce((SELECT string_agg(address, ' '"
 				 " ORDER BY address) FROM addresses WHERE account_id = a.id), '')"
 				 " FROM accounts a ORDER BY a.login",

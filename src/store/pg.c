@@ -48,6 +48,7 @@ struct sg_pg {
 	size_t nsubs;
 	pthread_t thread;
 	bool thread_started;
+	bool served;              /* the listener ran: a server, not a CLI command */
 	atomic_bool stop;
 	atomic_bool listening;
 	int wake[2];              /* pipe: wakes the listener to stop */
@@ -80,6 +81,7 @@ void sg_pg_free(struct sg_pg **ppg)
 		return;
 	*ppg = NULL;
 	sg_pg_stop_listener(pg);
+	sg_log(SG_DEBUG, "pg_stats", "round_trips=%llu", (unsigned long long)atomic_load(&pg->round_trips));
 	if (pg->wake[0] >= 0) {
 		close(pg->wake[0]);
 		close(pg->wake[1]);
@@ -537,5 +539,11 @@ int sg_pg_start_listener(struct sg_pg *pg)
 		return -1;
 	}
 	pg->thread_started = true;
+	pg->served = true;
 	return 0;
+}
+
+bool sg_pg_served(const struct sg_pg *pg)
+{
+	return pg->served;
 }

@@ -69,6 +69,8 @@ int sg_pg_start_listener(struct sg_pg *pg);
 /* No callback runs after this returns (before closing the subscribers). */
 void sg_pg_stop_listener(struct sg_pg *pg);
 bool sg_pg_listening(struct sg_pg *pg);
+/* The listener was started (a server process, not a CLI command). */
+bool sg_pg_served(const struct sg_pg *pg);
 
 int sg_pg_migrate(struct sg_pg *pg, int *from_r, int *to_r, const char **error_r);
 /* The applied schema version (0 = none), or -1 when the database is unreachable. */
