@@ -144,6 +144,14 @@ def http_get(port, path, timeout=10):
     return r.status, body
 
 
+def http_status(port, path):
+    """The status of GET path, or None when nothing answers (yet)."""
+    try:
+        return http_get(port, path, timeout=5)[0]
+    except OSError:
+        return None
+
+
 def http_json(port, path):
     status, body = http_get(port, path)
     if status != 200:
