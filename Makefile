@@ -5,7 +5,7 @@
 BUILD ?= build
 MESON_OPTS ?=
 
-.PHONY: all deps deps-test build run check unit integration asan fuzz bench clean
+.PHONY: all deps deps-test build run check unit integration asan fuzz bench bench-haraka clean
 
 all: build
 
@@ -48,11 +48,16 @@ asan: build-asan/build.ninja
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 \
 		meson test -C build-asan --suite unit --print-errorlogs
 
-# smtpgate vs Postfix vs Haraka on loopback (bench/run-bench; BENCH_ROUNDS, BENCH_SECONDS, ...).
+# smtpgate vs Postfix, smtp-sink and bench/tls_floor on loopback (bench/run-bench;
+# BENCH_ROUNDS, BENCH_SECONDS, ...; Haraka too with make bench-haraka).
 bench/haraka/node_modules/Haraka/package.json: bench/haraka/package.json
 	cd bench/haraka && npm install --no-audit --no-fund
 
-bench: build bench/haraka/node_modules/Haraka/package.json
+bench: build
+	python3 bench/run-bench $(BUILD)
+
+# the same with Haraka (npm install into bench/haraka/node_modules first)
+bench-haraka: build bench/haraka/node_modules/Haraka/package.json
 	python3 bench/run-bench $(BUILD)
 	python3 bench/scale-bench $(BUILD)
 

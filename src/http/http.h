@@ -27,9 +27,11 @@ struct sg_http_config {
 	 * ready. GET /healthz answers 200 while the process serves HTTP. */
 	int (*ready)(void *ctx, const char **why_r);
 	void *ready_ctx;
+	struct sg_throttle *throttle; /* shared with SMTP: HTTP Basic is throttled and logged alike */
 };
 
 struct sg_http;
+struct sg_throttle;
 
 int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 		  struct sg_mail_store *mail, struct sg_events *events, struct sg_faults *faults,

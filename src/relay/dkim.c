@@ -313,17 +313,20 @@ static void hash_parsed(const uint8_t *msg, size_t len, const struct sg_dkim_msg
 	struct sg_dkim_out o = {.sink = sink_digest, .ctx = ctx};
 	/* RFC 6376 5.4.2: the n-th occurrence of a name in h= is the n-th
 	 * instance of that field counted from the bottom; a name with no
-	 * instance left contributes nothing. `used` remembers, per distinct
-	 * name, how far up we have gone. */
+	 * instance left contributes nothing. For each distinct name, `next`
+	 * remembers how far up the search has gone (O(names x distinct)). */
+	const char **seen = sg_calloc(n_names > 0 ? n_names : 1, sizeof(*seen));
 	size_t *next = sg_calloc(n_names > 0 ? n_names : 1, sizeof(*next));
+	size_t n_seen = 0;
 	for (size_t i = 0; i < n_names; i++) {
-		size_t first = i; /* index of the first h= entry with this name */
-		for (size_t j = 0; j < i; j++)
-			if (strcasecmp(h_names[j], h_names[i]) == 0) {
-				first = j;
-				break;
-			}
-		size_t k = first == i ? m->n : next[first];
+		size_t d = 0;
+		while (d < n_seen && seen[d] != h_names[i] && strcasecmp(seen[d], h_names[i]) != 0)
+			d++;
+		if (d == n_seen) {
+			seen[n_seen++] = h_names[i];
+			next[d] = m->n;
+		}
+		size_t k = next[d];
 		while (k > 0) {
 			k--;
 			if (field_is(msg, &m->f[k], h_names[i])) {
@@ -331,9 +334,10 @@ static void hash_parsed(const uint8_t *msg, size_t len, const struct sg_dkim_msg
 				break;
 			}
 		}
-		next[first] = k;
+		next[d] = k;
 	}
 	free(next);
+	free(seen);
 	/* RFC 6376 3.7: the signature field itself, b= empty, no final CRLF. */
 	size_t sl = strlen(sig_field);
 	while (sl > 0 && (sig_field[sl - 1] == '\n' || sig_field[sl - 1] == '\r'))

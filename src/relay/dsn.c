@@ -136,25 +136,31 @@ static void put_addr_raw(struct sg_buf *b, const char *s, bool utf8)
 static void put_addr_unitext(struct sg_buf *b, const char *s)
 {
 	const uint8_t *p = (const uint8_t *)s;
-	size_t n = strlen(s);
-	for (size_t i = 0; i < n && b->len < b->max;) {
+	size_t n = strlen(s), out = 0;
+	for (size_t i = 0; i < n;) {
 		uint8_t c = p[i];
-		size_t k;
+		size_t k = 1;
+		char esc[16];
+		const void *piece = esc;
+		size_t plen;
 		if (c > 0x20 && c < 0x7f && c != '\\' && c != '+' && c != '=') {
-			sg_buf_append(b, &c, 1);
-			i++;
+			piece = p + i;
+			plen = 1;
 		} else if (c < 0x80) {
-			sg_buf_printf(b, "\\x{%X}", c);
-			i++;
+			plen = (size_t)snprintf(esc, sizeof(esc), "\\x{%X}", c);
 		} else if ((k = utf8_seq(p + i, n - i)) > 0) {
-			sg_buf_append(b, p + i, k);
-			i += k;
+			piece = p + i;
+			plen = k;
 		} else {
-			sg_buf_append_str(b, "\\x{FFFD}");
-			i++;
+			k = 1;
+			plen = (size_t)snprintf(esc, sizeof(esc), "\\x{FFFD}");
 		}
-		if (i >= SG_DSN_MAX_FIELD)
+		/* the output, escapes included, is cut at SG_DSN_MAX_FIELD */
+		if (out + plen > SG_DSN_MAX_FIELD)
 			break;
+		sg_buf_append(b, piece, plen);
+		out += plen;
+		i += k;
 	}
 }
 
@@ -202,31 +208,6 @@ static void put_date(struct sg_buf *b, int64_t t)
 	}
 	sg_buf_printf(b, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday], tm.tm_mday,
 		months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
-/* RFC 3461 4: xtext "+HH" decoded; a '+' not followed by two upper-case hex
- * digits is kept as it is. */
-static char *xtext_decode(const char *s)
-{
-	size_t n = strlen(s);
-	char *out = sg_malloc(n + 1), *o = out;
-	for (size_t i = 0; i < n; i++) {
-		uint8_t v;
-		char hex[3] = {0};
-		if (s[i] == '+' && i + 2 < n) {
-			hex[0] = s[i + 1];
-			hex[1] = s[i + 2];
-			bool upper = (hex[0] < 'a' || hex[0] > 'f') && (hex[1] < 'a' || hex[1] > 'f');
-			if (upper && sg_unhex(hex, &v, 1) == 0 && v != 0) {
-				*o++ = (char)v;
-				i += 2;
-				continue;
-			}
-		}
-		*o++ = s[i];
-	}
-	*o = '\0';
-	return out;
 }
 
 /* ---- validation ---- */
@@ -287,12 +268,18 @@ static size_t header_section_len(const uint8_t *m, size_t n, size_t max)
 	return last_good;
 }
 
-/* Copy with every line end made CRLF (a bare LF or bare CR too); the copy
- * always ends with CRLF unless it is empty. */
+/* Copy with every line end made CRLF (a bare LF or bare CR too) and NUL
+ * octets left out (RFC 5322 2.3 allows none; the report is a C string); the
+ * copy always ends with CRLF unless it is empty. */
 static void put_crlf_text(struct sg_buf *b, const uint8_t *p, size_t n)
 {
 	size_t run = 0;
 	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\0') {
+			sg_buf_append(b, p + run, i - run);
+			run = i + 1;
+			continue;
+		}
 		if (p[i] != '\r' && p[i] != '\n')
 			continue;
 		sg_buf_append(b, p + run, i - run);
@@ -369,11 +356,9 @@ static void put_status(struct sg_buf *b, const struct sg_dsn_info *info, bool ut
 	put_host(b, info->reporting_mta);
 	sg_buf_append_str(b, "\r\n");
 	if (info->envid != NULL && info->envid[0] != '\0') {
-		char *e = xtext_decode(info->envid);
 		sg_buf_append_str(b, "Original-Envelope-Id: ");
-		put_text(b, e, utf8);
+		put_text(b, info->envid, utf8);
 		sg_buf_append_str(b, "\r\n");
-		free(e);
 	}
 	if (info->arrival > 0) {
 		sg_buf_append_str(b, "Arrival-Date: ");
@@ -384,11 +369,10 @@ static void put_status(struct sg_buf *b, const struct sg_dsn_info *info, bool ut
 		const struct sg_dsn_rcpt *r = &info->rcpts[i];
 		sg_buf_append_str(b, "\r\n");
 		if (r->orcpt != NULL && r->orcpt[0] != '\0') {
-			/* RFC 3461 6.3: the ORCPT address type, and its address
-			 * decoded from xtext. */
-			char *o = xtext_decode(r->orcpt);
+			/* RFC 3461 6.3: the ORCPT address type and address. */
+			const char *o = r->orcpt;
 			const char *semi = strchr(o, ';');
-			bool typed = semi != NULL && semi > o;
+			bool typed = semi != NULL && semi > o && semi - o <= 32;
 			for (const char *p = o; typed && p < semi; p++)
 				typed = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 					(*p >= '0' && *p <= '9') || *p == '-';
@@ -400,7 +384,6 @@ static void put_status(struct sg_buf *b, const struct sg_dsn_info *info, bool ut
 				put_typed_addr(b, typed ? semi + 1 : o);
 			}
 			sg_buf_append_str(b, "\r\n");
-			free(o);
 		}
 		sg_buf_append_str(b, "Final-Recipient: ");
 		put_typed_addr(b, r->final_rcpt);
@@ -413,7 +396,7 @@ static void put_status(struct sg_buf *b, const struct sg_dsn_info *info, bool ut
 		if (r->diagnostic != NULL && r->diagnostic[0] != '\0') {
 			/* diagnostic-type ";" *text (RFC 3464 2.3.6) */
 			const char *semi = strchr(r->diagnostic, ';');
-			bool typed = semi != NULL && semi > r->diagnostic;
+			bool typed = semi != NULL && semi > r->diagnostic && semi - r->diagnostic <= 32;
 			for (const char *p = r->diagnostic; typed && p < semi; p++)
 				typed = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 					(*p >= '0' && *p <= '9') || *p == '-';

@@ -14,7 +14,8 @@
  *      for delayed, Will-Retry-Until;
  *   3. the original message as message/rfc822, or only its header section
  *      as text/rfc822-headers when ret_hdrs is set or when orig_len exceeds
- *      SG_DSN_MAX_ORIG (the text part says so).
+ *      SG_DSN_MAX_ORIG (the text part says so). Its line ends are made
+ *      CRLF and NUL octets are left out; nothing else is changed.
  * The caller sends it with a null envelope sender (MAIL FROM:<>), so a
  * bounce never bounces (RFC 5321 6.1, RFC 3464 2.4).
  *
@@ -22,9 +23,10 @@
  * ASCII octets as "utf-8;addr" (RFC 6533 3), and the delivery-status part is
  * then message/global-delivery-status (RFC 6533 6) and an attached original
  * with 8-bit headers message/global (RFC 6532 3.7). orcpt and envid are the
- * ESMTP parameters as received: their xtext (RFC 3461 4) is decoded and the
- * result written to Original-Recipient (addr-type kept, RFC 3461 6.3) and
- * Original-Envelope-Id. An orcpt without "addr-type;" is taken as rfc822.
+ * ESMTP parameters already decoded from xtext (RFC 3461 4), as the queue
+ * envelope keeps them; they are written to Original-Recipient (addr-type
+ * kept, RFC 3461 6.3) and Original-Envelope-Id. An orcpt without
+ * "addr-type;" is taken as an rfc822 address.
  *
  * The output is 7-bit unless the original or an address has 8-bit octets:
  * then send it with BODY=8BITMIME, and with SMTPUTF8 when from_addr or a
@@ -56,8 +58,8 @@
 #define SG_DSN_MAX_FIELD 900
 
 struct sg_dsn_rcpt {
-	const char *orcpt;      /* may be NULL; the ORCPT parameter as received,
-	                         * "addr-type;xtext" (RFC 3461 4.2): decoded here */
+	const char *orcpt;      /* may be NULL; the ORCPT parameter decoded from
+	                         * xtext: "addr-type;address" (RFC 3461 4.2) */
 	const char *final_rcpt; /* the address we tried */
 	const char *action;     /* failed|delayed|delivered|relayed|expanded */
 	const char *status;     /* 5.1.1 (RFC 3463) */
@@ -69,8 +71,8 @@ struct sg_dsn_rcpt {
 
 struct sg_dsn_info {
 	const char *reporting_mta; /* our host name */
-	const char *envid;         /* may be NULL; the ENVID parameter as received
-	                            * (xtext, RFC 3461 4.4): decoded here */
+	const char *envid;         /* may be NULL; the ENVID parameter decoded from
+	                            * xtext (RFC 3461 4.4), as the queue keeps it */
 	const char *from_addr;     /* the original envelope sender, the DSN's To */
 	const char *postmaster;    /* From: of the bounce, e.g. MAILER-DAEMON@host */
 	int64_t arrival;           /* unix s */

@@ -129,13 +129,15 @@ static bool domain_is_local(struct sg_session *s, const char *domain, int *err)
 	return r == 1;
 }
 
+/* Every owner is kept (never more than the accepted RCPTs, which
+ * max_recipients bounds): a 250 to RCPT is a promise to deliver. */
 static void add_owner(struct sg_session *s, const char *login)
 {
 	for (size_t i = 0; i < s->nowners; i++)
 		if (strcmp(s->owners[i], login) == 0)
 			return;
-	if (s->nowners < sizeof(s->owners) / sizeof(s->owners[0]))
-		s->owners[s->nowners++] = sg_strdup(login);
+	s->owners = sg_realloc(s->owners, (s->nowners + 1) * sizeof(*s->owners));
+	s->owners[s->nowners++] = sg_strdup(login);
 }
 
 void cmd_rcpt(struct sg_session *s, char *args)

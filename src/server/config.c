@@ -48,6 +48,9 @@ static const struct key global_keys[] = {
 	{"throttle_window_ms", UINT(throttle_window_ms, 1000, 86400000)},
 	{"throttle_cooloff_ms", UINT(throttle_cooloff_ms, 0, 86400000)},
 	{"throttle_max_delay_ms", UINT(throttle_max_delay_ms, 0, 600000)},
+	{"throttle_repeat_window_ms", UINT(throttle_repeat_window_ms, 0, 86400000)},
+	{"ipv6_prefix", UINT(ipv6_prefix, 1, 128)},
+	{"command_deadline", BOOL(command_deadline)},
 	{"timeout_greeting_ms", UINT(timeout_greeting_ms, 0, 3600000)},
 	{"timeout_command_ms", UINT(timeout_command_ms, 100, 3600000)},
 	{"timeout_data_ms", UINT(timeout_data_ms, 100, 3600000)},
@@ -132,6 +135,9 @@ void sg_config_defaults(struct sg_config *c)
 	c->throttle_window_ms = 15 * 60 * 1000;
 	c->throttle_cooloff_ms = 5 * 60 * 1000;
 	c->throttle_max_delay_ms = 8000;
+	c->throttle_repeat_window_ms = 5 * 60 * 1000;
+	c->ipv6_prefix = 64;
+	c->command_deadline = true;
 	c->timeout_command_ms = 300000;
 	c->timeout_data_ms = 180000;
 	c->timeout_tls_ms = 30000;

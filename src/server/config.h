@@ -67,6 +67,10 @@ struct sg_config {
 	unsigned throttle_window_ms;
 	unsigned throttle_cooloff_ms;
 	unsigned throttle_max_delay_ms;
+	unsigned throttle_repeat_window_ms; /* same failed secret again counts once; 0 = off */
+	unsigned ipv6_prefix;         /* IPv6 clients are counted per /ipv6_prefix (default 64) */
+	bool command_deadline;        /* a line (DATA block) must be complete within its timeout
+				       * after its first byte; bytes do not restart the timer */
 	unsigned timeout_greeting_ms; /* greeting to the first EHLO/HELO; 0 = timeout_command_ms */
 	unsigned timeout_command_ms;  /* RFC 5321 4.5.3.2.7: 5 minutes */
 	unsigned timeout_data_ms;     /* 4.5.3.2.5: 3 minutes per data block */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,7 +28,7 @@
 #include "server/proxy_accept.h"
 #include "server/session.h"
 #include "server/stores.h"
-#include "server/throttle.h"
+#include "store/throttle.h"
 #include "smtp/reply.h"
 #include "store/cred.h"
 #include "store/mail.h"
@@ -83,7 +84,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		close(fd);
 		return;
 	}
-	if (atomic_fetch_add(&srv->nsessions, 1) >= srv->cfg.max_connections) {
+	if (atomic_fetch_add(&srv->nsessions, 1) >= srv->max_connections) {
 		atomic_fetch_sub(&srv->nsessions, 1);
 		sg_log(SG_WARN, "refused", "client=%s reason=max_connections", ip);
 		if (l->cfg->proxy_protocol)
@@ -211,6 +212,84 @@ static int open_listener(const struct sg_listener_cfg *lc, int *fd_r, char *err,
 	return 0;
 }
 
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct sg_listener *l = arg;
+	l->paused = false;
+	if (!l->loop->stopping)
+		evconnlistener_enable(l->evl);
+}
+
+/* accept() failed. Out of descriptors (EMFILE, ENFILE) or kernel memory, the
+ * pending connection stays queued and the listener would fire again at once:
+ * stop accepting on this loop for ACCEPT_PAUSE_MS instead of spinning, and
+ * say so at most once per ACCEPT_LOG_MS for the whole server. The clients
+ * wait in the backlog and are served when descriptors come back. */
+#define ACCEPT_PAUSE_MS 250
+#define ACCEPT_LOG_MS 10000
+
+static void on_accept_error(struct evconnlistener *evl, void *arg)
+{
+	struct sg_listener *l = arg;
+	struct sg_server *srv = l->loop->srv;
+	int err = EVUTIL_SOCKET_ERROR();
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
+		sg_log(SG_WARN, "accept", "listener=%s error=\"%s\"", l->cfg->name, strerror(err));
+		return;
+	}
+	evconnlistener_disable(evl);
+	l->paused = true;
+	struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+	evtimer_add(l->resume_ev, &tv);
+	uint64_t n = atomic_fetch_add(&srv->accept_pauses, 1) + 1;
+	uint64_t now = sg_now_ms(), last = atomic_load(&srv->accept_pause_logged_ms);
+	if ((last == 0 || now - last >= ACCEPT_LOG_MS) &&
+	    atomic_compare_exchange_strong(&srv->accept_pause_logged_ms, &last, now))
+		sg_log(SG_WARN, "accept_paused",
+		       "listener=%s error=\"%s\" pause_ms=%d pauses=%llu sessions=%u max_connections=%u",
+		       l->cfg->name, strerror(err), ACCEPT_PAUSE_MS, (unsigned long long)n,
+		       atomic_load(&srv->nsessions), srv->max_connections);
+}
+
+/* Every session needs a socket and, in DATA, a spool file; the stores, the
+ * worker threads' databases and the HTTP side need their own. Raise the soft
+ * RLIMIT_NOFILE to what max_connections needs, or lower the connection limit
+ * to what the limit allows, and say which. */
+#define FDS_PER_SESSION 2
+#define FDS_RESERVED 64
+
+static void fit_nofile(struct sg_server *srv)
+{
+	struct sg_config *c = &srv->cfg;
+	srv->max_connections = c->max_connections;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	rlim_t reserved = FDS_RESERVED + (rlim_t)c->loops * (c->workers * 4 + c->nlisteners + 4);
+	rlim_t need = (rlim_t)c->max_connections * FDS_PER_SESSION + reserved;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+		rlim_t soft = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+		if (soft > rl.rlim_cur) {
+			struct rlimit nl = {soft, rl.rlim_max};
+			if (setrlimit(RLIMIT_NOFILE, &nl) == 0) {
+				sg_log(SG_INFO, "limits", "nofile_soft=%llu (raised from %llu for max_connections=%u)",
+				       (unsigned long long)soft, (unsigned long long)rl.rlim_cur,
+				       c->max_connections);
+				rl.rlim_cur = soft;
+			}
+		}
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+		rlim_t usable = rl.rlim_cur > reserved + FDS_PER_SESSION ? rl.rlim_cur - reserved : FDS_PER_SESSION;
+		srv->max_connections = (unsigned)(usable / FDS_PER_SESSION);
+		sg_log(SG_WARN, "limits",
+		       "max_connections=%u lowered from %u: RLIMIT_NOFILE is %llu (hard %llu), %d descriptors "
+		       "per session and %llu reserved; raise it (ulimit -n, LimitNOFILE=) to allow more",
+		       srv->max_connections, c->max_connections, (unsigned long long)rl.rlim_cur,
+		       (unsigned long long)rl.rlim_max, FDS_PER_SESSION, (unsigned long long)reserved);
+	}
+}
+
 static int attach_listener(struct sg_loop *loop, struct sg_listener *l, int fd, char *err,
 			   size_t errsize)
 {
@@ -225,6 +304,8 @@ static int attach_listener(struct sg_loop *loop, struct sg_listener *l, int fd, 
 			close(dfd);
 		return -1;
 	}
+	evconnlistener_set_error_cb(l->evl, on_accept_error);
+	l->resume_ev = evtimer_new(loop->base, on_accept_resume, l);
 	return 0;
 }
 
@@ -337,6 +418,7 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 		.port = (unsigned)port,
 		.open = c->http_open,
 		.data_dir = c->data_dir,
+		.throttle = srv->throttle,
 		.tls_cert = c->http_tls ? c->tls_cert : NULL,
 		.tls_key = c->http_tls ? c->tls_key : NULL,
 		.ready = server_ready,
@@ -369,6 +451,7 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		return -1;
 	if (setup_tls(srv, err, errsize) < 0)
 		return -1;
+	fit_nofile(srv);
 	evthread_use_pthreads();
 	srv->nloops = c->loops;
 	srv->loops = sg_calloc(srv->nloops, sizeof(*srv->loops));
@@ -425,6 +508,11 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		}
 		sg_log(SG_INFO, "privileges", "user=%s uid=%u", privs.name, (unsigned)privs.uid);
 	}
+	char path[1100];
+	/* DATA bodies are streamed to unnamed files here (cmd_data.c) */
+	snprintf(path, sizeof(path), "%s/spool", c->data_dir);
+	if (mkdir_private(path, err, errsize) < 0)
+		return -1;
 	if (sg_stores_open_cred(c, srv->pg, &srv->creds, err, errsize) < 0)
 		return -1;
 	sg_cred_set_auth_cache(srv->creds, c->auth_cache_ttl_ms, 4096);
@@ -432,6 +520,19 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		snprintf(err, errsize, "mail store: %s", error);
 		return -1;
 	}
+	/* one throttle for every password check: SMTP AUTH and HTTP Basic */
+	struct sg_throttle_cfg tc = {
+		.ip_threshold = c->throttle_ip_threshold,
+		.account_threshold = c->throttle_account_threshold,
+		.window_ms = c->throttle_window_ms,
+		.cooloff_ms = c->throttle_cooloff_ms,
+		.base_delay_ms = c->auth_fail_delay_ms,
+		.max_delay_ms = c->throttle_max_delay_ms,
+		.max_entries = 100000,
+		.ipv6_prefix = c->ipv6_prefix,
+		.repeat_window_ms = c->throttle_repeat_window_ms,
+	};
+	srv->throttle = sg_throttle_new(&tc);
 	if (setup_oauth(srv, err, errsize) < 0 || setup_sandbox(srv, err, errsize) < 0)
 		return -1;
 	/* after every store subscribed to its channel */
@@ -441,16 +542,6 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 	}
 	for (unsigned k = 0; k < srv->nloops; k++)
 		srv->loops[k].pool = sg_pool_new(srv->loops[k].base, c->workers);
-	struct sg_throttle_cfg tc = {
-		.ip_threshold = c->throttle_ip_threshold,
-		.account_threshold = c->throttle_account_threshold,
-		.window_ms = c->throttle_window_ms,
-		.cooloff_ms = c->throttle_cooloff_ms,
-		.base_delay_ms = c->auth_fail_delay_ms,
-		.max_delay_ms = c->throttle_max_delay_ms,
-		.max_entries = 100000,
-	};
-	srv->throttle = sg_throttle_new(&tc);
 	return 0;
 }
 
@@ -539,9 +630,12 @@ static void loop_deinit(struct sg_loop *loop)
 	sg_proxy_wait_cancel_all(loop);
 	while (loop->sessions != NULL)
 		sess_free(loop->sessions);
-	for (size_t i = 0; i < loop->nlisteners; i++)
+	for (size_t i = 0; i < loop->nlisteners; i++) {
 		if (loop->listeners[i].evl != NULL)
 			evconnlistener_free(loop->listeners[i].evl);
+		if (loop->listeners[i].resume_ev != NULL)
+			event_free(loop->listeners[i].resume_ev);
+	}
 	if (loop->stop_ev != NULL)
 		event_free(loop->stop_ev);
 	if (loop->stop_timer != NULL)

@@ -60,10 +60,11 @@ struct sess_job {
 	int store_rc;
 	char id[64];
 	const char *error;
-	char *logins[64];
+	char **logins;                  /* inboxes; as many as the transaction's owners */
 	size_t nlogins;
 	struct sg_buf prefix;
-	struct sg_buf body;
+	int body_fd;                    /* the DATA spool (owned: closed by sess_job_free) */
+	size_t body_len;
 };
 
 struct sg_session {
@@ -92,6 +93,8 @@ struct sg_session {
 	unsigned auth_failures;
 	bool error_challenge;           /* an error challenge was sent: failure counted */
 	unsigned error_delay_ms;
+	uint8_t auth_tag[16];           /* keyed hash of this exchange's client bytes */
+	bool auth_tag_set;
 	/* abuse counters */
 	unsigned errors;
 	/* transaction */
@@ -100,17 +103,24 @@ struct sg_session {
 	unsigned long long declared_size;
 	struct sess_rcpt *rcpts;
 	size_t nrcpts;
-	char *owners[64];               /* inboxes (mx, unauthenticated) */
+	char **owners;                  /* inboxes (mx, unauthenticated), at most one per RCPT */
 	size_t nowners;
 	unsigned txn_seq;
 	struct sg_data_reader dr;
+	/* DATA is streamed: at most SESS_SPOOL_BUF octets in memory, the rest
+	 * written to an unnamed spool file as it arrives (cmd_data.c). */
 	struct sg_buf body;
+	int spool_fd;                   /* -1 outside DATA */
+	size_t spooled;                 /* octets written to the spool */
+	int spool_errno;                /* a spool write failed: 451 at the end */
 	/* I/O */
 	char *line;
 	size_t line_size;
 	struct sess_job *job;           /* in flight on the pool, or NULL */
 	struct event *delay_ev;         /* failed-AUTH delay */
 	struct event *life_ev;          /* whole-session limit */
+	struct event *deadline_ev;      /* the line being read must be complete by then */
+	bool deadline_armed;
 	enum sg_reply_id delayed_reply;
 	bool delayed_close;
 	bool quit;
@@ -169,5 +179,9 @@ void sess_job_free(struct sess_job *j);
 size_t auth_offered(struct sg_session *s, const struct sg_mech **out, size_t max);
 
 enum { JOB_AUTH_STEP = 1, JOB_STORE = 2 };
+
+#define SESS_SPOOL_BUF (64 * 1024)
+/* Close the transaction's spool file, if any. */
+void sess_spool_close(struct sg_session *s);
 
 #endif

@@ -32,6 +32,13 @@ int sg_mail_commit(struct sg_mail_store *s, const char *const *logins, size_t n,
 		   const struct sg_buf *prefix, const struct sg_buf *body, char id_r[SG_MAIL_ID_MAX],
 		   const char **error_r);
 
+/* The same with the body in a file (the DATA spool): body_len bytes read
+ * with pread from offset 0 of body_fd, which stays open (the caller closes
+ * it). Memory use does not depend on the message size. */
+int sg_mail_commit_fd(struct sg_mail_store *s, const char *const *logins, size_t n,
+		      const struct sg_buf *prefix, int body_fd, size_t body_len,
+		      char id_r[SG_MAIL_ID_MAX], const char **error_r);
+
 /* Path of a stored message (for tests, the HTTP API). NULL if absent. Caller frees. */
 char *sg_mail_path(struct sg_mail_store *s, const char *login, const char *id);
 

@@ -162,9 +162,38 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* The body: in memory (buf) or len bytes of a file (fd >= 0, read from offset 0). */
+struct body_src {
+	const struct sg_buf *buf;
+	int fd;
+	size_t len;
+};
+
+static int write_body(int fd, const struct body_src *b)
+{
+	if (b->fd < 0)
+		return b->buf != NULL && b->buf->len > 0 ? write_all(fd, b->buf->data, b->buf->len) : 0;
+	uint8_t chunk[64 * 1024];
+	for (size_t off = 0; off < b->len;) {
+		size_t want = b->len - off < sizeof(chunk) ? b->len - off : sizeof(chunk);
+		ssize_t r = pread(b->fd, chunk, want, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO; /* the spool is shorter than recorded */
+			return -1;
+		}
+		if (write_all(fd, chunk, (size_t)r) != 0)
+			return -1;
+		off += (size_t)r;
+	}
+	return 0;
+}
+
 /* Write prefix+body to tmp/<id>, fsync, rename into new/<id>, fsync new/. */
 static int deliver_file(struct sg_mail_store *s, const char *login, const char *id,
-			const struct sg_buf *prefix, const struct sg_buf *body, bool *exists,
+			const struct sg_buf *prefix, const struct body_src *body, bool *exists,
 			const char **error_r)
 {
 	char *tmp = sg_asprintf("%s/%s/tmp/%s", s->mail_dir, login, id);
@@ -179,7 +208,7 @@ static int deliver_file(struct sg_mail_store *s, const char *login, const char *
 		goto out;
 	}
 	if ((prefix != NULL && prefix->len > 0 && write_all(fd, prefix->data, prefix->len) != 0) ||
-	    (body != NULL && body->len > 0 && write_all(fd, body->data, body->len) != 0) ||
+	    write_body(fd, body) != 0 ||
 	    fsync(fd) != 0) {
 		sg_set_err(error_r, sg_errf("cannot write %s: %s", tmp, strerror(errno)));
 		close(fd);
@@ -225,9 +254,9 @@ static void make_id(char id[SG_MAIL_ID_MAX])
 	snprintf(id, SG_MAIL_ID_MAX, "%" PRId64 ".%s", sg_time(), hex);
 }
 
-int sg_mail_commit(struct sg_mail_store *s, const char *const *logins, size_t n,
-		   const struct sg_buf *prefix, const struct sg_buf *body, char id_r[SG_MAIL_ID_MAX],
-		   const char **error_r)
+static int commit(struct sg_mail_store *s, const char *const *logins, size_t n,
+		  const struct sg_buf *prefix, const struct body_src *body, char id_r[SG_MAIL_ID_MAX],
+		  const char **error_r)
 {
 	if (n == 0) {
 		sg_set_err(error_r, "no inbox to deliver to");
@@ -302,6 +331,22 @@ int sg_mail_commit(struct sg_mail_store *s, const char *const *logins, size_t n,
 	}
 	free(first);
 	return ret;
+}
+
+int sg_mail_commit(struct sg_mail_store *s, const char *const *logins, size_t n,
+		   const struct sg_buf *prefix, const struct sg_buf *body, char id_r[SG_MAIL_ID_MAX],
+		   const char **error_r)
+{
+	struct body_src b = {.buf = body, .fd = -1};
+	return commit(s, logins, n, prefix, &b, id_r, error_r);
+}
+
+int sg_mail_commit_fd(struct sg_mail_store *s, const char *const *logins, size_t n,
+		      const struct sg_buf *prefix, int body_fd, size_t body_len,
+		      char id_r[SG_MAIL_ID_MAX], const char **error_r)
+{
+	struct body_src b = {.fd = body_fd, .len = body_len};
+	return commit(s, logins, n, prefix, &b, id_r, error_r);
 }
 
 /* Find the file of a message: new/<id>, cur/<id>, cur/<id>:2,... */

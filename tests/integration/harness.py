@@ -95,6 +95,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_until(pred, timeout=30.0, step=0.05):
+    """Poll pred() until it returns something true (returned) or `timeout` seconds pass
+    (then its last value). For what the server does asynchronously: never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(step)
+
+
 def which(tool):
     return shutil.which(tool)
 

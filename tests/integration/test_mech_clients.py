@@ -38,6 +38,7 @@ import tempfile
 import time
 import unittest
 
+import harness
 from starttls_proxy import StartTlsProxy
 from harness import (ALICE, BOB, DAVE, R_AUTH_BAD, R_AUTH_OK, ServerTestCase, headers,
                      make_message, queued_id, require_tool, unb64)
@@ -482,7 +483,7 @@ class MechClients(MechClientBase):
         n = len(self.auth_log("SCRAM-SHA-256", "fail"))
         rc, out, _ = self.msmtp("SCRAM-SHA-256", ALICE.login, "not-the-password")
         self.assert_scram_refused(rc, out)
-        time.sleep(0.3)
+        harness.wait_until(lambda: len(self.auth_log("SCRAM-SHA-256", "fail")) > n)
         self.assertEqual(len(self.auth_log("SCRAM-SHA-256", "fail")), n + 1,
                          "no event=auth mech=SCRAM-SHA-256 result=fail after msmtp got e=; log:\n"
                          + "\n".join(self.srv.log_lines()[-8:]))
@@ -585,7 +586,7 @@ class MechClients(MechClientBase):
         rc, out, _ = self.curl("XOAUTH2", ALICE.login, token=self.expired_token(ALICE.login),
                                listener="xoauth2only")
         self.assertEqual(rc, 67, transcript(out))
-        time.sleep(0.3)
+        harness.wait_until(lambda: len(self.auth_log("XOAUTH2", "fail")) > n)
         self.assertEqual(len(self.auth_log("XOAUTH2", "fail")), n + 1,
                          "no event=auth mech=XOAUTH2 result=fail after curl got the error "
                          "challenge; log:\n" + "\n".join(self.srv.log_lines()[-6:]))
@@ -614,8 +615,8 @@ class MechClients(MechClientBase):
         self.assertEqual(rc, 0, transcript(out))
         self.assert_in_output(R_AUTH_OK, out)
         self.assertTrue([c for c in challenges(out) if c.startswith(b"v=")], transcript(out))
-        time.sleep(0.1)
-        lines = self.auth_log(mech, "ok")
+        lines = harness.wait_until(lambda: (lambda l: l if len(l) > n else None)(
+            self.auth_log(mech, "ok"))) or self.auth_log(mech, "ok")
         self.assertEqual(len(lines), n + 1, "server log: no new event=auth mech=%s result=ok" % mech)
         self.assertIn("login=%s " % user.login, lines[-1])
         if tls:
