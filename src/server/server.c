@@ -33,6 +33,7 @@
 #include "store/cred.h"
 #include "store/mail.h"
 #include "store/pg.h"
+#include "store/throttle_pg.h"
 
 /* How long a stopping server waits for sessions in DATA. */
 #define STOP_GRACE_MS 10000
@@ -533,6 +534,8 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		.repeat_window_ms = c->throttle_repeat_window_ms,
 	};
 	srv->throttle = sg_throttle_new(&tc);
+	if (sg_stores_share_throttle(c, srv->pg, srv->throttle, &srv->throttle_pg, err, errsize) < 0)
+		return -1;
 	if (setup_oauth(srv, err, errsize) < 0 || setup_sandbox(srv, err, errsize) < 0)
 		return -1;
 	/* after every store subscribed to its channel */
@@ -658,6 +661,7 @@ void sg_server_deinit(struct sg_server *srv)
 	sg_http_stop(&srv->http);
 	sg_events_close(&srv->events);
 	sg_faults_close(&srv->faults);
+	sg_throttle_pg_free(&srv->throttle_pg);
 	sg_throttle_free(&srv->throttle);
 	sg_tls_ctx_free(&srv->tls);
 	sg_mail_close(&srv->mail);

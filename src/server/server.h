@@ -25,6 +25,7 @@ struct sg_events;
 struct sg_faults;
 struct sg_http;
 struct sg_pg;
+struct sg_throttle_pg;
 
 struct sg_loop;
 struct sg_proxy_wait;
@@ -62,6 +63,7 @@ struct sg_server {
 	struct sg_tls_ctx *tls;
 	struct sg_cred_store *creds;
 	struct sg_pg *pg;             /* store = postgresql: the shared link */
+	struct sg_throttle_pg *throttle_pg; /* ... and the throttle shared through it */
 	struct sg_mail_store *mail;
 	struct sg_throttle *throttle;
 	struct sg_events *events;

@@ -8,6 +8,7 @@
 #include "store/cred.h"
 #include "store/events.h"
 #include "store/pg.h"
+#include "store/throttle_pg.h"
 
 bool sg_stores_is_pg(const struct sg_config *c)
 {
@@ -69,6 +70,20 @@ int sg_stores_open_events(const struct sg_config *c, struct sg_pg *pg, struct sg
 	int r = pg != NULL ? sg_events_open_pg(pg, ev_r, &error) : sg_events_open(c->data_dir, ev_r, &error);
 	if (r < 0) {
 		snprintf(err, errsize, "auth event log: %s", error);
+		return -1;
+	}
+	return 0;
+}
+
+int sg_stores_share_throttle(const struct sg_config *c, struct sg_pg *pg, struct sg_throttle *t,
+			     struct sg_throttle_pg **shared_r, char *err, size_t errsize)
+{
+	*shared_r = NULL;
+	if (pg == NULL)
+		return 0;
+	const char *error = NULL;
+	if (sg_throttle_pg_new(pg, t, c->throttle_window_ms, c->throttle_ip_threshold, shared_r, &error) < 0) {
+		snprintf(err, errsize, "shared throttle: %s", error);
 		return -1;
 	}
 	return 0;

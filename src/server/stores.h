@@ -30,4 +30,11 @@ struct sg_events;
 int sg_stores_open_events(const struct sg_config *c, struct sg_pg *pg, struct sg_events **ev_r,
 			  char *err, size_t errsize);
 
+/* store = postgresql: share the throttle's failure counts with the other
+ * nodes (*shared_r = NULL with SQLite). */
+struct sg_throttle;
+struct sg_throttle_pg;
+int sg_stores_share_throttle(const struct sg_config *c, struct sg_pg *pg, struct sg_throttle *t,
+			     struct sg_throttle_pg **shared_r, char *err, size_t errsize);
+
 #endif

@@ -328,6 +328,16 @@ static const char *const migrations[] = {
 	" reason text NOT NULL,"
 	" injected boolean NOT NULL);"
 	"CREATE INDEX auth_events_login ON auth_events(login, id);",
+	/* 3: failed-AUTH counters of every node (throttle_pg.c) */
+	"CREATE TABLE sg_throttle("
+	" node text NOT NULL,"
+	" addr text NOT NULL,"
+	" account text NOT NULL,"
+	" failures integer NOT NULL,"
+	" last_ms bigint NOT NULL,"
+	" PRIMARY KEY(node, addr, account));"
+	"CREATE INDEX sg_throttle_pair ON sg_throttle(addr, account);"
+	"CREATE INDEX sg_throttle_last ON sg_throttle(last_ms);",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 /* pg_advisory_xact_lock key: "smtpgate" */

@@ -40,6 +40,7 @@ from scale_util import HAProxy, http_get, http_json, wait_for
 ALICE = User("alice@example.test", "alice-pw-1")
 BOB = User("bob@example.test", "bob-pw-2")
 CAROL = User("carol@example.test", "carol-pw-3")
+THRESHOLD = 5          # throttle_ip_threshold of both nodes
 
 
 def message(sender, subject):
@@ -88,7 +89,9 @@ class ScaleOut(unittest.TestCase):
             cls.cli("user", "add", u.login, "--password-stdin", input=u.password + "\n")
         proxy = {"proxy_protocol": "yes", "proxy_trusted": "127.0.0.1/32"}
         settings = {"store": "postgresql", "pg_conninfo": pg.conninfo, "pg_pool_size": 4,
-                    "oauth_secret_file": cls.oauth_key, "auth_cache_ttl_ms": 60000, "loops": 1}
+                    "oauth_secret_file": cls.oauth_key, "auth_cache_ttl_ms": 60000, "loops": 1,
+                    "throttle_ip_threshold": THRESHOLD, "throttle_cooloff_ms": 600000,
+                    "throttle_max_delay_ms": 200}
         for _ in range(2):
             cls.nodes.append(scale_util.start_node(
                 settings=settings,
@@ -233,7 +236,8 @@ class ScaleOut(unittest.TestCase):
                 self.assertEqual(r.returncode, 0, (mech, r.stdout[-1500:], r.stderr[-500:]))
                 self.check_stored(BOB.login, subject, source)
         for n in self.nodes:
-            mechs = {e.fields["mech"] for e in n.events("auth", login=BOB.login, result="ok")}
+            mechs = {e.fields["mech"] for e in n.events("auth", login=BOB.login, result="ok")
+                     if e.fields.get("client") in ("127.0.0.41", "127.0.0.42")}
             self.assertEqual(mechs, {"SCRAM-SHA-256", "XOAUTH2"}, "node %d" % n.http_port)
 
     def test_swaks_plain(self):
@@ -305,6 +309,33 @@ class ScaleOut(unittest.TestCase):
             mine = [e for e in ev if e["client_ip"] == "127.0.0.91"]
             self.assertEqual(len(mine), 1, (n.http_port, ev))
             self.assertEqual(mine[0]["result"], "fail")
+
+    def test_brute_force_spread_over_both_nodes(self):
+        """Guesses from one address alternating between the nodes are refused after
+        throttle_ip_threshold failures in all, as on one node: the other node's failures are
+        counted too (sg_throttle upserts + NOTIFY)."""
+        codes = []
+        for i in range(THRESHOLD + 3):
+            node = self.nodes[i % 2]
+            s = self.smtp_via("127.0.0.97", port=node.port("sub"), proxy_from="127.0.0.97")
+            s.user, s.password = BOB.login, "guess-%d" % i      # a new secret each time
+            try:
+                s.auth("PLAIN", s.auth_plain)
+                codes.append(235)
+            except smtplib.SMTPAuthenticationError as e:
+                codes.append(e.smtp_code)
+            s.close()
+        self.assertEqual(codes, [535] * THRESHOLD + [454] * 3)
+        for n in self.nodes:
+            self.assertTrue(n.events("auth", client="127.0.0.97", result="throttled"),
+                            "node %d never refused the address" % n.http_port)
+        rows = self.pg.psql("SELECT count(DISTINCT node), sum(failures) FROM sg_throttle"
+                            " WHERE addr = '127.0.0.97'", db="smtpgate").strip()
+        self.assertEqual(rows, "2|%d" % THRESHOLD)
+        # another address is not affected
+        s = self.smtp_via("127.0.0.98", port=self.a.port("sub"), proxy_from="127.0.0.98")
+        s.login(BOB.login, BOB.password)
+        s.quit()
 
     def test_y_postgresql_outage(self):
         """Runs after the others (name): PostgreSQL stopped, then started again."""
