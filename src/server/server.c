@@ -438,7 +438,6 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 {
 	struct sg_config *c = &srv->cfg;
-	const char *error = NULL;
 	umask(077);
 	sg_privs_no_core_dumps();
 	if (mkdir_private(c->data_dir, err, errsize) < 0)
@@ -517,10 +516,8 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 	if (sg_stores_open_cred(c, srv->pg, &srv->creds, err, errsize) < 0)
 		return -1;
 	sg_cred_set_auth_cache(srv->creds, c->auth_cache_ttl_ms, 4096);
-	if (sg_mail_open(c->data_dir, &srv->mail, &error) < 0) {
-		snprintf(err, errsize, "mail store: %s", error);
+	if (sg_stores_open_mail(c, srv->pg, &srv->mail, err, errsize) < 0)
 		return -1;
-	}
 	/* one throttle for every password check: SMTP AUTH and HTTP Basic */
 	struct sg_throttle_cfg tc = {
 		.ip_threshold = c->throttle_ip_threshold,

@@ -7,6 +7,7 @@
 #include "server/config.h"
 #include "store/cred.h"
 #include "store/events.h"
+#include "store/mail.h"
 #include "store/pg.h"
 #include "store/throttle_pg.h"
 
@@ -84,6 +85,20 @@ int sg_stores_share_throttle(const struct sg_config *c, struct sg_pg *pg, struct
 	const char *error = NULL;
 	if (sg_throttle_pg_new(pg, t, c->throttle_window_ms, c->throttle_ip_threshold, shared_r, &error) < 0) {
 		snprintf(err, errsize, "shared throttle: %s", error);
+		return -1;
+	}
+	return 0;
+}
+
+int sg_stores_open_mail(const struct sg_config *c, struct sg_pg *pg, struct sg_mail_store **mail_r,
+			char *err, size_t errsize)
+{
+	const char *error = NULL;
+	/* the header block we add (Received:, Return-Path:) is far under 64 KiB */
+	int r = pg != NULL ? sg_mail_open_pg(pg, c->max_message_size + 65536, mail_r, &error)
+			   : sg_mail_open(c->data_dir, mail_r, &error);
+	if (r < 0) {
+		snprintf(err, errsize, "mail store: %s", error);
 		return -1;
 	}
 	return 0;

@@ -30,6 +30,13 @@ struct sg_events;
 int sg_stores_open_events(const struct sg_config *c, struct sg_pg *pg, struct sg_events **ev_r,
 			  char *err, size_t errsize);
 
+/* The capture store: the shared PostgreSQL tables when pg is not NULL (a
+ * message up to max_message_size plus our header block), else one Maildir
+ * per account under data_dir. */
+struct sg_mail_store;
+int sg_stores_open_mail(const struct sg_config *c, struct sg_pg *pg, struct sg_mail_store **mail_r,
+			char *err, size_t errsize);
+
 /* store = postgresql: share the throttle's failure counts with the other
  * nodes (*shared_r = NULL with SQLite). */
 struct sg_throttle;

@@ -338,6 +338,17 @@ static const char *const migrations[] = {
 	" PRIMARY KEY(node, addr, account));"
 	"CREATE INDEX sg_throttle_pair ON sg_throttle(addr, account);"
 	"CREATE INDEX sg_throttle_last ON sg_throttle(last_ms);",
+	/* 4: captured sandbox messages (mail_pg.c) */
+	"CREATE TABLE sg_mail_bodies("
+	" id text PRIMARY KEY,"
+	" received_ms bigint NOT NULL,"
+	" size bigint NOT NULL,"
+	" body bytea NOT NULL);"
+	"CREATE TABLE sg_mail_inbox("
+	" login text NOT NULL,"
+	" id text NOT NULL REFERENCES sg_mail_bodies(id) ON DELETE CASCADE,"
+	" PRIMARY KEY(login, id));"
+	"CREATE INDEX sg_mail_inbox_id ON sg_mail_inbox(id);",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 /* pg_advisory_xact_lock key: "smtpgate" */

@@ -135,9 +135,9 @@ class HAProxy:
         return False
 
 
-def http_get(port, path, timeout=10):
+def http_get(port, path, timeout=10, headers=None):
     c = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    c.request("GET", path)
+    c.request("GET", path, headers=headers or {})
     r = c.getresponse()
     body = r.read()
     c.close()
