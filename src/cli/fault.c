@@ -8,7 +8,10 @@
 
 #include "cli/cli.h"
 #include "core/util.h"
+#include "server/config.h"
+#include "server/stores.h"
 #include "store/faults.h"
+#include "store/pg.h"
 
 static const char fault_help[] =
 	"usage: smtpgate fault [--data-dir DIR] add --stage STAGE ACTION [SCOPE] [WHEN]\n"
@@ -36,6 +39,9 @@ static const char fault_help[] =
 	"  --probability P     each time with probability P (0..1)\n"
 	"\n"
 	"  --data-dir DIR      the data directory (default ./smtpgate-data)\n"
+	"  --config FILE       read data_dir and the store settings from the server's\n"
+	"                      configuration (store = postgresql: the rules every\n"
+	"                      node shares)\n"
 	"  -h, --help          this text\n"
 	"\n"
 	"Replies worth trying: 535 5.7.8 Authentication credentials invalid;\n"
@@ -126,8 +132,12 @@ int sg_cmd_fault(int argc, char **argv)
 		{"probability", required_argument, NULL, 'p'},
 		{"spec", required_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
+		{"config", required_argument, NULL, 'C'},
 		{NULL, 0, NULL, 0},
 	};
+	const char *config = NULL;
+	bool dir_given = false;
+	char dirbuf[1024];
 	const char *data_dir = "./smtpgate-data", *stage = NULL, *reply = NULL, *delay = NULL;
 	const char *listener = NULL, *login = NULL, *times = NULL, *every = NULL, *prob = NULL;
 	const char *spec = NULL;
@@ -137,7 +147,8 @@ int sg_cmd_fault(int argc, char **argv)
 	/* getopt_long permutes: options may come before or after the command */
 	while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'd': data_dir = optarg; break;
+		case 'd': data_dir = optarg; dir_given = true; break;
+		case 'C': config = optarg; break;
 		case 's': stage = optarg; break;
 		case 'r': reply = optarg; break;
 		case 'c': close_after = true; break;
@@ -231,14 +242,36 @@ int sg_cmd_fault(int argc, char **argv)
 		return usage_error("unknown command", cmd);
 	}
 
-	if (mkdir(data_dir, 0700) < 0 && errno != EEXIST) {
-		fprintf(stderr, "smtpgate fault: cannot create %s: %s\n", data_dir, strerror(errno));
-		return 1;
-	}
+	/* --config: store = postgresql reaches the rules every node shares */
+	struct sg_pg *pg = NULL;
 	struct sg_faults *f = NULL;
-	if (sg_faults_open(data_dir, &f, &err) < 0) {
-		fprintf(stderr, "smtpgate fault: %s\n", err);
-		return 1;
+	if (config != NULL) {
+		struct sg_config *cfg = sg_calloc(1, sizeof(*cfg));
+		sg_config_defaults(cfg);
+		char cerr[1200];
+		if (sg_config_load(cfg, config, cerr, sizeof(cerr)) != 0 ||
+		    sg_stores_pg_new(cfg, &pg, cerr, sizeof(cerr)) < 0 ||
+		    (pg != NULL && sg_stores_open_faults(cfg, pg, &f, cerr, sizeof(cerr)) < 0)) {
+			fprintf(stderr, "smtpgate fault: %s\n", cerr);
+			sg_pg_free(&pg);
+			free(cfg);
+			return 1;
+		}
+		if (pg == NULL && !dir_given) {
+			sg_strlcpy(dirbuf, cfg->data_dir, sizeof(dirbuf));
+			data_dir = dirbuf;
+		}
+		free(cfg);
+	}
+	if (f == NULL) {
+		if (mkdir(data_dir, 0700) < 0 && errno != EEXIST) {
+			fprintf(stderr, "smtpgate fault: cannot create %s: %s\n", data_dir, strerror(errno));
+			return 1;
+		}
+		if (sg_faults_open(data_dir, &f, &err) < 0) {
+			fprintf(stderr, "smtpgate fault: %s\n", err);
+			return 1;
+		}
 	}
 	int ret = 0;
 	if (strcmp(cmd, "add") == 0) {
@@ -283,5 +316,6 @@ int sg_cmd_fault(int argc, char **argv)
 		}
 	}
 	sg_faults_close(&f);
+	sg_pg_free(&pg);
 	return ret;
 }

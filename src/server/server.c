@@ -387,10 +387,8 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 	sg_metrics_init(&srv->metrics, names, c->nlisteners);
 	if (sg_stores_open_events(c, srv->pg, &srv->events, err, errsize) < 0)
 		return -1;
-	if (sg_faults_open(c->data_dir, &srv->faults, &error) < 0) {
-		snprintf(err, errsize, "fault rules: %s", error);
+	if (sg_stores_open_faults(c, srv->pg, &srv->faults, err, errsize) < 0)
 		return -1;
-	}
 	/* Rules from the config file replace those of the previous start. */
 	size_t cleared;
 	if (sg_faults_clear(srv->faults, "config", &cleared, &error) < 0) {

@@ -7,6 +7,7 @@
 #include "server/config.h"
 #include "store/cred.h"
 #include "store/events.h"
+#include "store/faults.h"
 #include "store/mail.h"
 #include "store/pg.h"
 #include "store/throttle_pg.h"
@@ -99,6 +100,18 @@ int sg_stores_open_mail(const struct sg_config *c, struct sg_pg *pg, struct sg_m
 			   : sg_mail_open(c->data_dir, mail_r, &error);
 	if (r < 0) {
 		snprintf(err, errsize, "mail store: %s", error);
+		return -1;
+	}
+	return 0;
+}
+
+int sg_stores_open_faults(const struct sg_config *c, struct sg_pg *pg, struct sg_faults **f_r,
+			  char *err, size_t errsize)
+{
+	const char *error = NULL;
+	int r = pg != NULL ? sg_faults_open_pg(pg, f_r, &error) : sg_faults_open(c->data_dir, f_r, &error);
+	if (r < 0) {
+		snprintf(err, errsize, "fault rules: %s", error);
 		return -1;
 	}
 	return 0;

@@ -30,6 +30,12 @@ struct sg_events;
 int sg_stores_open_events(const struct sg_config *c, struct sg_pg *pg, struct sg_events **ev_r,
 			  char *err, size_t errsize);
 
+/* The fault-injection rules: the shared PostgreSQL table when pg is not
+ * NULL, else <data_dir>/smtpgate.db. */
+struct sg_faults;
+int sg_stores_open_faults(const struct sg_config *c, struct sg_pg *pg, struct sg_faults **f_r,
+			  char *err, size_t errsize);
+
 /* The capture store: the shared PostgreSQL tables when pg is not NULL (a
  * message up to max_message_size plus our header block), else one Maildir
  * per account under data_dir. */

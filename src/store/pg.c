@@ -349,6 +349,16 @@ static const char *const migrations[] = {
 	" id text NOT NULL REFERENCES sg_mail_bodies(id) ON DELETE CASCADE,"
 	" PRIMARY KEY(login, id));"
 	"CREATE INDEX sg_mail_inbox_id ON sg_mail_inbox(id);",
+	/* 5: fault-injection rules of every node (faults_pg.c) */
+	"CREATE TABLE sg_faults("
+	" id bigserial PRIMARY KEY,"
+	" stage text NOT NULL, listener text NOT NULL DEFAULT '', login text NOT NULL DEFAULT '',"
+	" kind text NOT NULL, code integer NOT NULL DEFAULT 0, enhanced text NOT NULL DEFAULT '',"
+	" text text NOT NULL DEFAULT '', delay_ms integer NOT NULL DEFAULT 0,"
+	" mode text NOT NULL DEFAULT 'always', n bigint NOT NULL DEFAULT 0,"
+	" probability double precision NOT NULL DEFAULT 1,"
+	" matched bigint NOT NULL DEFAULT 0, fired bigint NOT NULL DEFAULT 0,"
+	" created bigint NOT NULL, origin text NOT NULL DEFAULT 'cli');",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 /* pg_advisory_xact_lock key: "smtpgate" */

@@ -34,7 +34,7 @@
 #include <libpq-fe.h>
 
 #define SG_PG_WAIT_MS 3000
-#define SG_PG_SCHEMA_VERSION 4
+#define SG_PG_SCHEMA_VERSION 5
 
 struct sg_pg;
 

@@ -365,6 +365,27 @@ class ScaleOut(unittest.TestCase):
         s.login(BOB.login, BOB.password)
         s.quit()
 
+    def test_fault_rule_on_every_node(self):
+        """A fault rule added with the CLI (node A's configuration) applies on both nodes, and
+        its deletion too (NOTIFY sg_faults)."""
+        def mail_reply(node):
+            s = self.smtp_via("127.0.0.99", port=node.port("direct"))
+            s.login(CAROL.login, CAROL.password)
+            code, text = s.mail(CAROL.login)
+            s.close()
+            return code, text
+
+        r = self.cli("fault", "add", "--spec", "stage=mail reply=451 4.3.2 injected by the test login=%s"
+                     % CAROL.login)
+        rule = r.stdout.strip()
+        for n in self.nodes:
+            wait_for(lambda: mail_reply(n) == (451, b"4.3.2 injected by the test"), what="the rule on a node")
+        listed = self.cli("fault", "list").stdout
+        self.assertIn("injected by the test", listed)
+        self.cli("fault", "clear", rule)
+        for n in self.nodes:
+            wait_for(lambda: mail_reply(n)[0] == 250, what="the rule gone on a node")
+
     def test_y_postgresql_outage(self):
         """Runs after the others (name): PostgreSQL stopped, then started again."""
         direct = [n.port("direct") for n in self.nodes]
