@@ -14,5 +14,6 @@ int sg_cmd_fault(int argc, char **argv);
 int sg_cmd_token(int argc, char **argv);
 int sg_cmd_db(int argc, char **argv);
 int sg_cmd_dkim(int argc, char **argv);
+int sg_cmd_queue(int argc, char **argv);
 
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/common.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "server/config.h"
@@ -11,7 +12,7 @@
 #include "store/pg.h"
 
 static const char db_help[] =
-	"usage: smtpgate db --config FILE COMMAND\n"
+	"usage: smtpgate db COMMAND --config FILE\n"
 	"\n"
 	"The shared PostgreSQL database of several smtpgate nodes (store =\n"
 	"postgresql with pg_conninfo or pg_conninfo_file in FILE; docs/scaling.md).\n"
@@ -28,15 +29,11 @@ static const char db_help[] =
 
 int sg_cmd_db(int argc, char **argv)
 {
-	const char *config = NULL, *cmd = NULL;
+	const char *cmd = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			fputs(db_help, stdout);
 			return 0;
-		} else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-			config = argv[++i];
-		} else if (strncmp(argv[i], "--config=", 9) == 0) {
-			config = argv[i] + 9;
 		} else if (argv[i][0] != '-' && cmd == NULL) {
 			cmd = argv[i];
 		} else {
@@ -44,17 +41,20 @@ int sg_cmd_db(int argc, char **argv)
 			return 2;
 		}
 	}
+	/* --config is a global option (cli/common.h), taken out of argv by main() */
+	const char *config = sg_cli_global.config;
 	if (config == NULL || cmd == NULL || (strcmp(cmd, "migrate") != 0 && strcmp(cmd, "status") != 0)) {
 		fputs(db_help, stderr);
 		return 2;
 	}
 	sg_log_open(false, SG_WARN);
 	struct sg_config *cfg = sg_calloc(1, sizeof(*cfg));
-	sg_config_defaults(cfg);
 	char err[1200];
 	struct sg_pg *pg = NULL;
 	int ret = 1;
-	if (sg_config_load(cfg, config, err, sizeof(err)) != 0 || sg_stores_pg_new(cfg, &pg, err, sizeof(err)) < 0) {
+	if (sg_cli_load_config("db", cfg) != 0)
+		goto out;
+	if (sg_stores_pg_new(cfg, &pg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "smtpgate db: %s\n", err);
 		goto out;
 	}

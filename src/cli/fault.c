@@ -7,17 +7,17 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/common.h"
 #include "core/util.h"
-#include "server/config.h"
 #include "server/stores.h"
 #include "store/faults.h"
 #include "store/pg.h"
 
 static const char fault_help[] =
-	"usage: smtpgate fault [--data-dir DIR] add --stage STAGE ACTION [SCOPE] [WHEN]\n"
-	"       smtpgate fault [--data-dir DIR] add --spec 'stage=auth reply=535 5.7.8 ... times=2'\n"
-	"       smtpgate fault [--data-dir DIR] list\n"
-	"       smtpgate fault [--data-dir DIR] clear [ID]\n"
+	"usage: smtpgate fault add --stage STAGE ACTION [SCOPE] [WHEN] [--data-dir DIR] [--config FILE]\n"
+	"       smtpgate fault add --spec 'stage=auth reply=535 5.7.8 ... times=2'\n"
+	"       smtpgate fault list\n"
+	"       smtpgate fault clear [ID]\n"
 	"\n"
 	"Make the SMTP server fail on purpose, to see what an application does when\n"
 	"AUTH (or MAIL, RCPT, DATA...) fails. Rules live in <DIR>/smtpgate.db; a\n"
@@ -38,10 +38,10 @@ static const char fault_help[] =
 	"  --every N           every Nth time\n"
 	"  --probability P     each time with probability P (0..1)\n"
 	"\n"
-	"  --data-dir DIR      the data directory (default ./smtpgate-data)\n"
-	"  --config FILE       read data_dir and the store settings from the server's\n"
-	"                      configuration (store = postgresql: the rules every\n"
-	"                      node shares)\n"
+	"  --data-dir DIR      the server's data directory (default: data_dir of --config,\n"
+	"                      else ./smtpgate-data); it must exist, with its smtpgate.db\n"
+	"  --config FILE       read data_dir from the file 'smtpgate serve' uses\n"
+	"                      (options may come before or after the command)\n"
 	"  -h, --help          this text\n"
 	"\n"
 	"Replies worth trying: 535 5.7.8 Authentication credentials invalid;\n"
@@ -119,7 +119,6 @@ static void print_rule(const struct sg_fault_rule *f)
 int sg_cmd_fault(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"data-dir", required_argument, NULL, 'd'},
 		{"stage", required_argument, NULL, 's'},
 		{"reply", required_argument, NULL, 'r'},
 		{"close", no_argument, NULL, 'c'},
@@ -132,23 +131,18 @@ int sg_cmd_fault(int argc, char **argv)
 		{"probability", required_argument, NULL, 'p'},
 		{"spec", required_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
-		{"config", required_argument, NULL, 'C'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *config = NULL;
-	bool dir_given = false;
-	char dirbuf[1024];
-	const char *data_dir = "./smtpgate-data", *stage = NULL, *reply = NULL, *delay = NULL;
+	const char *stage = NULL, *reply = NULL, *delay = NULL;
 	const char *listener = NULL, *login = NULL, *times = NULL, *every = NULL, *prob = NULL;
 	const char *spec = NULL;
 	bool close_after = false, drop = false;
 	int c;
 	optind = 1;
-	/* getopt_long permutes: options may come before or after the command */
-	while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
+	/* getopt_long permutes: options may come before or after the command;
+	 * --config and --data-dir are taken by main() (cli/common.h) */
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'd': data_dir = optarg; dir_given = true; break;
-		case 'C': config = optarg; break;
 		case 's': stage = optarg; break;
 		case 'r': reply = optarg; break;
 		case 'c': close_after = true; break;
@@ -242,36 +236,32 @@ int sg_cmd_fault(int argc, char **argv)
 		return usage_error("unknown command", cmd);
 	}
 
-	/* --config: store = postgresql reaches the rules every node shares */
+	struct sg_config *cfg = sg_calloc(1, sizeof(*cfg));
+	if (sg_cli_load_config("fault", cfg) != 0) {
+		free(cfg);
+		return 1;
+	}
+	/* store = postgresql: the rules every node shares */
 	struct sg_pg *pg = NULL;
 	struct sg_faults *f = NULL;
-	if (config != NULL) {
-		struct sg_config *cfg = sg_calloc(1, sizeof(*cfg));
-		sg_config_defaults(cfg);
-		char cerr[1200];
-		if (sg_config_load(cfg, config, cerr, sizeof(cerr)) != 0 ||
-		    sg_stores_pg_new(cfg, &pg, cerr, sizeof(cerr)) < 0 ||
-		    (pg != NULL && sg_stores_open_faults(cfg, pg, &f, cerr, sizeof(cerr)) < 0)) {
-			fprintf(stderr, "smtpgate fault: %s\n", cerr);
-			sg_pg_free(&pg);
-			free(cfg);
-			return 1;
-		}
-		if (pg == NULL && !dir_given) {
-			sg_strlcpy(dirbuf, cfg->data_dir, sizeof(dirbuf));
-			data_dir = dirbuf;
-		}
+	char serr[1200];
+	if (sg_stores_pg_new(cfg, &pg, serr, sizeof(serr)) < 0 ||
+	    (pg != NULL && sg_stores_open_faults(cfg, pg, &f, serr, sizeof(serr)) < 0)) {
+		fprintf(stderr, "smtpgate fault: %s\n", serr);
+		sg_pg_free(&pg);
 		free(cfg);
+		return 1;
 	}
-	if (f == NULL) {
-		if (mkdir(data_dir, 0700) < 0 && errno != EEXIST) {
-			fprintf(stderr, "smtpgate fault: cannot create %s: %s\n", data_dir, strerror(errno));
-			return 1;
-		}
-		if (sg_faults_open(data_dir, &f, &err) < 0) {
-			fprintf(stderr, "smtpgate fault: %s\n", err);
-			return 1;
-		}
+	if (pg == NULL && sg_cli_need_data_dir("fault", cfg->data_dir, true) != 0) {
+		free(cfg);
+		return 1;
+	}
+	char data_dir[sizeof(cfg->data_dir)];
+	sg_strlcpy(data_dir, cfg->data_dir, sizeof(data_dir));
+	free(cfg);
+	if (f == NULL && sg_faults_open(data_dir, &f, &err) < 0) {
+		fprintf(stderr, "smtpgate fault: %s\n", err);
+		return 1;
 	}
 	int ret = 0;
 	if (strcmp(cmd, "add") == 0) {

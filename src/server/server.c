@@ -23,8 +23,11 @@
 #include "core/util.h"
 #include "http/http.h"
 #include "sasl/jwt.h"
+#include "sasl/mechs.h"
 #include "store/events.h"
 #include "store/faults.h"
+#include "relay/relay.h"
+#include "server/route.h"
 #include "server/proxy_accept.h"
 #include "server/session.h"
 #include "server/stores.h"
@@ -422,6 +425,7 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 		.tls_key = c->http_tls ? c->tls_key : NULL,
 		.ready = server_ready,
 		.ready_ctx = srv,
+		.relay = sg_route_http(srv),
 	};
 	if (sg_http_start(&hc, srv->creds, srv->mail, srv->events, srv->faults, &srv->metrics, &srv->http,
 			  &error) < 0) {
@@ -436,6 +440,7 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 {
 	struct sg_config *c = &srv->cfg;
+	const char *error = NULL;
 	umask(077);
 	sg_privs_no_core_dumps();
 	if (mkdir_private(c->data_dir, err, errsize) < 0)
@@ -447,7 +452,7 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 	struct sg_privs privs;
 	if (root && sg_privs_resolve(c->user, &privs, err, errsize) < 0)
 		return -1;
-	if (setup_tls(srv, err, errsize) < 0)
+	if (setup_tls(srv, err, errsize) < 0 || sg_route_setup(srv, err, errsize) < 0)
 		return -1;
 	fit_nofile(srv);
 	evthread_use_pthreads();
@@ -514,6 +519,10 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 	if (sg_stores_open_cred(c, srv->pg, &srv->creds, err, errsize) < 0)
 		return -1;
 	sg_cred_set_auth_cache(srv->creds, c->auth_cache_ttl_ms, 4096);
+	if (sg_scram_fake_key_load(c->data_dir, &error) < 0) {
+		snprintf(err, errsize, "%s/%s: %s", c->data_dir, SG_SCRAM_FAKE_KEY_FILE, error);
+		return -1;
+	}
 	if (sg_stores_open_mail(c, srv->pg, &srv->mail, err, errsize) < 0)
 		return -1;
 	/* one throttle for every password check: SMTP AUTH and HTTP Basic */
@@ -531,7 +540,8 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 	srv->throttle = sg_throttle_new(&tc);
 	if (sg_stores_share_throttle(c, srv->pg, srv->throttle, &srv->throttle_pg, err, errsize) < 0)
 		return -1;
-	if (setup_oauth(srv, err, errsize) < 0 || setup_sandbox(srv, err, errsize) < 0)
+	if (setup_oauth(srv, err, errsize) < 0 || sg_route_start(srv, err, errsize) < 0 ||
+	    setup_sandbox(srv, err, errsize) < 0)
 		return -1;
 	/* after every store subscribed to its channel */
 	if (srv->pg != NULL && sg_pg_start_listener(srv->pg) < 0) {
@@ -654,6 +664,7 @@ void sg_server_deinit(struct sg_server *srv)
 	srv->loops = NULL;
 	sg_pg_stop_listener(srv->pg); /* its callbacks reach the stores closed below */
 	sg_http_stop(&srv->http);
+	sg_relay_free(&srv->relay);
 	sg_events_close(&srv->events);
 	sg_faults_close(&srv->faults);
 	sg_throttle_pg_free(&srv->throttle_pg);
