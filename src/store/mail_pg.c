@@ -38,6 +38,7 @@
 #include "store/pg.h"
 
 #define MAX_INBOXES 64
+#define BYTEA_MAX ((size_t)1000 * 1000 * 1000)
 
 struct mail_pg {
 	struct sg_mail_store base;    /* first: the store seam (mail_int.h) */
@@ -134,7 +135,8 @@ static int commit(struct mail_pg *s, const char *const *logins, size_t n, const 
 	uint8_t *msg = assemble(prefix, body, fd, fd_len, &len, error_r);
 	if (msg == NULL)
 		return -1;
-	if (len > s->max_size) {
+	/* PostgreSQL caps a field at 1 GiB (and libpq lengths are int) */
+	if (len > s->max_size || len > BYTEA_MAX) {
 		free(msg);
 		sg_set_err(error_r, "message larger than the store's limit");
 		return -1;
