@@ -60,6 +60,7 @@ bench: build
 # the same with Haraka (npm install into bench/haraka/node_modules first)
 bench-haraka: build bench/haraka/node_modules/Haraka/package.json
 	python3 bench/run-bench $(BUILD)
+	python3 bench/scale-bench $(BUILD)
 
 # Install the binary, the man pages, /etc/smtpgate/smtpgate.conf (never overwritten; the example
 # is smtpgate.conf.example), the systemd unit, sysusers.d and tmpfiles.d entries (docs/operations.md).

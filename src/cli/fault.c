@@ -9,7 +9,9 @@
 #include "cli/cli.h"
 #include "cli/common.h"
 #include "core/util.h"
+#include "server/stores.h"
 #include "store/faults.h"
+#include "store/pg.h"
 
 static const char fault_help[] =
 	"usage: smtpgate fault add --stage STAGE ACTION [SCOPE] [WHEN] [--data-dir DIR] [--config FILE]\n"
@@ -235,15 +237,29 @@ int sg_cmd_fault(int argc, char **argv)
 	}
 
 	struct sg_config *cfg = sg_calloc(1, sizeof(*cfg));
-	if (sg_cli_load_config("fault", cfg) != 0 || sg_cli_need_data_dir("fault", cfg->data_dir, true) != 0) {
+	if (sg_cli_load_config("fault", cfg) != 0) {
+		free(cfg);
+		return 1;
+	}
+	/* store = postgresql: the rules every node shares */
+	struct sg_pg *pg = NULL;
+	struct sg_faults *f = NULL;
+	char serr[1200];
+	if (sg_stores_pg_new(cfg, &pg, serr, sizeof(serr)) < 0 ||
+	    (pg != NULL && sg_stores_open_faults(cfg, pg, &f, serr, sizeof(serr)) < 0)) {
+		fprintf(stderr, "smtpgate fault: %s\n", serr);
+		sg_pg_free(&pg);
+		free(cfg);
+		return 1;
+	}
+	if (pg == NULL && sg_cli_need_data_dir("fault", cfg->data_dir, true) != 0) {
 		free(cfg);
 		return 1;
 	}
 	char data_dir[sizeof(cfg->data_dir)];
 	sg_strlcpy(data_dir, cfg->data_dir, sizeof(data_dir));
 	free(cfg);
-	struct sg_faults *f = NULL;
-	if (sg_faults_open(data_dir, &f, &err) < 0) {
+	if (f == NULL && sg_faults_open(data_dir, &f, &err) < 0) {
 		fprintf(stderr, "smtpgate fault: %s\n", err);
 		return 1;
 	}
@@ -290,5 +306,6 @@ int sg_cmd_fault(int argc, char **argv)
 		}
 	}
 	sg_faults_close(&f);
+	sg_pg_free(&pg);
 	return ret;
 }

@@ -18,6 +18,7 @@ static const struct sg_subcommand {
 	{"user", sg_cmd_user, "manage accounts: add, passwd, disable, enable, del, list, address", true},
 	{"fault", sg_cmd_fault, "inject failures on purpose: add, list, clear (AUTH, MAIL, RCPT...)", true},
 	{"token", sg_cmd_token, "OAuth bearer tokens (issue, verify) and the HTTP admin token (admin)", true},
+	{"db", sg_cmd_db, "the shared PostgreSQL schema of several nodes: migrate, status", true},
 	{"dkim", sg_cmd_dkim, "DKIM keys for relay mode: keygen, record (DNS TXT), sign", false},
 	{"queue", sg_cmd_queue, "the relay queue of a running server: list, show, retry, delete, bounce", true},
 };

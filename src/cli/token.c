@@ -15,7 +15,9 @@
 #include "core/util.h"
 #include "sasl/jwt.h"
 #include "server/config.h"
+#include "server/stores.h"
 #include "store/cred.h"
+#include "store/pg.h"
 
 #define TTL_DEFAULT 3600
 #define TTL_MAX (366u * 24 * 3600)
@@ -242,9 +244,18 @@ static int cmd_issue(const struct token_opts *o, const struct sg_config *cfg, co
 		return fail(o->arg, err);
 
 	/* The account must exist: a token for nobody only teaches confusion. */
+	struct sg_pg *pg = NULL;
+	struct sg_cred_store *store = NULL;
+	char serr[1200];
+	if (sg_stores_pg_new(cfg, &pg, serr, sizeof(serr)) < 0)
+		return fail("opening the credential store", serr);
+	if (pg != NULL && sg_stores_open_cred(cfg, pg, &store, serr, sizeof(serr)) < 0) {
+		sg_pg_free(&pg);
+		return fail("opening the credential store", serr);
+	}
 	char *db = sg_asprintf("%s/smtpgate.db", data_dir);
 	struct stat st;
-	if (stat(db, &st) != 0) {
+	if (pg == NULL && stat(db, &st) != 0) {
 		fprintf(stderr,
 			"smtpgate token: no credential store at %s; create the account first "
 			"with 'smtpgate user --data-dir %s add %s'\n",
@@ -252,8 +263,7 @@ static int cmd_issue(const struct token_opts *o, const struct sg_config *cfg, co
 		free(db);
 		return 1;
 	}
-	struct sg_cred_store *store = NULL;
-	if (sg_cred_open(db, &store, &err) != 0) {
+	if (pg == NULL && sg_cred_open(db, &store, &err) != 0) {
 		int r = fail(db, err);
 		free(db);
 		return r;
@@ -264,6 +274,7 @@ static int cmd_issue(const struct token_opts *o, const struct sg_config *cfg, co
 	memset(&acct, 0, sizeof(acct));
 	int found = sg_cred_lookup(store, o->arg, SG_CRED_NONE, &acct, &v);
 	sg_cred_close(&store);
+	sg_pg_free(&pg);
 	if (found < 0)
 		return fail(o->arg, "the credential store could not be read");
 	if (found == 0) {
@@ -389,13 +400,15 @@ int sg_cmd_token(int argc, char **argv)
 	const char *data_dir = cfg->data_dir;
 	/* never a new, empty data directory: verify with only configured keys needs none */
 	bool keys_elsewhere = cfg->oauth_secret_file[0] != '\0' || cfg->oauth_jwks_file[0] != '\0';
-	if ((strcmp(o.cmd, "verify") != 0 || !keys_elsewhere) &&
+	/* store = postgresql with a configured key: accounts and key live elsewhere */
+	bool shared = sg_stores_is_pg(cfg) && cfg->oauth_secret_file[0] != '\0' && strcmp(o.cmd, "admin") != 0;
+	if (!shared && (strcmp(o.cmd, "verify") != 0 || !keys_elsewhere) &&
 	    sg_cli_need_data_dir("token", data_dir, strcmp(o.cmd, "issue") == 0) != 0) {
 		free(cfg);
 		return 1;
 	}
 	char perr[256];
-	int owner = sg_privs_become_owner(data_dir, perr, sizeof(perr));
+	int owner = shared ? 0 : sg_privs_become_owner(data_dir, perr, sizeof(perr));
 	if (owner < 0) {
 		fprintf(stderr, "smtpgate token: %s\n", perr);
 		free(cfg);

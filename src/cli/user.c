@@ -14,14 +14,18 @@
 #include "core/secret.h"
 #include "core/util.h"
 #include "server/config.h"
+#include "server/stores.h"
 #include "store/cred.h"
+#include "store/pg.h"
 
 #define PASSWORD_MAX 1024
 
 static const char user_help[] =
 	"usage: smtpgate user [--config FILE] [--data-dir DIR] COMMAND [ARGS]\n"
 	"\n"
-	"Manage the accounts of the credential store, <DIR>/smtpgate.db (SQLite).\n"
+	"Manage the accounts of the credential store: <DIR>/smtpgate.db (SQLite), or\n"
+	"the shared PostgreSQL database when the configuration says\n"
+	"store = postgresql (every node sees the change at once).\n"
 	"Passwords are never stored: setting one derives the verifiers the\n"
 	"authentication mechanisms need (yescrypt for PLAIN and LOGIN, SCRAM-SHA-1\n"
 	"and SCRAM-SHA-256 keys; the NT hash for NTLM and the HMAC-MD5 key state for\n"
@@ -196,8 +200,20 @@ static int get_password(bool from_stdin, char *pw)
 
 /* ---- commands ---- */
 
-static int open_store(const char *data_dir, bool create, struct sg_cred_store **s)
+static int open_store(const struct sg_config *cfg, const char *data_dir, bool create, struct sg_pg **pg,
+		      struct sg_cred_store **s)
 {
+	/* store = postgresql: the accounts every node shares; no data directory */
+	char serr[1200];
+	if (sg_stores_pg_new(cfg, pg, serr, sizeof(serr)) < 0)
+		return fail("opening the credential store", serr);
+	if (*pg != NULL) {
+		if (sg_stores_open_cred(cfg, *pg, s, serr, sizeof(serr)) < 0) {
+			sg_pg_free(pg);
+			return fail("opening the credential store", serr);
+		}
+		return 0;
+	}
 	/* only `user add` makes a new data directory and store: the others on a
 	 * missing one would work on an empty store that no server reads */
 	if (!create && sg_cli_need_data_dir("user", data_dir, true) != 0)
@@ -340,7 +356,7 @@ static int cmd_login_only(struct sg_cred_store *s, int argc, char **argv)
 	return r == 0 ? 0 : fail(argv[0], err);
 }
 
-static int user_main(const char *data_dir, int sub_argc, char **sub_argv);
+static int user_main(const struct sg_config *cfg, const char *data_dir, int sub_argc, char **sub_argv);
 
 int sg_cmd_user(int argc, char **argv)
 {
@@ -372,13 +388,13 @@ int sg_cmd_user(int argc, char **argv)
 	char *dir = sg_strdup(cfg->data_dir);
 	cred_params.scram_iterations = cfg->sasl.scram_iterations;
 	cred_params.legacy = cfg->legacy_verifiers;
+	int ret = user_main(cfg, dir, argc - i, argv + i);
 	free(cfg);
-	int ret = user_main(dir, argc - i, argv + i);
 	free(dir);
 	return ret;
 }
 
-static int user_main(const char *data_dir, int sub_argc, char **sub_argv)
+static int user_main(const struct sg_config *cfg, const char *data_dir, int sub_argc, char **sub_argv)
 {
 	if (data_dir[0] == '\0')
 		return usage_error("%s", "--data-dir must not be empty");
@@ -394,7 +410,8 @@ static int user_main(const char *data_dir, int sub_argc, char **sub_argv)
 		return usage_error("%s", "list takes no arguments");
 
 	struct sg_cred_store *s = NULL;
-	int ret = open_store(data_dir, strcmp(cmd, "add") == 0, &s);
+	struct sg_pg *pg = NULL;
+	int ret = open_store(cfg, data_dir, strcmp(cmd, "add") == 0, &pg, &s);
 	if (ret != 0)
 		return ret;
 	if (strcmp(cmd, "add") == 0 || strcmp(cmd, "passwd") == 0) {
@@ -411,5 +428,6 @@ static int user_main(const char *data_dir, int sub_argc, char **sub_argv)
 		ret = cmd_login_only(s, sub_argc, sub_argv);
 	}
 	sg_cred_close(&s);
+	sg_pg_free(&pg);
 	return ret;
 }

@@ -102,6 +102,8 @@ struct sg_http {
 	struct sse *streams;
 	atomic_bool stopping;
 	char *cert_pem, *key_pem;
+	int (*ready)(void *ctx, const char **why_r);
+	void *ready_ctx;
 	struct sg_throttle *throttle;
 };
 
@@ -817,6 +819,16 @@ static bool host_ok(struct sg_http *h, struct MHD_Connection *c)
 	return true;
 }
 
+static enum MHD_Result health(struct sg_http *h, struct MHD_Connection *c, const char *url)
+{
+	const char *why = "";
+	int ok = strcmp(url, "/healthz") == 0 || h->ready == NULL || h->ready(h->ready_ctx, &why) == 1;
+	char body[160];
+	int n = ok ? snprintf(body, sizeof(body), "{\"status\":\"ok\"}\n")
+		   : snprintf(body, sizeof(body), "{\"status\":\"unavailable\",\"reason\":\"%s\"}\n", why);
+	return send_buf(c, ok ? 200 : 503, "application/json", body, (size_t)n, NULL, false);
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
 			      const char *method, const char *version, const char *upload_data,
 			      size_t *upload_data_size, void **con_cls)
@@ -836,6 +848,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	/* health checks come from load balancers, with no Host header and no
+	 * credentials; they reveal nothing but "up" and "ready" */
+	if ((strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) &&
+	    (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0))
+		return health(h, c, url);
 	if (!host_ok(h, c))
 		return send_json_error(c, 403, "Host or Origin not allowed", false);
 	if (st->too_big)
@@ -995,6 +1012,8 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 	h->ctx.data_dir = sg_strdup(cfg->data_dir != NULL ? cfg->data_dir : ".");
 	h->loopback = loopback;
 	h->open = cfg->open;
+	h->ready = cfg->ready;
+	h->ready_ctx = cfg->ready_ctx;
 	pthread_mutex_init(&h->lock, NULL);
 	sg_random(h->cache_salt, sizeof(h->cache_salt));
 	if (!h->open) {

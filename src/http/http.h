@@ -38,6 +38,11 @@ struct sg_http_config {
 	const char *tls_cert;      /* optional HTTPS */
 	const char *tls_key;
 	const char *data_dir;      /* admin token hash lives here */
+	/* GET /readyz (for load balancers and orchestrators, no credentials):
+	 * 200 when ready() returns 1, else 503 with *why_r. NULL: always
+	 * ready. GET /healthz answers 200 while the process serves HTTP. */
+	int (*ready)(void *ctx, const char **why_r);
+	void *ready_ctx;
 	const struct sg_http_relay *relay; /* NULL: no queue API, release disabled */
 	struct sg_throttle *throttle; /* shared with SMTP: HTTP Basic is throttled and logged alike */
 };

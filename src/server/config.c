@@ -59,6 +59,10 @@ static const struct key global_keys[] = {
 	{"timeout_proxy_ms", UINT(timeout_proxy_ms, 100, 600000)},
 	{"timeout_session_ms", UINT(timeout_session_ms, 1000, 86400000)},
 	{"loops", UINT(loops, 1, 256)},
+	{"store", STR(store)},
+	{"pg_conninfo", STR(pg_conninfo)},
+	{"pg_conninfo_file", STR(pg_conninfo_file)},
+	{"pg_pool_size", UINT(pg_pool_size, 1, 256)},
 	{"http_listen", STR(http_listen)},
 	{"http_open", BOOL(http_open)},
 	{"http_tls", BOOL(http_tls)},
@@ -142,6 +146,8 @@ void sg_config_defaults(struct sg_config *c)
 	c->timeout_data_ms = 180000;
 	c->timeout_tls_ms = 30000;
 	c->timeout_proxy_ms = 5000;
+	sg_strlcpy(c->store, "sqlite", sizeof(c->store));
+	c->pg_pool_size = 8;
 	c->timeout_session_ms = 3600000;
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	c->loops = cores > 0 && cores < 64 ? (unsigned)cores : 1;

@@ -107,6 +107,12 @@ struct sg_config {
 	char gss_service[64];
 	char gss_realm[128];
 	char gss_map_domain[256];
+	/* where accounts live: "sqlite" (<data_dir>/smtpgate.db) or "postgresql"
+	 * (shared by several nodes, docs/scaling.md) */
+	char store[16];
+	char pg_conninfo[1024];       /* libpq connection string (no password here: use the file) */
+	char pg_conninfo_file[1024];  /* the same, from a mode-0600 file */
+	unsigned pg_pool_size;        /* connections per node */
 	/* sandbox HTTP API and page */
 	char http_listen[80];         /* "127.0.0.1:8025"; "off" disables it */
 	bool http_open;               /* no access control (loopback only) */

@@ -30,10 +30,13 @@
 #include "server/route.h"
 #include "server/proxy_accept.h"
 #include "server/session.h"
+#include "server/stores.h"
 #include "store/throttle.h"
 #include "smtp/reply.h"
 #include "store/cred.h"
 #include "store/mail.h"
+#include "store/pg.h"
+#include "store/throttle_pg.h"
 
 /* How long a stopping server waits for sessions in DATA. */
 #define STOP_GRACE_MS 10000
@@ -355,6 +358,27 @@ static int setup_oauth(struct sg_server *srv, char *err, size_t errsize)
 	return 0;
 }
 
+/* GET /readyz: the listeners accept and the credential store answers a
+ * cheap query (so a load balancer stops sending clients to a node that
+ * could only answer 454). */
+static int server_ready(void *ctx, const char **why_r)
+{
+	struct sg_server *srv = ctx;
+	if (atomic_load(&srv->stopping)) {
+		*why_r = "stopping";
+		return 0;
+	}
+	if (!atomic_load(&srv->running)) {
+		*why_r = "listeners not accepting yet";
+		return 0;
+	}
+	if (sg_cred_ping(srv->creds) < 0) {
+		*why_r = "credential store unreachable";
+		return 0;
+	}
+	return 1;
+}
+
 /* The auth event log, fault rules, metrics and the HTTP API. */
 static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 {
@@ -364,14 +388,10 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 	for (size_t i = 0; i < c->nlisteners; i++)
 		names[i] = c->listeners[i].name;
 	sg_metrics_init(&srv->metrics, names, c->nlisteners);
-	if (sg_events_open(c->data_dir, &srv->events, &error) < 0) {
-		snprintf(err, errsize, "auth event log: %s", error);
+	if (sg_stores_open_events(c, srv->pg, &srv->events, err, errsize) < 0)
 		return -1;
-	}
-	if (sg_faults_open(c->data_dir, &srv->faults, &error) < 0) {
-		snprintf(err, errsize, "fault rules: %s", error);
+	if (sg_stores_open_faults(c, srv->pg, &srv->faults, err, errsize) < 0)
 		return -1;
-	}
 	/* Rules from the config file replace those of the previous start. */
 	size_t cleared;
 	if (sg_faults_clear(srv->faults, "config", &cleared, &error) < 0) {
@@ -403,6 +423,8 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 		.throttle = srv->throttle,
 		.tls_cert = c->http_tls ? c->tls_cert : NULL,
 		.tls_key = c->http_tls ? c->tls_key : NULL,
+		.ready = server_ready,
+		.ready_ctx = srv,
 		.relay = sg_route_http(srv),
 	};
 	if (sg_http_start(&hc, srv->creds, srv->mail, srv->events, srv->faults, &srv->metrics, &srv->http,
@@ -465,6 +487,9 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		close(fds[i]); /* every loop holds its own duplicate */
 	if (ret < 0)
 		return -1;
+	/* pg_conninfo_file is read before root is dropped */
+	if (sg_stores_pg_new(c, &srv->pg, err, errsize) < 0)
+		return -1;
 	if (root) {
 		char abs[PATH_MAX];
 		if (realpath(c->data_dir, abs) == NULL || !sg_strlcpy(c->data_dir, abs, sizeof(c->data_dir))) {
@@ -491,20 +516,15 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 	snprintf(path, sizeof(path), "%s/spool", c->data_dir);
 	if (mkdir_private(path, err, errsize) < 0)
 		return -1;
-	snprintf(path, sizeof(path), "%s/smtpgate.db", c->data_dir);
-	if (sg_cred_open(path, &srv->creds, &error) < 0) {
-		snprintf(err, errsize, "account database %s: %s", path, error);
+	if (sg_stores_open_cred(c, srv->pg, &srv->creds, err, errsize) < 0)
 		return -1;
-	}
 	sg_cred_set_auth_cache(srv->creds, c->auth_cache_ttl_ms, 4096);
 	if (sg_scram_fake_key_load(c->data_dir, &error) < 0) {
 		snprintf(err, errsize, "%s/%s: %s", c->data_dir, SG_SCRAM_FAKE_KEY_FILE, error);
 		return -1;
 	}
-	if (sg_mail_open(c->data_dir, &srv->mail, &error) < 0) {
-		snprintf(err, errsize, "mail store: %s", error);
+	if (sg_stores_open_mail(c, srv->pg, &srv->mail, err, errsize) < 0)
 		return -1;
-	}
 	/* one throttle for every password check: SMTP AUTH and HTTP Basic */
 	struct sg_throttle_cfg tc = {
 		.ip_threshold = c->throttle_ip_threshold,
@@ -518,9 +538,16 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		.repeat_window_ms = c->throttle_repeat_window_ms,
 	};
 	srv->throttle = sg_throttle_new(&tc);
+	if (sg_stores_share_throttle(c, srv->pg, srv->throttle, &srv->throttle_pg, err, errsize) < 0)
+		return -1;
 	if (setup_oauth(srv, err, errsize) < 0 || sg_route_start(srv, err, errsize) < 0 ||
 	    setup_sandbox(srv, err, errsize) < 0)
 		return -1;
+	/* after every store subscribed to its channel */
+	if (srv->pg != NULL && sg_pg_start_listener(srv->pg) < 0) {
+		snprintf(err, errsize, "PostgreSQL listener thread: %s", strerror(errno));
+		return -1;
+	}
 	for (unsigned k = 0; k < srv->nloops; k++)
 		srv->loops[k].pool = sg_pool_new(srv->loops[k].base, c->workers);
 	return 0;
@@ -594,6 +621,7 @@ int sg_server_run(struct sg_server *srv)
 	for (unsigned k = 1; k < srv->nloops; k++)
 		if (pthread_create(&srv->loops[k].thread, NULL, loop_thread, &srv->loops[k]) != 0)
 			sg_fatal("pthread_create failed");
+	atomic_store(&srv->running, true);
 	sg_log(SG_INFO, "ready", "hostname=%s data_dir=%s loops=%u", srv->cfg.hostname,
 	       srv->cfg.data_dir, srv->nloops);
 	event_base_dispatch(main_loop->base);
@@ -636,14 +664,17 @@ void sg_server_deinit(struct sg_server *srv)
 		loop_deinit(&srv->loops[k]);
 	free(srv->loops);
 	srv->loops = NULL;
+	sg_pg_stop_listener(srv->pg); /* its callbacks reach the stores closed below */
 	sg_http_stop(&srv->http);
 	sg_relay_free(&srv->relay);
 	sg_events_close(&srv->events);
 	sg_faults_close(&srv->faults);
+	sg_throttle_pg_free(&srv->throttle_pg);
 	sg_throttle_free(&srv->throttle);
 	sg_tls_ctx_free(&srv->tls);
 	sg_mail_close(&srv->mail);
 	sg_cred_close(&srv->creds);
+	sg_pg_free(&srv->pg);
 	if (srv->oauth_key != NULL)
 		sg_oauth_secret_free(&srv->oauth_key, srv->oauth_key_len);
 	if (srv->jwks != NULL)

@@ -24,6 +24,8 @@ struct sg_throttle;
 struct sg_events;
 struct sg_faults;
 struct sg_http;
+struct sg_pg;
+struct sg_throttle_pg;
 struct sg_relay;
 
 struct sg_loop;
@@ -61,6 +63,8 @@ struct sg_server {
 	struct sg_config cfg;
 	struct sg_tls_ctx *tls;
 	struct sg_cred_store *creds;
+	struct sg_pg *pg;             /* store = postgresql: the shared link */
+	struct sg_throttle_pg *throttle_pg; /* ... and the throttle shared through it */
 	struct sg_mail_store *mail;
 	struct sg_throttle *throttle;
 	struct sg_events *events;
@@ -73,6 +77,7 @@ struct sg_server {
 	atomic_uint nsessions;        /* all loops */
 	atomic_uint_fast64_t session_seq;
 	atomic_bool stopping;
+	atomic_bool running;          /* the loops are accepting (GET /readyz) */
 	uint8_t *oauth_key;           /* HS256 secret (configured or the sandbox's) */
 	size_t oauth_key_len;
 	void *jwks;

@@ -67,6 +67,12 @@ struct sg_cred_store;
 /* Open (creating the schema, file mode 0600) the SQLite database at path. */
 int sg_cred_open(const char *path, struct sg_cred_store **store_r, const char **error_r);
 void sg_cred_close(struct sg_cred_store **store);
+/* The PostgreSQL backend on a shared link (store/pg.h), which it does not
+ * own: close the store before sg_pg_free(). Refuses a database whose schema
+ * is older than this binary needs (`smtpgate db migrate`). Subscribes to the
+ * change notifications: call sg_pg_start_listener() after opening. */
+struct sg_pg;
+int sg_cred_open_pg(struct sg_pg *pg, struct sg_cred_store **store_r, const char **error_r);
 /* "sqlite" or "postgresql". */
 const char *sg_cred_backend(const struct sg_cred_store *s);
 /* A cheap query: 0 when the store answers, -1 (readiness checks). */

@@ -28,11 +28,15 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "core/secret.h"
 #include "store/events.h"
+#include "store/events_int.h"
+#include "store/pg.h"
 
 #define QUEUE_MAX 10000
 #define BATCH_MAX 500
 #define MAX_ROWS 100000
+#define OUTBOX_MAX 256     /* PostgreSQL: message events waiting to be announced */
 
 struct subscriber {
 	void (*cb)(void *ctx, const char *type, const char *json);
@@ -60,7 +64,15 @@ struct sg_events {
 
 	pthread_mutex_t sub_lock;
 	struct subscriber subs[SG_EVENTS_MAX_SUBSCRIBERS];
+
+	/* store = postgresql (events_pg.c): the table is shared by every node */
+	struct sg_pg *pg;
+	char node[24];             /* this process, to skip its own announcements */
+	char *outbox[OUTBOX_MAX];  /* JSON of message events, under lock */
+	size_t out_head, out_len;
 };
+
+static void notify(struct sg_events *ev, const char *type, const char *json);
 
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS auth_events("
@@ -144,6 +156,11 @@ char *sg_msg_event_json(const struct sg_msg_event *e)
 
 static void write_batch(struct sg_events *ev, const struct sg_auth_event *batch, size_t n)
 {
+	if (ev->pg != NULL) {
+		if (n > 0 && sg_events_pg_write(ev->pg, ev->node, batch, n, &ev->since_trim) < 0)
+			sg_log(SG_WARN, "events", "cannot store %zu auth events in PostgreSQL", n);
+		return;
+	}
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_exec(ev->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
 		sg_log(SG_WARN, "events", "begin failed: %s; %zu auth events lost", sqlite3_errmsg(ev->wdb), n);
@@ -195,10 +212,19 @@ static void *writer_thread(void *arg)
 	struct sg_auth_event *batch = sg_malloc(BATCH_MAX * sizeof(*batch));
 	pthread_mutex_lock(&ev->lock);
 	for (;;) {
-		while (ev->qlen == 0 && !ev->stopping)
+		while (ev->qlen == 0 && ev->out_len == 0 && !ev->stopping)
 			pthread_cond_wait(&ev->cond, &ev->lock);
-		if (ev->qlen == 0 && ev->stopping)
+		if (ev->qlen == 0 && ev->out_len == 0 && ev->stopping)
 			break;
+		while (ev->out_len > 0) {
+			char *json = ev->outbox[ev->out_head];
+			ev->out_head = (ev->out_head + 1) % OUTBOX_MAX;
+			ev->out_len--;
+			pthread_mutex_unlock(&ev->lock);
+			sg_events_pg_announce(ev->pg, ev->node, "message", json);
+			free(json);
+			pthread_mutex_lock(&ev->lock);
+		}
 		size_t n = 0;
 		while (ev->qlen > 0 && n < BATCH_MAX) {
 			batch[n++] = ev->queue[ev->qhead];
@@ -262,6 +288,45 @@ fail:
 	return -1;
 }
 
+/* Another node's event, from the PostgreSQL listener thread. */
+static void on_pg_event(void *ctx, const char *payload)
+{
+	struct sg_events *ev = ctx;
+	const char *type = NULL, *json = NULL;
+	char tbuf[16];
+	if (payload != NULL && sg_events_pg_parse(payload, ev->node, &type, &json, tbuf, sizeof(tbuf)) == 1)
+		notify(ev, type, json);
+}
+
+int sg_events_open_pg(struct sg_pg *pg, struct sg_events **ev_r, const char **error_r)
+{
+	struct sg_events *ev = sg_calloc(1, sizeof(*ev));
+	ev->pg = pg;
+	uint8_t rnd[8];
+	sg_random(rnd, sizeof(rnd));
+	sg_hex(rnd, sizeof(rnd), ev->node);
+	pthread_mutex_init(&ev->read_lock, NULL);
+	pthread_mutex_init(&ev->lock, NULL);
+	pthread_mutex_init(&ev->sub_lock, NULL);
+	pthread_cond_init(&ev->cond, NULL);
+	pthread_cond_init(&ev->done_cond, NULL);
+	ev->queue = sg_malloc(QUEUE_MAX * sizeof(*ev->queue));
+	if (sg_pg_subscribe(pg, SG_EVENTS_CHANNEL, on_pg_event, NULL, ev) < 0) {
+		sg_set_err(error_r, "cannot subscribe to the events channel");
+		goto fail;
+	}
+	if (pthread_create(&ev->thread, NULL, writer_thread, ev) != 0) {
+		sg_set_err(error_r, "cannot start the events thread");
+		goto fail;
+	}
+	ev->thread_started = true;
+	*ev_r = ev;
+	return 0;
+fail:
+	sg_events_close(&ev);
+	return -1;
+}
+
 void sg_events_close(struct sg_events **evp)
 {
 	struct sg_events *ev = *evp;
@@ -277,6 +342,11 @@ void sg_events_close(struct sg_events **evp)
 	}
 	if (ev->dropped > 0)
 		sg_log(SG_WARN, "events", "dropped=%llu (queue full)", (unsigned long long)ev->dropped);
+	while (ev->out_len > 0) {
+		free(ev->outbox[ev->out_head]);
+		ev->out_head = (ev->out_head + 1) % OUTBOX_MAX;
+		ev->out_len--;
+	}
 	sqlite3_close(ev->wdb);
 	sqlite3_close(ev->rdb);
 	pthread_mutex_destroy(&ev->read_lock);
@@ -341,10 +411,21 @@ void sg_events_auth(struct sg_events *ev, const struct sg_auth_event *e)
 
 void sg_events_message(struct sg_events *ev, const struct sg_msg_event *e)
 {
-	if (ev == NULL || !have_subscribers(ev))
+	if (ev == NULL || (ev->pg == NULL && !have_subscribers(ev)))
 		return;
 	char *json = sg_msg_event_json(e);
 	notify(ev, "message", json);
+	if (ev->pg != NULL) {
+		/* other nodes' pages: announced by the writer thread */
+		pthread_mutex_lock(&ev->lock);
+		if (ev->out_len < OUTBOX_MAX) {
+			ev->outbox[(ev->out_head + ev->out_len) % OUTBOX_MAX] = json;
+			ev->out_len++;
+			json = NULL;
+			pthread_cond_signal(&ev->cond);
+		}
+		pthread_mutex_unlock(&ev->lock);
+	}
 	free(json);
 }
 
@@ -412,6 +493,8 @@ int sg_events_query(struct sg_events *ev, const struct sg_events_filter *f,
 	*n_r = 0;
 	(void)sg_events_flush(ev, 2000);
 	size_t limit = f->limit == 0 ? 100 : f->limit > 1000 ? 1000 : f->limit;
+	if (ev->pg != NULL)
+		return sg_events_pg_query(ev->pg, f, limit, rows_r, n_r, error_r);
 	bool failed = f->result != NULL && strcmp(f->result, "failed") == 0;
 	char sql[512];
 	snprintf(sql, sizeof(sql),

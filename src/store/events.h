@@ -38,6 +38,12 @@ struct sg_msg_event {
 struct sg_events;
 
 int sg_events_open(const char *data_dir, struct sg_events **ev_r, const char **error_r);
+/* store = postgresql: the log is the auth_events table shared by every node
+ * (events_pg.c); the stream also carries the other nodes' events (LISTEN/
+ * NOTIFY, delivered once the caller starts pg's listener). pg must outlive
+ * the log: close the log first. */
+struct sg_pg;
+int sg_events_open_pg(struct sg_pg *pg, struct sg_events **ev_r, const char **error_r);
 void sg_events_close(struct sg_events **ev);
 void sg_events_auth(struct sg_events *ev, const struct sg_auth_event *e);
 void sg_events_message(struct sg_events *ev, const struct sg_msg_event *e);

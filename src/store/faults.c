@@ -35,11 +35,15 @@
 #include "core/secret.h"
 #include "core/util.h"
 #include "store/faults.h"
+#include "store/faults_int.h"
+#include "store/pg.h"
 
 #define POLL_MS 200
 #define MAX_RULES 1000
 
 struct sg_faults {
+	struct sg_pg *pg;          /* store = postgresql: the rules live there (faults_pg.c) */
+	atomic_bool pg_changed;    /* a NOTIFY said the rules changed */
 	char *path;
 	sqlite3 *db;               /* under db_lock */
 	pthread_mutex_t db_lock;
@@ -89,7 +93,7 @@ const char *sg_fault_when_name(enum sg_fault_when w)
 	return (unsigned)w < 4 ? when_names[w] : "?";
 }
 
-static int kind_parse(const char *name, enum sg_fault_kind *k)
+int sg_faults_kind_parse(const char *name, enum sg_fault_kind *k)
 {
 	for (unsigned i = 0; i < 5; i++)
 		if (strcmp(name, kind_names[i]) == 0) {
@@ -99,7 +103,7 @@ static int kind_parse(const char *name, enum sg_fault_kind *k)
 	return -1;
 }
 
-static int when_parse(const char *name, enum sg_fault_when *w)
+int sg_faults_when_parse(const char *name, enum sg_fault_when *w)
 {
 	for (unsigned i = 0; i < 4; i++)
 		if (strcmp(name, when_names[i]) == 0) {
@@ -464,6 +468,8 @@ static const char *col_text(sqlite3_stmt *st, int i)
 static int load_rules(struct sg_faults *f, struct sg_fault_rule **rules_r, size_t *n_r,
 		      const char **error_r)
 {
+	if (f->pg != NULL)
+		return sg_faults_pg_load(f->pg, rules_r, n_r, error_r);
 	sqlite3_stmt *st = NULL;
 	*rules_r = NULL;
 	*n_r = 0;
@@ -484,8 +490,8 @@ static int load_rules(struct sg_faults *f, struct sg_fault_rule **rules_r, size_
 		r.id = (long)sqlite3_column_int64(st, 0);
 		r.action.rule_id = r.id;
 		if (sg_fault_stage_parse(col_text(st, 1), &r.stage) < 0 ||
-		    kind_parse(col_text(st, 4), &r.action.kind) < 0 ||
-		    when_parse(col_text(st, 9), &r.when) < 0)
+		    sg_faults_kind_parse(col_text(st, 4), &r.action.kind) < 0 ||
+		    sg_faults_when_parse(col_text(st, 9), &r.when) < 0)
 			continue; /* written by a newer version: ignore */
 		sg_strlcpy(r.listener, col_text(st, 2), sizeof(r.listener));
 		sg_strlcpy(r.login, col_text(st, 3), sizeof(r.login));
@@ -550,7 +556,7 @@ static void reload_locked(struct sg_faults *f)
 	struct sg_fault_rule *rules;
 	size_t n;
 	const char *err = NULL;
-	f->data_version = data_version(f->db);
+	f->data_version = f->pg != NULL ? 0 : data_version(f->db);
 	if (load_rules(f, &rules, &n, &err) < 0) {
 		sg_log(SG_WARN, "faults", "reload failed: %s", err);
 		return;
@@ -579,6 +585,11 @@ static void persist_counters_locked(struct sg_faults *f)
 	memcpy(copy, f->rules, n * sizeof(*copy));
 	f->dirty = false;
 	pthread_mutex_unlock(&f->lock);
+	if (f->pg != NULL) {
+		sg_faults_pg_persist(f->pg, copy, n);
+		free(copy);
+		return;
+	}
 
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(f->db, "UPDATE faults SET matched = max(matched, ?), fired = max(fired, ?)"
@@ -616,9 +627,14 @@ static void *poll_thread(void *arg)
 		pthread_mutex_unlock(&f->stop_lock);
 		pthread_mutex_lock(&f->db_lock);
 		persist_counters_locked(f);
-		int64_t v = data_version(f->db);
-		if (v != f->data_version)
-			reload_locked(f);
+		if (f->pg != NULL) {
+			if (atomic_exchange(&f->pg_changed, false))
+				reload_locked(f);
+		} else {
+			int64_t v = data_version(f->db);
+			if (v != f->data_version)
+				reload_locked(f);
+		}
 		pthread_mutex_unlock(&f->db_lock);
 		pthread_mutex_lock(&f->stop_lock);
 	}
@@ -674,6 +690,45 @@ int sg_faults_open(const char *data_dir, struct sg_faults **f_r, const char **er
 	return 0;
 }
 
+/* Another node (or the CLI) changed the rules: the write-back thread reloads. */
+static void on_pg_change(void *ctx, const char *payload)
+{
+	struct sg_faults *f = ctx;
+	(void)payload;
+	atomic_store(&f->pg_changed, true);
+}
+
+/* (Re)connected: changes made meanwhile were not announced. */
+static void on_pg_reset(void *ctx)
+{
+	on_pg_change(ctx, NULL);
+}
+
+int sg_faults_open_pg(struct sg_pg *pg, struct sg_faults **f_r, const char **error_r)
+{
+	struct sg_faults *f = sg_calloc(1, sizeof(*f));
+	f->pg = pg;
+	pthread_mutex_init(&f->db_lock, NULL);
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_mutex_init(&f->stop_lock, NULL);
+	pthread_cond_init(&f->stop_cond, NULL);
+	/* a CLI command has no listener: the subscription then never fires */
+	if (sg_pg_subscribe(pg, SG_FAULTS_CHANNEL, on_pg_change, on_pg_reset, f) < 0) {
+		sg_set_err(error_r, "cannot subscribe to the faults channel");
+		sg_faults_close(&f);
+		return -1;
+	}
+	sg_faults_reload(f);
+	if (pthread_create(&f->thread, NULL, poll_thread, f) != 0) {
+		sg_set_err(error_r, "cannot start the faults thread");
+		sg_faults_close(&f);
+		return -1;
+	}
+	f->thread_started = true;
+	*f_r = f;
+	return 0;
+}
+
 void sg_faults_close(struct sg_faults **fp)
 {
 	struct sg_faults *f = *fp;
@@ -687,10 +742,9 @@ void sg_faults_close(struct sg_faults **fp)
 		pthread_mutex_unlock(&f->stop_lock);
 		pthread_join(f->thread, NULL);
 	}
-	if (f->db != NULL) {
+	if (f->db != NULL || f->pg != NULL)
 		persist_counters_locked(f);
-		sqlite3_close(f->db);
-	}
+	sqlite3_close(f->db);
 	pthread_mutex_destroy(&f->db_lock);
 	pthread_mutex_destroy(&f->lock);
 	pthread_mutex_destroy(&f->stop_lock);
@@ -768,6 +822,12 @@ int sg_faults_add(struct sg_faults *f, const struct sg_fault_rule *r, const char
 {
 	if (sg_faults_validate(r, error_r) < 0)
 		return -1;
+	if (f->pg != NULL) {
+		if (sg_faults_pg_add(f->pg, r, origin, id_r, error_r) < 0)
+			return -1;
+		sg_faults_reload(f);
+		return 0;
+	}
 	pthread_mutex_lock(&f->db_lock);
 	sqlite3_stmt *st = NULL;
 	int ret = -1;
@@ -824,6 +884,12 @@ int sg_faults_add_spec(struct sg_faults *f, const char *spec, const char **error
 
 int sg_faults_delete(struct sg_faults *f, long id, const char **error_r)
 {
+	if (f->pg != NULL) {
+		int d = sg_faults_pg_delete(f->pg, id, error_r);
+		if (d >= 0)
+			sg_faults_reload(f);
+		return d;
+	}
 	pthread_mutex_lock(&f->db_lock);
 	sqlite3_stmt *st = NULL;
 	int ret = -1;
@@ -846,6 +912,12 @@ out:
 
 int sg_faults_clear(struct sg_faults *f, const char *origin, size_t *n_r, const char **error_r)
 {
+	if (f->pg != NULL) {
+		if (sg_faults_pg_clear(f->pg, origin, n_r, error_r) < 0)
+			return -1;
+		sg_faults_reload(f);
+		return 0;
+	}
 	pthread_mutex_lock(&f->db_lock);
 	sqlite3_stmt *st = NULL;
 	int ret = -1;

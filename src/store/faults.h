@@ -68,6 +68,11 @@ struct sg_fault_rule {
 struct sg_faults;
 
 int sg_faults_open(const char *data_dir, struct sg_faults **f_r, const char **error_r);
+/* store = postgresql: the rules of every node in one table (faults_pg.c);
+ * a change on any node reaches the others through NOTIFY once the caller
+ * starts pg's listener. pg must outlive the rules. */
+struct sg_pg;
+int sg_faults_open_pg(struct sg_pg *pg, struct sg_faults **f_r, const char **error_r);
 void sg_faults_close(struct sg_faults **f);
 /* Which action applies now at this stage? login may be NULL (not yet
  * authenticated); a rule scoped to a login never matches NULL, so for the

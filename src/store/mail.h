@@ -23,7 +23,15 @@
 struct sg_mail_store;
 
 int sg_mail_open(const char *data_dir, struct sg_mail_store **store_r, const char **error_r);
+/* store = postgresql: messages in the shared database (mail_pg.c), readable
+ * from every node; max_size bounds one stored message (max_message_size
+ * plus the header block we add). pg must outlive the store. */
+struct sg_pg;
+int sg_mail_open_pg(struct sg_pg *pg, unsigned long long max_size, struct sg_mail_store **store_r,
+		    const char **error_r);
 void sg_mail_close(struct sg_mail_store **store);
+/* "maildir" or "postgresql". */
+const char *sg_mail_backend(const struct sg_mail_store *s);
 
 /* Store one message (header block we add + the client's data) in each of the
  * n inboxes. id_r receives the message id (the same in every inbox), e.g.

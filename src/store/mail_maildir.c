@@ -25,11 +25,17 @@
 #include "core/util.h"
 #include "store/cred.h"
 #include "store/mail.h"
+#include "store/mail_int.h"
 
-struct sg_mail_store {
+struct mail_maildir {
+	struct sg_mail_store base;    /* first: the store seam (mail_int.h) */
 	char *data_dir;
 	char *mail_dir;        /* <data_dir>/mail */
 };
+
+#define MD(b) ((struct mail_maildir *)(b))
+
+static const struct sg_mail_ops maildir_ops;
 
 static int fsync_path(const char *dir)
 {
@@ -78,19 +84,17 @@ int sg_mail_open(const char *data_dir, struct sg_mail_store **store_r, const cha
 		free(mail_dir);
 		return -1;
 	}
-	struct sg_mail_store *s = sg_calloc(1, sizeof(*s));
+	struct mail_maildir *s = sg_calloc(1, sizeof(*s));
+	s->base.ops = &maildir_ops;
 	s->data_dir = sg_strdup(data_dir);
 	s->mail_dir = mail_dir;
-	*store_r = s;
+	*store_r = &s->base;
 	return 0;
 }
 
-void sg_mail_close(struct sg_mail_store **store)
+static void maildir_close(struct sg_mail_store *base)
 {
-	struct sg_mail_store *s = *store;
-	if (s == NULL)
-		return;
-	*store = NULL;
+	struct mail_maildir *s = MD(base);
 	free(s->data_dir);
 	free(s->mail_dir);
 	free(s);
@@ -120,7 +124,7 @@ static bool login_ok(const char *login)
 }
 
 /* Create <mail>/<login>/{tmp,new,cur}; fsync what was created. */
-static int ensure_inbox(struct sg_mail_store *s, const char *login, const char **error_r)
+static int ensure_inbox(struct mail_maildir *s, const char *login, const char **error_r)
 {
 	char *inbox = sg_asprintf("%s/%s", s->mail_dir, login);
 	bool made_inbox = false, made_sub = false;
@@ -192,7 +196,7 @@ static int write_body(int fd, const struct body_src *b)
 }
 
 /* Write prefix+body to tmp/<id>, fsync, rename into new/<id>, fsync new/. */
-static int deliver_file(struct sg_mail_store *s, const char *login, const char *id,
+static int deliver_file(struct mail_maildir *s, const char *login, const char *id,
 			const struct sg_buf *prefix, const struct body_src *body, bool *exists,
 			const char **error_r)
 {
@@ -254,7 +258,7 @@ static void make_id(char id[SG_MAIL_ID_MAX])
 	snprintf(id, SG_MAIL_ID_MAX, "%" PRId64 ".%s", sg_time(), hex);
 }
 
-static int commit(struct sg_mail_store *s, const char *const *logins, size_t n,
+static int commit(struct mail_maildir *s, const char *const *logins, size_t n,
 		  const struct sg_buf *prefix, const struct body_src *body, char id_r[SG_MAIL_ID_MAX],
 		  const char **error_r)
 {
@@ -333,24 +337,26 @@ static int commit(struct sg_mail_store *s, const char *const *logins, size_t n,
 	return ret;
 }
 
-int sg_mail_commit(struct sg_mail_store *s, const char *const *logins, size_t n,
+static int maildir_commit_buf(struct sg_mail_store *base, const char *const *logins, size_t n,
 		   const struct sg_buf *prefix, const struct sg_buf *body, char id_r[SG_MAIL_ID_MAX],
 		   const char **error_r)
 {
+	struct mail_maildir *s = MD(base);
 	struct body_src b = {.buf = body, .fd = -1};
 	return commit(s, logins, n, prefix, &b, id_r, error_r);
 }
 
-int sg_mail_commit_fd(struct sg_mail_store *s, const char *const *logins, size_t n,
+static int maildir_commit_fd(struct sg_mail_store *base, const char *const *logins, size_t n,
 		      const struct sg_buf *prefix, int body_fd, size_t body_len,
 		      char id_r[SG_MAIL_ID_MAX], const char **error_r)
 {
+	struct mail_maildir *s = MD(base);
 	struct body_src b = {.fd = body_fd, .len = body_len};
 	return commit(s, logins, n, prefix, &b, id_r, error_r);
 }
 
 /* Find the file of a message: new/<id>, cur/<id>, cur/<id>:2,... */
-static char *find_message(struct sg_mail_store *s, const char *login, const char *id)
+static char *find_message(struct mail_maildir *s, const char *login, const char *id)
 {
 	if (!login_ok(login) || !sg_mail_id_valid(id))
 		return NULL;
@@ -380,13 +386,15 @@ static char *find_message(struct sg_mail_store *s, const char *login, const char
 	return p;
 }
 
-char *sg_mail_path(struct sg_mail_store *s, const char *login, const char *id)
+static char *maildir_path(struct sg_mail_store *base, const char *login, const char *id)
 {
+	struct mail_maildir *s = MD(base);
 	return find_message(s, login, id);
 }
 
-int sg_mail_open_message(struct sg_mail_store *s, const char *login, const char *id)
+static int maildir_open_message(struct sg_mail_store *base, const char *login, const char *id)
 {
+	struct mail_maildir *s = MD(base);
 	char *p = find_message(s, login, id);
 	if (p == NULL) {
 		errno = ENOENT;
@@ -399,10 +407,10 @@ int sg_mail_open_message(struct sg_mail_store *s, const char *login, const char 
 	return fd;
 }
 
-int sg_mail_read(struct sg_mail_store *s, const char *login, const char *id, struct sg_buf *out,
+static int maildir_read(struct sg_mail_store *base, const char *login, const char *id, struct sg_buf *out,
 		 const char **error_r)
 {
-	int fd = sg_mail_open_message(s, login, id);
+	int fd = maildir_open_message(base, login, id);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return 0;
@@ -432,9 +440,10 @@ int sg_mail_read(struct sg_mail_store *s, const char *login, const char *id, str
 	return ret;
 }
 
-int sg_mail_delete(struct sg_mail_store *s, const char *login, const char *id,
+static int maildir_delete(struct sg_mail_store *base, const char *login, const char *id,
 		   const char **error_r)
 {
+	struct mail_maildir *s = MD(base);
 	char *p = find_message(s, login, id);
 	if (p == NULL)
 		return 0;
@@ -477,9 +486,10 @@ static int cmp_entry(const void *a, const void *b)
 	return -strcmp(x->id, y->id);
 }
 
-int sg_mail_list(struct sg_mail_store *s, const char *login, struct sg_mail_entry **entries_r,
+static int maildir_list(struct sg_mail_store *base, const char *login, struct sg_mail_entry **entries_r,
 		 size_t *n_r, const char **error_r)
 {
+	struct mail_maildir *s = MD(base);
 	*entries_r = NULL;
 	*n_r = 0;
 	if (!login_ok(login)) {
@@ -535,9 +545,10 @@ int sg_mail_list(struct sg_mail_store *s, const char *login, struct sg_mail_entr
 	return 0;
 }
 
-int sg_mail_delete_all(struct sg_mail_store *s, const char *login, size_t *n_r,
+static int maildir_delete_all(struct sg_mail_store *base, const char *login, size_t *n_r,
 		       const char **error_r)
 {
+	struct mail_maildir *s = MD(base);
 	if (n_r != NULL)
 		*n_r = 0;
 	if (!login_ok(login)) {
@@ -596,3 +607,16 @@ int sg_mail_delete_all(struct sg_mail_store *s, const char *login, size_t *n_r,
 		*n_r = count;
 	return ret;
 }
+
+static const struct sg_mail_ops maildir_ops = {
+	.name = "maildir",
+	.close = maildir_close,
+	.commit = maildir_commit_buf,
+	.commit_fd = maildir_commit_fd,
+	.path = maildir_path,
+	.list = maildir_list,
+	.open_message = maildir_open_message,
+	.read = maildir_read,
+	.del = maildir_delete,
+	.delete_all = maildir_delete_all,
+};

@@ -44,6 +44,10 @@ struct sg_throttle {
 	size_t count;
 	struct entry *lru_head, *lru_tail;
 	uint8_t tag_key[32];
+	/* several nodes (throttle_pg.c): told of every counted failure and
+	 * forgiving success, outside the lock */
+	void (*observer)(void *ctx, bool failed, const char *addr_key, const char *account);
+	void *observer_ctx;
 };
 
 static uint64_t fnv(const char *s)
@@ -267,11 +271,10 @@ static bool tag_seen(const struct sg_throttle *t, const struct entry *pair, cons
 	return seen;
 }
 
-unsigned sg_throttle_auth_failed(struct sg_throttle *t, const char *ip, const char *account,
-				 const uint8_t *tag, uint64_t now)
+static unsigned failed_key(struct sg_throttle *t, const char *ak, const char *account,
+			   const uint8_t *tag, uint64_t now, bool *counted_r)
 {
-	char ak[128];
-	sg_throttle_addr_key(t, ip, ak, sizeof(ak));
+	*counted_r = false;
 	bool has_account = account != NULL && *account != '\0';
 	pthread_mutex_lock(&t->lock);
 	struct entry *e = get(t, 'i', ak, NULL, true);
@@ -286,6 +289,7 @@ unsigned sg_throttle_auth_failed(struct sg_throttle *t, const char *ip, const ch
 			return delay;
 		}
 	}
+	*counted_r = true;
 	if (e->failures == 0)
 		e->first_fail_ms = now;
 	e->failures++;
@@ -314,19 +318,37 @@ unsigned sg_throttle_auth_failed(struct sg_throttle *t, const char *ip, const ch
 	return delay;
 }
 
-void sg_throttle_auth_ok(struct sg_throttle *t, const char *ip, const char *account)
+unsigned sg_throttle_auth_failed(struct sg_throttle *t, const char *ip, const char *account,
+				 const uint8_t *tag, uint64_t now)
 {
-	if (account == NULL || *account == '\0')
-		return;
 	char ak[128];
 	sg_throttle_addr_key(t, ip, ak, sizeof(ak));
+	bool counted;
+	unsigned delay = failed_key(t, ak, account, tag, now, &counted);
+	if (counted && t->observer != NULL)
+		t->observer(t->observer_ctx, true, ak, account != NULL ? account : "");
+	return delay;
+}
+
+void sg_throttle_remote_failed(struct sg_throttle *t, const char *addr_key, const char *account,
+			       uint64_t now)
+{
+	bool counted;
+	(void)failed_key(t, addr_key, account, NULL, now, &counted);
+}
+
+/* true when the address had failures against the account to forgive */
+static bool ok_key(struct sg_throttle *t, const char *ak, const char *account)
+{
 	uint64_t now = sg_now_ms();
+	bool forgave = false;
 	pthread_mutex_lock(&t->lock);
 	struct entry *e = get(t, 'i', ak, NULL, false);
 	struct entry *pair = get(t, 'p', ak, account, false);
 	if (e != NULL && pair != NULL) {
 		expire(t, e, now);
 		pair_sync(pair, e);
+		forgave = pair->failures > 0;
 		if (now >= e->blocked_until_ms)
 			e->failures -= pair->failures < e->failures ? pair->failures : e->failures;
 		pair->failures = 0;
@@ -334,6 +356,31 @@ void sg_throttle_auth_ok(struct sg_throttle *t, const char *ip, const char *acco
 		memset(pair->tag_ms, 0, sizeof(pair->tag_ms));
 	}
 	pthread_mutex_unlock(&t->lock);
+	return forgave;
+}
+
+void sg_throttle_auth_ok(struct sg_throttle *t, const char *ip, const char *account)
+{
+	if (account == NULL || *account == '\0')
+		return;
+	char ak[128];
+	sg_throttle_addr_key(t, ip, ak, sizeof(ak));
+	if (ok_key(t, ak, account) && t->observer != NULL)
+		t->observer(t->observer_ctx, false, ak, account);
+}
+
+void sg_throttle_remote_ok(struct sg_throttle *t, const char *addr_key, const char *account)
+{
+	if (account != NULL && *account != '\0')
+		(void)ok_key(t, addr_key, account);
+}
+
+void sg_throttle_set_observer(struct sg_throttle *t,
+			      void (*observer)(void *ctx, bool failed, const char *addr_key, const char *account),
+			      void *ctx)
+{
+	t->observer = observer;
+	t->observer_ctx = ctx;
 }
 
 void sg_throttle_secret_tag(const struct sg_throttle *t, const uint8_t *prev, const void *data,

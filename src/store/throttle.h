@@ -89,6 +89,20 @@ int sg_throttle_canonical_login(struct sg_cred_store *creds, const char *login, 
 /* The per-address key for ip (IPv6 masked to the prefix), e.g. "2001:db8::/64". */
 void sg_throttle_addr_key(const struct sg_throttle *t, const char *ip, char *out, size_t size);
 
+/* Several nodes (store = postgresql, throttle_pg.c): the observer is told,
+ * on the caller's thread and outside the lock, of every failure that was
+ * counted (failed = true; not a repeated secret) and of every success that
+ * forgave an address's failures against an account (failed = false), by
+ * address key (sg_throttle_addr_key) and account ("" when none). Set it
+ * before any other thread uses the throttle. The remote_ functions apply
+ * what another node counted, by key, without telling the observer. */
+void sg_throttle_set_observer(struct sg_throttle *t,
+			      void (*observer)(void *ctx, bool failed, const char *addr_key, const char *account),
+			      void *ctx);
+void sg_throttle_remote_failed(struct sg_throttle *t, const char *addr_key, const char *account,
+			       uint64_t now_ms);
+void sg_throttle_remote_ok(struct sg_throttle *t, const char *addr_key, const char *account);
+
 /* Connection accounting per address (prefix): add returns the new count. */
 unsigned sg_throttle_conn_add(struct sg_throttle *t, const char *ip);
 void sg_throttle_conn_del(struct sg_throttle *t, const char *ip);

@@ -135,13 +135,21 @@ class HAProxy:
         return False
 
 
-def http_get(port, path, timeout=10):
+def http_get(port, path, timeout=10, headers=None):
     c = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    c.request("GET", path)
+    c.request("GET", path, headers=headers or {})
     r = c.getresponse()
     body = r.read()
     c.close()
     return r.status, body
+
+
+def http_status(port, path):
+    """The status of GET path, or None when nothing answers (yet)."""
+    try:
+        return http_get(port, path, timeout=5)[0]
+    except OSError:
+        return None
 
 
 def http_json(port, path):
