@@ -479,7 +479,7 @@ static json_t *rule_json(const struct sg_fault_rule *f)
 
 static bool rule_visible(const struct sg_http_req *r, const struct sg_fault_rule *f)
 {
-	return r->who.admin || strcmp(f->login, r->who.login) == 0;
+	return r->who.admin || sg_faults_login_eq(f->login, r->who.login);
 }
 
 /* The JSON body: {"spec": "stage=auth reply=..."} or the fields one by one:
@@ -592,20 +592,22 @@ static void faults_route(struct sg_http_req *r, struct sg_http_resp *resp, const
 			return;
 		}
 		if (!r->who.admin) {
-			if (f.login[0] != '\0' && strcmp(f.login, r->who.login) != 0) {
+			if (f.login[0] != '\0' && !sg_faults_login_eq(f.login, r->who.login)) {
 				sg_http_error(resp, 403, "an account may add rules only for its own login");
 				return;
 			}
 			sg_strlcpy(f.login, r->who.login, sizeof(f.login));
 		}
 		long id = 0;
-		if (sg_faults_add(faults, &f, "api", &id, &err) < 0) {
+		const char *origin = r->who.admin ? "api" : "account";
+		if (sg_faults_add(faults, &f, origin, &id, &err) < 0) {
 			sg_http_error(resp, 400, err != NULL ? err : "cannot add");
 			return;
 		}
 		f.id = id;
 		f.created = (long long)time(NULL);
-		sg_strlcpy(f.origin, "api", sizeof(f.origin));
+		sg_faults_login_canon(f.login, f.login, sizeof(f.login));
+		sg_strlcpy(f.origin, origin, sizeof(f.origin));
 		send_json(resp, 201, rule_json(&f));
 	} else if (rest[0] == '\0' && method_is(r, "DELETE")) {
 		size_t deleted = 0;

@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -58,8 +59,21 @@
 #include "store/cred.h"
 #include "store/events.h"
 
-#define CONN_LIMIT 64
-#define PER_IP_LIMIT 32
+/* Connections (issue 10 item 19). Every local user shares 127.0.0.1, so
+ * the per-address limit is no per-user limit: a connection that has not
+ * sent its complete request headers within HEADER_DEADLINE_MS is cut
+ * (idle or trickling a byte at a time), an idle keep-alive connection after
+ * IDLE_TIMEOUT_S, and once a request names its principal (an account or the
+ * admin) that principal may hold at most PRINCIPAL_CONN_MAX connections and
+ * PRINCIPAL_STREAMS_MAX event streams. */
+#define CONN_LIMIT 256
+#define PER_IP_LIMIT 192
+#define HEADER_DEADLINE_MS 10000
+#define IDLE_TIMEOUT_S 30
+#define PRINCIPAL_CONN_MAX 16
+#define PRINCIPAL_STREAMS_MAX 4
+#define WATCHDOG_MS 500
+#define SSE_PEER_CHECK_MS 1000
 #define BODY_MAX (64 * 1024)
 #define CACHE_SLOTS 64
 #define CACHE_TTL_MS 60000
@@ -86,6 +100,16 @@ struct ticket {
 
 struct sse;
 
+/* One TCP connection (the MHD socket context), in sg_http.conns. */
+struct conn_track {
+	int fd;
+	uint64_t start_ms;
+	bool got_request;          /* a request's headers were complete once */
+	bool cut;
+	char principal[260];       /* "" none yet, "admin", or "u:<login>" */
+	struct conn_track *next, *prev;
+};
+
 struct sg_http {
 	struct sg_http_ctx ctx;
 	struct MHD_Daemon *d;
@@ -99,6 +123,10 @@ struct sg_http {
 	struct cache_slot cache[CACHE_SLOTS];
 	struct ticket tickets[TICKETS];
 	struct sse *streams;
+	struct conn_track *conns;  /* under lock */
+	pthread_t watchdog;
+	bool watchdog_started;
+	pthread_cond_t watchdog_cv;
 	atomic_bool stopping;
 	char *cert_pem, *key_pem;
 };
@@ -204,6 +232,45 @@ int sg_http_admin_token_init(const char *data_dir, char *token_out, size_t size,
 	sg_strlcpy(token_out, token, size);
 	sg_wipe(token, sizeof(token));
 	*created_r = true;
+	return 0;
+}
+
+/* A new admin token is shown once, never in the log (issue 10 item 21):
+ * on the terminal when stderr is one (an interactive start), otherwise
+ * (stderr is the log: a file, a pipe, the journal) written to
+ * <data-dir>/admin-token (0600, created exclusively, not following a
+ * symlink) and the log names that path. */
+static int show_admin_token(const char *data_dir, const char *token, const char **error_r)
+{
+	static _Thread_local char err[1400];
+	if (isatty(STDERR_FILENO)) {
+		fprintf(stderr,
+			"smtpgate: HTTP admin token (shown once; only its SHA-256 is kept in "
+			"%s/admin-token.sha256):\n  %s\n",
+			data_dir, token);
+		fflush(stderr);
+		return 0;
+	}
+	char path[1200];
+	snprintf(path, sizeof(path), "%s/admin-token", data_dir);
+	(void)unlink(path); /* a token file left from an earlier token is stale */
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, sizeof(err), "cannot create %s: %s", path, strerror(errno));
+		*error_r = err;
+		return -1;
+	}
+	size_t n = strlen(token);
+	bool ok = write(fd, token, n) == (ssize_t)n && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+	if (close(fd) != 0 || !ok) {
+		unlink(path);
+		snprintf(err, sizeof(err), "cannot write %s", path);
+		*error_r = err;
+		return -1;
+	}
+	char pv[1300];
+	sg_log(SG_WARN, "http_admin_token", "path=%s note=\"new admin token written there (0600); "
+	       "read it, then delete the file\"", sg_log_value(path, pv, sizeof(pv)));
 	return 0;
 }
 
@@ -496,10 +563,15 @@ static enum auth_outcome authenticate(struct sg_http *h, struct MHD_Connection *
 		return AUTH_OK;
 	}
 	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	const char *ticket = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ticket");
+	/* Every credential (Basic, the admin Bearer token, a stream ticket) is
+	 * refused in cleartext off loopback, before it is even looked at: one
+	 * rule for all of them (issue 10 item 12). */
+	if ((auth != NULL || ticket != NULL) && !h->tls && !h->loopback)
+		return AUTH_FORBIDDEN_PLAIN;
 	if (auth == NULL) {
-		const char *t = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ticket");
-		if (t != NULL && strcmp(path, "/api/v1/events") == 0)
-			return ticket_take(h, t, who) ? AUTH_OK : AUTH_BAD;
+		if (ticket != NULL && strcmp(path, "/api/v1/events") == 0)
+			return ticket_take(h, ticket, who) ? AUTH_OK : AUTH_BAD;
 		return AUTH_NONE;
 	}
 	if (sg_prefix_ci(auth, "Bearer ")) {
@@ -515,8 +587,6 @@ static enum auth_outcome authenticate(struct sg_http *h, struct MHD_Connection *
 		return AUTH_BAD;
 	}
 	if (sg_prefix_ci(auth, "Basic ")) {
-		if (!h->tls && !h->loopback)
-			return AUTH_FORBIDDEN_PLAIN;
 		const char *b = auth + 6;
 		while (*b == ' ')
 			b++;
@@ -537,6 +607,8 @@ struct sse {
 	struct sg_buf out;         /* formatted, not yet sent */
 	size_t out_off;
 	int handle;
+	int fd;                    /* the client's socket, to notice it closing */
+	unsigned idle_ms;
 	struct sse *next;
 };
 
@@ -591,6 +663,21 @@ static void sse_format(struct sse *s)
 	sg_buf_reset(&s->pending);
 }
 
+/* Has the peer closed (or reset) the connection? A stream's client sends
+ * nothing after its request, so readable-with-EOF or hang-up means gone. */
+static bool peer_gone(int fd)
+{
+	if (fd < 0)
+		return false;
+	struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+	if (poll(&p, 1, 0) <= 0)
+		return false;
+	if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+		return true;
+	char c;
+	return (p.revents & POLLIN) && recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct sse *s = cls;
@@ -605,13 +692,25 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 			sse_format(s);
 			continue;
 		}
+		/* wait in short steps: a client that went away is noticed within
+		 * SSE_PEER_CHECK_MS and its stream freed at once, not at the next
+		 * heartbeat write */
+		if (peer_gone(s->fd)) {
+			pthread_mutex_unlock(&s->m);
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		}
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += SSE_HEARTBEAT_MS / 1000;
+		ts.tv_nsec += (long)SSE_PEER_CHECK_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
 		if (pthread_cond_timedwait(&s->cv, &s->m, &ts) == ETIMEDOUT && s->pending.len == 0 &&
 		    !atomic_load(&s->h->stopping)) {
-			/* a comment line keeps proxies and the client's timeout happy
-			 * and tells us when the client has gone */
+			s->idle_ms += SSE_PEER_CHECK_MS;
+			if (s->idle_ms < SSE_HEARTBEAT_MS)
+				continue;
+			s->idle_ms = 0;
+			/* a comment line keeps proxies and the client's timeout happy */
 			sg_buf_reset(&s->out);
 			s->out_off = 0;
 			sg_buf_append_str(&s->out, ": heartbeat\n\n");
@@ -653,9 +752,19 @@ static enum MHD_Result start_sse(struct sg_http *h, struct MHD_Connection *c,
 		return send_json_error(c, 503, "no event log", false);
 	if (atomic_load(&h->stopping))
 		return send_json_error(c, 503, "shutting down", false);
+	pthread_mutex_lock(&h->lock);
+	unsigned mine = 0;
+	for (struct sse *o = h->streams; o != NULL; o = o->next)
+		if (o->who.admin == who->admin && strcmp(o->who.login, who->login) == 0)
+			mine++;
+	pthread_mutex_unlock(&h->lock);
+	if (mine >= PRINCIPAL_STREAMS_MAX)
+		return send_json_error(c, 429, "too many event streams for this account", false);
 	struct sse *s = sg_calloc(1, sizeof(*s));
 	s->h = h;
 	s->who = *who;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	s->fd = ci != NULL ? ci->connect_fd : -1;
 	pthread_mutex_init(&s->m, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	sg_buf_init(&s->pending, SSE_PENDING_MAX);
@@ -731,6 +840,10 @@ static bool host_ok(struct sg_http *h, struct MHD_Connection *c)
 	return true;
 }
 
+static struct conn_track *conn_of(struct MHD_Connection *c);
+static bool principal_admit(struct sg_http *h, struct MHD_Connection *c,
+			    const struct sg_http_principal *who);
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
 			      const char *method, const char *version, const char *upload_data,
 			      size_t *upload_data_size, void **con_cls)
@@ -739,6 +852,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	(void)version;
 	struct req_state *st = *con_cls;
 	if (st == NULL) {
+		struct conn_track *ct = conn_of(c);
+		if (ct != NULL) {
+			pthread_mutex_lock(&h->lock);
+			ct->got_request = true;
+			pthread_mutex_unlock(&h->lock);
+		}
 		st = sg_calloc(1, sizeof(*st));
 		sg_buf_init(&st->body, BODY_MAX);
 		*con_cls = st;
@@ -781,11 +900,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return send_json_error(c, 401, "invalid credentials", !from_page);
 	}
 	case AUTH_FORBIDDEN_PLAIN:
-		return send_json_error(c, 403, "HTTP Basic is accepted only over TLS or on a loopback listener",
+		return send_json_error(c, 403, "credentials are accepted only over TLS or on a loopback listener",
 				       false);
 	default:
 		return send_json_error(c, 503, "credential store unavailable", false);
 	}
+	if (!principal_admit(h, c, &who))
+		return send_json_error(c, 429, "too many connections for this account", false);
 	if (get && strcmp(url, "/api/v1/events") == 0)
 		return start_sse(h, c, &who);
 
@@ -809,12 +930,120 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	return ret;
 }
 
+static struct conn_track *conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* Count this connection for its principal; false when the principal
+ * already holds PRINCIPAL_CONN_MAX other connections. */
+static bool principal_admit(struct sg_http *h, struct MHD_Connection *c,
+			    const struct sg_http_principal *who)
+{
+	struct conn_track *ct = conn_of(c);
+	if (ct == NULL)
+		return true;
+	char p[sizeof(ct->principal)];
+	if (who->admin)
+		sg_strlcpy(p, "admin", sizeof(p));
+	else
+		snprintf(p, sizeof(p), "u:%s", who->login);
+	bool ok = true;
+	pthread_mutex_lock(&h->lock);
+	if (strcmp(ct->principal, p) != 0) {
+		unsigned n = 0;
+		for (struct conn_track *o = h->conns; o != NULL; o = o->next)
+			if (o != ct && strcmp(o->principal, p) == 0)
+				n++;
+		ok = n < PRINCIPAL_CONN_MAX;
+		if (ok)
+			sg_strlcpy(ct->principal, p, sizeof(ct->principal));
+	}
+	pthread_mutex_unlock(&h->lock);
+	return ok;
+}
+
+static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
+			enum MHD_ConnectionNotificationCode toe)
+{
+	struct sg_http *h = cls;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		struct conn_track *ct = sg_calloc(1, sizeof(*ct));
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		ct->fd = ci != NULL ? ci->connect_fd : -1;
+		ct->start_ms = sg_now_ms();
+		pthread_mutex_lock(&h->lock);
+		ct->next = h->conns;
+		if (h->conns != NULL)
+			h->conns->prev = ct;
+		h->conns = ct;
+		pthread_mutex_unlock(&h->lock);
+		*socket_context = ct;
+		return;
+	}
+	struct conn_track *ct = *socket_context;
+	if (ct == NULL)
+		return;
+	/* MHD calls this before it closes the socket: once unlinked here, the
+	 * watchdog can no longer touch the descriptor */
+	pthread_mutex_lock(&h->lock);
+	if (ct->prev != NULL)
+		ct->prev->next = ct->next;
+	else
+		h->conns = ct->next;
+	if (ct->next != NULL)
+		ct->next->prev = ct->prev;
+	pthread_mutex_unlock(&h->lock);
+	*socket_context = NULL;
+	free(ct);
+}
+
+/* Cuts connections that have not completed a request's headers within
+ * HEADER_DEADLINE_MS of connecting (shutdown(2): MHD then sees EOF and
+ * closes the connection itself). */
+static void *watchdog_main(void *arg)
+{
+	struct sg_http *h = arg;
+	pthread_mutex_lock(&h->lock);
+	while (!atomic_load(&h->stopping)) {
+		uint64_t now = sg_now_ms();
+		unsigned cut = 0;
+		for (struct conn_track *ct = h->conns; ct != NULL; ct = ct->next)
+			if (!ct->got_request && !ct->cut && ct->fd >= 0 &&
+			    now - ct->start_ms > HEADER_DEADLINE_MS) {
+				shutdown(ct->fd, SHUT_RDWR);
+				ct->cut = true;
+				cut++;
+			}
+		if (cut > 0)
+			sg_log(SG_INFO, "http_cut", "connections=%u reason=no_request_headers deadline_ms=%u",
+			       cut, (unsigned)HEADER_DEADLINE_MS);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)WATCHDOG_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&h->watchdog_cv, &h->lock, &ts);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		      enum MHD_RequestTerminationCode toe)
 {
-	(void)cls;
-	(void)c;
+	struct sg_http *h = cls;
 	(void)toe;
+	/* the next request on this keep-alive connection has its own deadline */
+	struct conn_track *ct = conn_of(c);
+	if (ct != NULL) {
+		pthread_mutex_lock(&h->lock);
+		ct->got_request = false;
+		ct->start_ms = sg_now_ms();
+		pthread_mutex_unlock(&h->lock);
+	}
 	struct req_state *st = *con_cls;
 	if (st != NULL) {
 		sg_buf_free(&st->body);
@@ -885,7 +1114,8 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 		loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
 	} else if (ai->ai_family == AF_INET6) {
 		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ai->ai_addr;
-		loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
+		loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr) ||
+			   (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) && sin6->sin6_addr.s6_addr[12] == 127);
 	}
 	if (cfg->open && !loopback) {
 		freeaddrinfo(ai);
@@ -904,6 +1134,7 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 	h->loopback = loopback;
 	h->open = cfg->open;
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->watchdog_cv, NULL);
 	sg_random(h->cache_salt, sizeof(h->cache_salt));
 	if (!h->open) {
 		char token[128];
@@ -916,13 +1147,13 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 			sg_http_stop(&h);
 			return -1;
 		}
-		if (created) {
-			/* shown once, on the terminal only, never in the log */
-			fprintf(stderr,
-				"smtpgate: HTTP admin token (shown once; only its SHA-256 is kept in "
-				"%s/admin-token.sha256):\n  %s\n",
-				h->ctx.data_dir, token);
-			fflush(stderr);
+		if (created && show_admin_token(h->ctx.data_dir, token, &e) < 0) {
+			sg_wipe(token, sizeof(token));
+			snprintf(err, sizeof(err), "http: admin token: %s", e);
+			*error_r = err;
+			freeaddrinfo(ai);
+			sg_http_stop(&h);
+			return -1;
 		}
 		sg_wipe(token, sizeof(token));
 		h->have_admin = load_admin_hash(h->ctx.data_dir, h->admin_hash) == 0;
@@ -958,8 +1189,9 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 				MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 				MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
 				MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_LIMIT,
-				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
 				MHD_OPTION_NOTIFY_COMPLETED, completed, h,
+				MHD_OPTION_NOTIFY_CONNECTION, notify_conn, h,
 				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
 				MHD_OPTION_ARRAY, h->tls ? tls_opts : tls_opts + 2,
 				MHD_OPTION_END);
@@ -969,6 +1201,13 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 		goto fail;
 	}
 	freeaddrinfo(ai);
+	if (pthread_create(&h->watchdog, NULL, watchdog_main, h) != 0) {
+		snprintf(err, sizeof(err), "http: cannot start a thread");
+		*error_r = err;
+		sg_http_stop(&h);
+		return -1;
+	}
+	h->watchdog_started = true;
 	sg_log(SG_INFO, "http_listen", "addr=%s port=%u tls=%s access=%s", host, cfg->port,
 	       h->tls ? "yes" : "no", h->open ? "open" : "credentials");
 	*http_r = h;
@@ -987,6 +1226,12 @@ void sg_http_stop(struct sg_http **hp)
 		return;
 	*hp = NULL;
 	atomic_store(&h->stopping, true);
+	if (h->watchdog_started) {
+		pthread_mutex_lock(&h->lock);
+		pthread_cond_broadcast(&h->watchdog_cv);
+		pthread_mutex_unlock(&h->lock);
+		pthread_join(h->watchdog, NULL);
+	}
 	pthread_mutex_lock(&h->lock);
 	for (struct sse *s = h->streams; s != NULL; s = s->next) {
 		pthread_mutex_lock(&s->m);
@@ -997,6 +1242,7 @@ void sg_http_stop(struct sg_http **hp)
 	if (h->d != NULL)
 		MHD_stop_daemon(h->d);
 	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->watchdog_cv);
 	sg_wipe(h->cache, sizeof(h->cache));
 	sg_wipe(h->tickets, sizeof(h->tickets));
 	if (h->key_pem != NULL)

@@ -74,6 +74,7 @@ struct sg_msg_summary {
 	size_t nrcpts;
 	char *from, *to, *subject, *date, *message_id; /* decoded header values */
 	char listener[32], client[64], mech[32], auth_login[256], tls_version[32], cipher[128];
+	bool past_server_block;    /* parsing: the server's Received field was seen */
 };
 /* Read and parse the header section of a stored message. 0, or -1 (absent). */
 int sg_msg_summary_load(struct sg_mail_store *mail, const char *login, const char *id,

@@ -131,6 +131,16 @@ static void parse_envelope(struct sg_msg_summary *s, const char *v)
 static void take_header(struct sg_msg_summary *s, const char *name, const char *value)
 {
 	char tmp[1024];
+	/* Envelope data is read only from the server's own block: the fields
+	 * smtpgate writes in front of the message, which end with its Received
+	 * field. Anything after that came from the client (issue 10 item 16). */
+	if (strcasecmp(name, "Received") == 0) {
+		s->past_server_block = true;
+		return;
+	}
+	bool server = !s->past_server_block;
+	if (!server && (strcasecmp(name, "Return-Path") == 0 || sg_prefix_ci(name, "X-Smtpgate-")))
+		return;
 	if (strcasecmp(name, "Return-Path") == 0 && s->envelope_from == NULL) {
 		strip_angle(value, tmp, sizeof(tmp));
 		s->envelope_from = sg_strdup(tmp);

@@ -97,8 +97,12 @@ void sess_job_free(struct sess_job *j)
 	sg_buf_free(&j->out);
 	sg_buf_free(&j->prefix);
 	sg_buf_free(&j->body);
-	for (size_t i = 0; i < j->nlogins; i++)
+	for (size_t i = 0; i < j->nlogins; i++) {
 		free(j->logins[i]);
+		if (j->own_prefix[i] != NULL)
+			sg_buf_free(j->own_prefix[i]);
+		free(j->own_prefix[i]);
+	}
 	sg_wipe(&j->res, sizeof(j->res));
 	free(j);
 }

@@ -183,6 +183,7 @@ void cmd_rcpt(struct sg_session *s, char *args)
 	}
 	char pv[300];
 	sg_log_value(pc.path, pv, sizeof(pv));
+	char owner[SG_LOGIN_MAX + 1] = "";
 	if (!s->authenticated) {
 		/* mx without AUTH: local recipients only, never relay (no client
 		 * address is trusted, loopback included). */
@@ -200,7 +201,6 @@ void cmd_rcpt(struct sg_session *s, char *args)
 			sess_error(s, SG_R_RELAY_DENIED);
 			return;
 		}
-		char owner[SG_LOGIN_MAX + 1];
 		int r = sg_cred_find_owner(s->srv->creds, pc.path, owner, sizeof(owner));
 		if (r < 0) {
 			sess_reply(s, SG_R_LOCAL_ERROR);
@@ -216,6 +216,7 @@ void cmd_rcpt(struct sg_session *s, char *args)
 		add_owner(s, owner);
 	}
 	s->rcpts = sg_realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*s->rcpts));
+	sg_strlcpy(s->rcpts[s->nrcpts].owner, owner, sizeof(s->rcpts[0].owner));
 	sg_strlcpy(s->rcpts[s->nrcpts++].addr, pc.path, sizeof(s->rcpts[0].addr));
 	s->state = ST_RCPT;
 	sg_log(SG_INFO, "rcpt", "sid=%s login=%s to=%s result=ok", s->id, sess_log_login(s), pv);

@@ -43,6 +43,7 @@ enum sess_state {
 
 struct sess_rcpt {
 	char addr[257];
+	char owner[256];                /* mx: the inbox it goes to ("" when authenticated) */
 };
 
 struct sess_job {
@@ -63,6 +64,7 @@ struct sess_job {
 	char *logins[64];
 	size_t nlogins;
 	struct sg_buf prefix;
+	struct sg_buf *own_prefix[64];  /* mx: logins[i]'s own block (its recipients only) */
 	struct sg_buf body;
 };
 

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -162,6 +163,32 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* The client's data with every header field of its top header section
+ * named X-Smtpgate-* renamed X-Client-Smtpgate-* (issue 10 item 16): only
+ * the server writes X-Smtpgate-* fields, in the block it puts in front. */
+static int write_body(int fd, const struct sg_buf *body)
+{
+	static const char tag[] = "X-Smtpgate-";
+	const uint8_t *p = body->data, *end = body->data + body->len;
+	const uint8_t *from = p; /* first byte not yet written */
+	bool line_start = true;
+	while (p < end) {
+		if (line_start) {
+			if (*p == '\r' || *p == '\n')
+				break; /* the empty line: end of the header section */
+			if ((size_t)(end - p) >= sizeof(tag) - 1 && strncasecmp((const char *)p, tag, sizeof(tag) - 1) == 0) {
+				if (write_all(fd, from, (size_t)(p - from)) != 0 ||
+				    write_all(fd, (const uint8_t *)"X-Client-", 9) != 0)
+					return -1;
+				from = p + 2; /* "Smtpgate-..." follows "X-Client-" */
+			}
+		}
+		line_start = *p == '\n';
+		p++;
+	}
+	return write_all(fd, from, (size_t)(end - from));
+}
+
 /* Write prefix+body to tmp/<id>, fsync, rename into new/<id>, fsync new/. */
 static int deliver_file(struct sg_mail_store *s, const char *login, const char *id,
 			const struct sg_buf *prefix, const struct sg_buf *body, bool *exists,
@@ -179,7 +206,7 @@ static int deliver_file(struct sg_mail_store *s, const char *login, const char *
 		goto out;
 	}
 	if ((prefix != NULL && prefix->len > 0 && write_all(fd, prefix->data, prefix->len) != 0) ||
-	    (body != NULL && body->len > 0 && write_all(fd, body->data, body->len) != 0) ||
+	    (body != NULL && body->len > 0 && write_body(fd, body) != 0) ||
 	    fsync(fd) != 0) {
 		sg_set_err(error_r, sg_errf("cannot write %s: %s", tmp, strerror(errno)));
 		close(fd);
@@ -229,6 +256,15 @@ int sg_mail_commit(struct sg_mail_store *s, const char *const *logins, size_t n,
 		   const struct sg_buf *prefix, const struct sg_buf *body, char id_r[SG_MAIL_ID_MAX],
 		   const char **error_r)
 {
+	return sg_mail_commit_each(s, logins, NULL, n, prefix, body, id_r, error_r);
+}
+
+int sg_mail_commit_each(struct sg_mail_store *s, const char *const *logins,
+			const struct sg_buf *const *prefixes, size_t n, const struct sg_buf *prefix,
+			const struct sg_buf *body, char id_r[SG_MAIL_ID_MAX], const char **error_r)
+{
+	if (prefixes != NULL && n > 0)
+		prefix = prefixes[0];
 	if (n == 0) {
 		sg_set_err(error_r, "no inbox to deliver to");
 		return -1;
@@ -265,7 +301,14 @@ int sg_mail_commit(struct sg_mail_store *s, const char *const *logins, size_t n,
 			continue;
 		char *dst = sg_asprintf("%s/%s/new/%s", s->mail_dir, logins[i], id);
 		char *newdir = sg_asprintf("%s/%s/new", s->mail_dir, logins[i]);
-		if (link(first, dst) == 0) {
+		/* an inbox with a block of its own (its own recipients) gets a copy */
+		const struct sg_buf *own = prefixes != NULL ? prefixes[i] : prefix;
+		bool same = own == prefix || (own != NULL && prefix != NULL && own->len == prefix->len &&
+					      memcmp(own->data, prefix->data, own->len) == 0);
+		if (!same) {
+			if (deliver_file(s, logins[i], id, own, body, &exists, error_r) != 0)
+				ret = -1;
+		} else if (link(first, dst) == 0) {
 			if (fsync_path(newdir) != 0) {
 				sg_set_err(error_r, sg_errf("cannot fsync %s: %s", newdir, strerror(errno)));
 				unlink(dst);
