@@ -121,6 +121,8 @@ struct sg_session {
 	bool tls_counted;
 	char *fault_line;       /* command held back by a fault-injection delay */
 	struct event *fault_ev;
+	struct sess_job *fault_job; /* AUTH step result held back by a login-scoped delay */
+	bool auth_fault_done;   /* this AUTH exchange's login-scoped rules were checked */
 };
 
 struct sg_session *sess_new(struct sg_listener *lst, int fd, const char *ip, unsigned port,

@@ -721,8 +721,23 @@ static bool chance(double p)
 	return (double)(x >> 11) * (1.0 / 9007199254740992.0) < p;
 }
 
+static void check(struct sg_faults *f, enum sg_fault_stage stage, const char *listener,
+		  const char *login, bool scoped_only, struct sg_fault_action *out);
+
 void sg_faults_check(struct sg_faults *f, enum sg_fault_stage stage, const char *listener,
 		     const char *login, struct sg_fault_action *out)
+{
+	check(f, stage, listener, login, false, out);
+}
+
+void sg_faults_check_scoped(struct sg_faults *f, enum sg_fault_stage stage, const char *listener,
+			    const char *login, struct sg_fault_action *out)
+{
+	check(f, stage, listener, login, true, out);
+}
+
+static void check(struct sg_faults *f, enum sg_fault_stage stage, const char *listener,
+		  const char *login, bool scoped_only, struct sg_fault_action *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->kind = SG_FAULT_NONE;
@@ -731,7 +746,7 @@ void sg_faults_check(struct sg_faults *f, enum sg_fault_stage stage, const char 
 	pthread_mutex_lock(&f->lock);
 	for (size_t i = 0; i < f->nrules; i++) {
 		struct sg_fault_rule *r = &f->rules[i];
-		if (r->stage != stage)
+		if (r->stage != stage || (scoped_only && r->login[0] == '\0'))
 			continue;
 		if (r->listener[0] != '\0' && (listener == NULL || strcmp(r->listener, listener) != 0))
 			continue;

@@ -79,6 +79,12 @@ void sg_faults_close(struct sg_faults **f);
 void sg_faults_check(struct sg_faults *f, enum sg_fault_stage stage, const char *listener,
 		     const char *login, struct sg_fault_action *out);
 
+/* The same, over the rules scoped to a login only: for the AUTH stage,
+ * where the global rules are checked at the AUTH command and the scoped ones
+ * once a step of the exchange has revealed the claimed login. */
+void sg_faults_check_scoped(struct sg_faults *f, enum sg_fault_stage stage, const char *listener,
+			    const char *login, struct sg_fault_action *out);
+
 /* ---- administration (CLI, HTTP API, config file); thread-safe ----
  * Errors (*error_r) live in a thread-local buffer valid until the next call
  * on the same thread. */

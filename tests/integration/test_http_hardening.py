@@ -251,6 +251,90 @@ class CredentialsAndFaultsTest(ServerCase):
         self.assertEqual(listed["to"], [BOB.login])
 
 
+class ScopedAuthFaultTest(ServerCase):
+    """Issue 14 item 4: AUTH rules scoped to a login fire once the mechanism has revealed
+    the claimed login, reply at that step, and are logged with the login."""
+
+    def setUp(self):
+        super().setUp()
+        self.assertEqual(request(self.port, "DELETE", "/api/v1/faults", auth=bearer()).status, 200)
+
+    def add(self, auth, body):
+        r = request(self.port, "POST", "/api/v1/faults", auth=auth, body=body)
+        self.assertEqual(r.status, 201, r)
+        time.sleep(0.5)      # rules reload within 200 ms
+        return r.json()
+
+    def test_plain_cram_and_login_for_the_scoped_account_only(self):
+        # the account adds a rule for itself in the page (always scoped to its login)
+        rule = self.add(basic(ALICE), {"stage": "auth", "reply": "454 4.7.0 Injected for alice"})
+        self.assertEqual(rule["login"], ALICE.login)
+        c = self.srv.raw("submission")
+        try:
+            c.ehlo()
+            c.starttls()
+            c.ehlo()
+            r = c.auth_plain(BOB.login, BOB.password)
+            self.assertEqual(r.code, 235)           # another account: untouched
+        finally:
+            c.close()
+        for mech in ("PLAIN", "CRAM-MD5"):
+            c = self.srv.raw("submission")
+            try:
+                c.ehlo()
+                c.starttls()
+                c.ehlo()
+                r = c.auth_plain(ALICE.login, ALICE.password) if mech == "PLAIN" else \
+                    c.auth_cram_md5(ALICE.login, ALICE.password)
+                self.assertEqual((r.code, r.text), (454, "4.7.0 Injected for alice"), mech)
+                c.expect("NOOP", 250)               # the session goes on
+            finally:
+                c.close()
+        # LOGIN: the reply to the user name is the injected one (no password asked)
+        c = self.srv.raw("submission")
+        try:
+            c.ehlo()
+            c.starttls()
+            c.ehlo()
+            c.expect("AUTH LOGIN", 334)
+            r = c.cmd(harness.b64(ALICE.login.encode()))
+            self.assertEqual(r.code, 454)
+        finally:
+            c.close()
+        rules = request(self.port, "GET", "/api/v1/faults", auth=basic(ALICE)).json()["faults"]
+        self.assertEqual(rules[0]["fired"], 3)
+        # the events are in the account's own log, with its login, not "injected (injected)"
+        ev = request(self.port, "GET", "/api/v1/auth-events?limit=10",
+                     auth=basic(ALICE)).json()["events"]
+        inj = [e for e in ev if e["injected"]]
+        self.assertEqual(len(inj), 3)
+        self.assertEqual({e["login"] for e in inj}, {ALICE.login})
+        self.assertEqual({e["mechanism"] for e in inj}, {"PLAIN", "CRAM-MD5", "LOGIN"})
+        self.assertEqual({e["result"] for e in inj}, {"tempfail"})
+        self.assertEqual({e["reason"] for e in inj}, {"fault_rule"})
+        self.assertIn("login=alice@example.test", "\n".join(
+            ln for ln in self.srv.log_lines() if "event=fault " in ln))
+
+    def test_cli_scoped_rule_with_delay_then_success(self):
+        self.srv.cli("fault", "--data-dir", self.srv.data_dir, "add", "--stage", "auth",
+                     "--login", BOB.login, "--delay", "1200", "--times", "1")
+        time.sleep(0.5)
+        c = self.srv.raw("submission")
+        try:
+            c.ehlo()
+            c.starttls()
+            c.ehlo()
+            t0 = time.monotonic()
+            r = c.auth_plain(BOB.login, BOB.password)
+            took = time.monotonic() - t0
+            self.assertEqual(r.code, 235)
+            self.assertGreaterEqual(took, 1.1)
+        finally:
+            c.close()
+        help_text = self.srv.cli("fault", "--help", check=False).stdout
+        self.assertIn("after client-first for SCRAM", help_text)
+
+
 class ConnectionLimitsTest(ServerCase):
     """Item 19: idle and trickling connections are cut; per-principal caps."""
 
@@ -285,6 +369,9 @@ class ConnectionLimitsTest(ServerCase):
             for c in idle:
                 c.settimeout(20)
                 self.assertEqual(c.recv(1), b"")    # closed by the server
+            deadline = time.monotonic() + 5     # the line follows the cut
+            while "event=http_cut" not in self.srv.log() and time.monotonic() < deadline:
+                time.sleep(0.05)
             self.assertIn("event=http_cut", self.srv.log())
         finally:
             for c in idle + [trickle]:
