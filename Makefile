@@ -1,15 +1,19 @@
 # Thin wrapper around Meson. The two set-up commands of the README:
-#   make run    install missing Debian packages, build, start the sandbox server
-#   make check  the same set-up, then every test (last line: N passed, N failed)
+#   make run    install the missing build/run packages (scripts/deps), build, start the sandbox server
+#   make check  also install the test packages (scripts/deps --test), build, then every test
+#               (last line: N passed, N failed)
 BUILD ?= build
 MESON_OPTS ?=
 
-.PHONY: all deps build run check unit integration asan fuzz bench clean
+.PHONY: all deps deps-test build run check unit integration asan fuzz bench clean
 
 all: build
 
 deps:
 	@sh scripts/deps
+
+deps-test:
+	@sh scripts/deps --test
 
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) $(MESON_OPTS)
@@ -22,7 +26,7 @@ run: build
 
 # Every test: unit + integration, the same under ASan + UBSan, unit tests under
 # valgrind, and a short run of every fuzz target (tests/check; SG_CHECK_PHASES).
-check: build
+check: deps-test build
 	sh tests/check $(BUILD)
 
 # Fuzzing (clang + libFuzzer, ASan+UBSan): every target FUZZ_SECONDS each.

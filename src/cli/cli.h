@@ -12,5 +12,6 @@ int sg_cmd_serve(int argc, char **argv);
 int sg_cmd_user(int argc, char **argv);
 int sg_cmd_fault(int argc, char **argv);
 int sg_cmd_token(int argc, char **argv);
+int sg_cmd_dkim(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ static const struct sg_subcommand {
 	{"user", sg_cmd_user, "manage accounts: add, passwd, disable, enable, del, list, address"},
 	{"fault", sg_cmd_fault, "inject failures on purpose: add, list, clear (AUTH, MAIL, RCPT...)"},
 	{"token", sg_cmd_token, "mint OAuth bearer tokens (HS256) for sandbox accounts"},
+	{"dkim", sg_cmd_dkim, "DKIM keys for relay mode: keygen, record (DNS TXT), sign"},
 };
 
 static void usage(FILE *f)

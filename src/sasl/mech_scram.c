@@ -5,11 +5,14 @@
  * Server exchange (PROTOCOL.md):
  *   C: client-first           S: 334 server-first
  *   C: client-final           S: 334 v=<ServerSignature>   C: ""   S: 235
- *                          or S: 334 e=<error>             C: any  S: 535
+ *                 wrong proof S: 535 5.7.8 (no e=invalid-proof: GNU SASL
+ *                             clients cannot parse it and hide the 535)
+ *          channel-binding    S: 334 e=channel-bindings-dont-match
+ *          mismatch           C: any  S: 535
  * No user enumeration: an unknown login (or one without a SCRAM verifier, or
- * a disabled one) gets a server-first with a salt derived from a per-process
- * random key and the login, so repeated attempts see a stable salt, and then
- * e=invalid-proof; the log reason says what really happened.
+ * a disabled one) gets a server-first with a salt derived from a random key
+ * and the login, so repeated attempts see a stable salt, and then the same
+ * 535 as a wrong password; the log reason says what really happened.
  * Client-first policy failures (channel-binding downgrade, RFC 5802
  * section 6) end the exchange at once: the server-first grammar has no e=.
  */
@@ -179,11 +182,20 @@ static enum sg_mech_status scram_server_step(void *vst, const uint8_t *in, size_
 			return r;
 		}
 		if (r == SG_MECH_FAIL) {
-			/* Send e=..., fail on the client's next line. */
+			/* A channel-binding mismatch is reported to the client
+			 * first (it must learn that its TLS channel is not ours);
+			 * the cb check comes before the proof, so an unknown login
+			 * looks the same. */
+			bool tell = out->len > 0 && strcmp(reason, "cb_mismatch") == 0;
 			st->fail_reason = st->fail_reason != NULL ? st->fail_reason : reason;
+			res->reason = st->fail_reason;
+			if (!tell) {
+				sg_buf_reset(out);
+				return SG_MECH_FAIL; /* 535 at once */
+			}
+			/* Send e=..., fail on the client's next line. */
 			st->phase = PH_PENDING_FAIL;
-			res->reason = st->fail_reason; /* an error challenge (mech.h) */
-			return SG_MECH_CONTINUE;
+			return SG_MECH_CONTINUE; /* an error challenge (mech.h) */
 		}
 		if (st->fail_reason != NULL) { /* cannot happen: fake keys are random */
 			res->reason = st->fail_reason;

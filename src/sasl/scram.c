@@ -389,9 +389,11 @@ enum sg_mech_status sg_scram_server_final(struct sg_scram_server *s, const uint8
 		key[i] = proof[i] ^ sig[i]; /* ClientKey */
 	scram_hash(s->hash, key, s->hlen, h);
 	if (!sg_ct_eq(h, s->stored_key, s->hlen)) {
+		/* No "e=invalid-proof": RFC 5802 section 7 allows the server to
+		 * end the exchange with a failure instead, which is what Dovecot
+		 * and Cyrus do; GNU SASL (msmtp, gsasl) cannot parse e= and
+		 * would hide the 535 from the user. out stays empty. */
 		*reason_r = "wrong_password";
-		if (sg_buf_append_str(out, "e=invalid-proof") < 0)
-			ret = SG_MECH_MALFORMED;
 		goto out;
 	}
 	scram_hmac(s->hash, s->server_key, s->hlen, am, amlen, sig); /* ServerSignature */

@@ -6,7 +6,8 @@
  *
  * Server:  sg_scram_server_init -> sg_scram_server_parse_first (client-first)
  *          -> sg_scram_server_make_first (server-first, with the verifier)
- *          -> sg_scram_server_final (client-final -> "v=..." or "e=...")
+ *          -> sg_scram_server_final (client-final -> "v=...", "e=..." for
+ *             a channel-binding mismatch, or a plain failure)
  *          -> sg_scram_server_clear (wipes).
  * Client:  sg_scram_client_first -> sg_scram_client_final (server-first ->
  *          client-final) -> sg_scram_client_verify (server-final) ->
@@ -77,8 +78,10 @@ int sg_scram_server_make_first(struct sg_scram_server *s, const uint8_t *salt, s
 			       unsigned iterations, const uint8_t *stored_key,
 			       const uint8_t *server_key, struct sg_buf *out);
 /* Check client-final. SG_MECH_OK: out = "v=<ServerSignature>".
- * SG_MECH_FAIL: out = "e=invalid-proof" or "e=channel-bindings-dont-match"
- * (send it, then fail). SG_MECH_MALFORMED: out untouched. */
+ * SG_MECH_FAIL with out empty: wrong proof (answer 535 at once, PROTOCOL.md).
+ * SG_MECH_FAIL with out = "e=channel-bindings-dont-match": the client needs
+ * the reason (its TLS channel was not ours: a proxy in between); send it as
+ * a server-final, then fail. SG_MECH_MALFORMED: out untouched. */
 enum sg_mech_status sg_scram_server_final(struct sg_scram_server *s, const uint8_t *in,
 					  size_t inlen, struct sg_buf *out, const char **reason_r);
 void sg_scram_server_clear(struct sg_scram_server *s);

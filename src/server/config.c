@@ -52,6 +52,7 @@ static const struct key global_keys[] = {
 	{"timeout_command_ms", UINT(timeout_command_ms, 100, 3600000)},
 	{"timeout_data_ms", UINT(timeout_data_ms, 100, 3600000)},
 	{"timeout_tls_ms", UINT(timeout_tls_ms, 100, 600000)},
+	{"timeout_proxy_ms", UINT(timeout_proxy_ms, 100, 600000)},
 	{"timeout_session_ms", UINT(timeout_session_ms, 1000, 86400000)},
 	{"loops", UINT(loops, 1, 256)},
 	{"http_listen", STR(http_listen)},
@@ -130,6 +131,7 @@ void sg_config_defaults(struct sg_config *c)
 	c->timeout_command_ms = 300000;
 	c->timeout_data_ms = 180000;
 	c->timeout_tls_ms = 30000;
+	c->timeout_proxy_ms = 5000;
 	c->timeout_session_ms = 3600000;
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	c->loops = cores > 0 && cores < 64 ? (unsigned)cores : 1;
@@ -218,6 +220,9 @@ static void listener_defaults(const struct sg_config *c, struct sg_listener_cfg 
 	sg_strlcpy(l->host, "127.0.0.1", sizeof(l->host));
 	l->port = role == SG_ROLE_MX ? 2525 : role == SG_ROLE_SUBMISSION ? 2587 : 2465;
 	l->sender_enforce = c->sender_enforce;
+	sg_cidr_parse("127.0.0.0/8", &l->proxy_trusted[0]);
+	sg_cidr_parse("::1", &l->proxy_trusted[1]);
+	l->nproxy_trusted = 2;
 }
 
 static struct sg_listener_cfg *new_listener(struct sg_config *c, const char *name, char *err,
@@ -273,6 +278,29 @@ static int set_listener_key(struct sg_listener_cfg *l, const char *k, const char
 			goto bad;
 	} else if (strcmp(k, "plaintext_without_tls") == 0) {
 		if (parse_bool(v, &l->plaintext_without_tls) < 0)
+			goto bad;
+	} else if (strcmp(k, "proxy_protocol") == 0) {
+		if (parse_bool(v, &l->proxy_protocol) < 0)
+			goto bad;
+	} else if (strcmp(k, "proxy_trusted") == 0) {
+		char copy[1024];
+		if (!sg_strlcpy(copy, v, sizeof(copy)))
+			goto bad;
+		l->nproxy_trusted = 0;
+		for (char *save = NULL, *m = strtok_r(copy, " ,", &save); m != NULL;
+		     m = strtok_r(NULL, " ,", &save)) {
+			if (l->nproxy_trusted >= SG_MAX_PROXY_TRUSTED) {
+				snprintf(err, errsize, "%s: at most %d networks in proxy_trusted", where,
+					 SG_MAX_PROXY_TRUSTED);
+				return -1;
+			}
+			if (sg_cidr_parse(m, &l->proxy_trusted[l->nproxy_trusted]) < 0) {
+				snprintf(err, errsize, "%s: proxy_trusted: '%s' is not ADDR or ADDR/BITS", where, m);
+				return -1;
+			}
+			l->nproxy_trusted++;
+		}
+		if (l->nproxy_trusted == 0)
 			goto bad;
 	} else if (strcmp(k, "mechanisms") == 0) {
 		if (!sg_strlcpy(l->mechanisms, v, sizeof(l->mechanisms)))

@@ -18,12 +18,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/proxy.h"
 #include "sasl/mech.h"
 
 enum sg_role { SG_ROLE_MX, SG_ROLE_SUBMISSION, SG_ROLE_SUBMISSIONS };
 
 #define SG_MAX_LISTENERS 16
 #define SG_MAX_FAULTS 32
+#define SG_MAX_PROXY_TRUSTED 16
 
 struct sg_listener_cfg {
 	char name[32];
@@ -35,6 +37,11 @@ struct sg_listener_cfg {
 	bool require_tls;             /* 530 5.7.0 Must issue a STARTTLS command first */
 	bool plaintext_without_tls;   /* offer PLAIN/LOGIN before TLS (never by default) */
 	char mechanisms[512];         /* space-separated; "" = every available one */
+	/* PROXY protocol v1/v2 header before anything else, only from these
+	 * networks (default: loopback 127.0.0.0/8 and ::1) */
+	bool proxy_protocol;
+	struct sg_cidr proxy_trusted[SG_MAX_PROXY_TRUSTED];
+	size_t nproxy_trusted;
 };
 
 struct sg_config {
@@ -64,6 +71,7 @@ struct sg_config {
 	unsigned timeout_command_ms;  /* RFC 5321 4.5.3.2.7: 5 minutes */
 	unsigned timeout_data_ms;     /* 4.5.3.2.5: 3 minutes per data block */
 	unsigned timeout_tls_ms;
+	unsigned timeout_proxy_ms;    /* PROXY header deadline after accept */
 	unsigned timeout_session_ms;
 	unsigned loops;               /* event loops (threads), default: one per core */
 	unsigned workers;             /* per loop: threads for hashing and fsync */

@@ -24,6 +24,7 @@
 #include "sasl/jwt.h"
 #include "store/events.h"
 #include "store/faults.h"
+#include "server/proxy_accept.h"
 #include "server/session.h"
 #include "server/throttle.h"
 #include "smtp/reply.h"
@@ -74,12 +75,32 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		refuse(fd, srv, SG_R_SHUTDOWN);
 		return;
 	}
+	if (l->cfg->proxy_protocol && !sg_proxy_trusted(l, sa)) {
+		sg_log(SG_WARN, "proxy_refused", "listener=%s peer=%s port=%u reason=untrusted",
+		       l->cfg->name, ip, port);
+		close(fd);
+		return;
+	}
 	if (atomic_fetch_add(&srv->nsessions, 1) >= srv->cfg.max_connections) {
 		atomic_fetch_sub(&srv->nsessions, 1);
 		sg_log(SG_WARN, "refused", "client=%s reason=max_connections", ip);
-		refuse(fd, srv, SG_R_TOO_MANY_CONN);
+		if (l->cfg->proxy_protocol)
+			close(fd); /* nothing is sent before the header is read */
+		else
+			refuse(fd, srv, SG_R_TOO_MANY_CONN);
 		return;
 	}
+	if (l->cfg->proxy_protocol)
+		sg_proxy_wait_start(l, fd, ip, port);
+	else
+		sg_server_accept_client(l, fd, ip, port);
+}
+
+/* With the client's address (from the socket, or from a PROXY header). */
+void sg_server_accept_client(struct sg_listener *l, int fd, const char *ip, unsigned port)
+{
+	struct sg_loop *loop = l->loop;
+	struct sg_server *srv = loop->srv;
 	if (sg_throttle_conn_add(srv->throttle, ip) > srv->cfg.max_connections_per_ip) {
 		sg_throttle_conn_del(srv->throttle, ip);
 		atomic_fetch_sub(&srv->nsessions, 1);
@@ -426,6 +447,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 	loop->stopping = true;
 	for (size_t i = 0; i < loop->nlisteners; i++)
 		evconnlistener_disable(loop->listeners[i].evl);
+	sg_proxy_wait_cancel_all(loop);
 	struct sg_session *next;
 	for (struct sg_session *s = loop->sessions; s != NULL; s = next) {
 		next = s->next;
@@ -486,6 +508,7 @@ static void loop_deinit(struct sg_loop *loop)
 {
 	/* Workers first: jobs still out complete and release their sessions. */
 	sg_pool_free(&loop->pool);
+	sg_proxy_wait_cancel_all(loop);
 	while (loop->sessions != NULL)
 		sess_free(loop->sessions);
 	for (size_t i = 0; i < loop->nlisteners; i++)

@@ -26,6 +26,7 @@ struct sg_faults;
 struct sg_http;
 
 struct sg_loop;
+struct sg_proxy_wait;
 
 struct sg_listener {
 	struct sg_loop *loop;
@@ -46,6 +47,7 @@ struct sg_loop {
 	struct sg_listener listeners[SG_MAX_LISTENERS];
 	size_t nlisteners;
 	struct sg_session *sessions;  /* intrusive list of this loop's sessions */
+	struct sg_proxy_wait *proxy_waits; /* accepted, PROXY header not read yet */
 	unsigned nsessions;
 	bool stopping;
 	struct event *stop_ev;        /* activated from the signal loop */

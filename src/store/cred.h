@@ -10,7 +10,10 @@
  *   SCRAM_SHA1/256 salt, iterations, StoredKey, ServerKey (RFC 5802 section 3)
  *   NT             MD4(UTF-16LE(password)) (MS-NLMP 3.3.1), for NTLM
  *
- * All functions are thread-safe: each thread gets its own SQLite connection.
+ * Backends (cred_int.h): SQLite (cred_sqlite.c, sg_cred_open) and PostgreSQL
+ * (cred_pg.c, sg_cred_open_pg); every function below works on either.
+ * All functions are thread-safe: a thread takes a connection from the
+ * backend's pool for the length of a call.
  * Lookups are tri-state: 1 found, 0 not found, -1 store error (-> 454).
  */
 #ifndef SG_CRED_H
@@ -64,6 +67,10 @@ struct sg_cred_store;
 /* Open (creating the schema, file mode 0600) the SQLite database at path. */
 int sg_cred_open(const char *path, struct sg_cred_store **store_r, const char **error_r);
 void sg_cred_close(struct sg_cred_store **store);
+/* "sqlite" or "postgresql". */
+const char *sg_cred_backend(const struct sg_cred_store *s);
+/* A cheap query: 0 when the store answers, -1 (readiness checks). */
+int sg_cred_ping(struct sg_cred_store *s);
 
 /* Find an account by login (exact, case-sensitive as stored; a login that is
  * an address matches case-insensitively in its domain). When kind is not

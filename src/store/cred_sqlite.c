@@ -35,119 +35,23 @@
 #include "core/log.h"
 #include "core/secret.h"
 #include "core/util.h"
-#include "store/auth_cache.h"
 #include "store/cred.h"
+#include "store/cred_int.h"
 #include "store/verifier.h"
-
-/* A yescrypt hash of a password nobody knows: unknown logins run the same
- * crypt work as known ones (cred.h: "not found" costs as much as "wrong"). */
-static const char dummy_hash[] = "$y$j9T$ceFi1N08iqAQCvEi9vriv1$k7EhQXyqfJwLpuobGDD3h6RJHOdBB0TOoaI32JgRSO5";
-
-static const enum sg_cred_kind all_kinds[] = {
-	SG_CRED_PASSWORD_HASH, SG_CRED_CRAM_MD5, SG_CRED_SCRAM_SHA1, SG_CRED_SCRAM_SHA256, SG_CRED_NT,
-};
-#define N_KINDS (sizeof(all_kinds) / sizeof(all_kinds[0]))
 
 struct conn {
 	sqlite3 *db;
 	struct conn *next;
 };
 
-struct sg_cred_store {
+struct cred_sqlite {
+	struct sg_cred_store base;    /* first: the store seam (cred_int.h) */
 	char *path;
 	pthread_mutex_t lock;
 	struct conn *idle;
-	_Atomic uint64_t last_generation;
-	struct sg_auth_cache *cache;  /* NULL: every check hashes */
 };
 
-/* ---- validation and normalisation ---- */
-
-static bool bad_char(unsigned char c)
-{
-	return c <= 0x20 || c == 0x7f;
-}
-
-int sg_cred_validate_login(const char *login, const char **error_r)
-{
-	if (login == NULL || login[0] == '\0') {
-		sg_set_err(error_r, "login must not be empty");
-		return -1;
-	}
-	size_t n = strlen(login);
-	if (n > 255) {
-		sg_set_err(error_r, "login is longer than 255 bytes");
-		return -1;
-	}
-	if (strcmp(login, ".") == 0 || strcmp(login, "..") == 0) {
-		sg_set_err(error_r, "login must not be '.' or '..'");
-		return -1;
-	}
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)login[i];
-		if (bad_char(c) || c == '/') {
-			sg_set_err(error_r, "login must not contain spaces, control characters or '/'");
-			return -1;
-		}
-	}
-	return 0;
-}
-
-int sg_cred_validate_address(const char *address, const char **error_r)
-{
-	if (address == NULL || address[0] == '\0') {
-		sg_set_err(error_r, "address must not be empty");
-		return -1;
-	}
-	size_t n = strlen(address);
-	if (n > 320) {
-		sg_set_err(error_r, "address is too long");
-		return -1;
-	}
-	const char *at = strchr(address, '@');
-	if (at == NULL || strchr(at + 1, '@') != NULL) {
-		sg_set_err(error_r, sg_errf("address '%.255s' must contain exactly one '@'", address));
-		return -1;
-	}
-	if (at[1] == '\0') {
-		sg_set_err(error_r, sg_errf("address '%.255s' has an empty domain", address));
-		return -1;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (bad_char((unsigned char)address[i])) {
-			sg_set_err(error_r, "address must not contain spaces or control characters");
-			return -1;
-		}
-	}
-	return 0;
-}
-
-/* Lower-case the part after the last '@' (if any). out has room for 321+. */
-static bool norm_domain_part(const char *in, char *out, size_t size)
-{
-	if (!sg_strlcpy(out, in, size))
-		return false;
-	char *at = strrchr(out, '@');
-	if (at != NULL)
-		sg_lower(at + 1);
-	return true;
-}
-
-/* Is this login an address (exactly one '@', both sides non-empty)? Returns
- * the domain part or NULL. */
-static const char *login_domain(const char *login)
-{
-	const char *at = strchr(login, '@');
-	if (at == NULL || at == login || at[1] == '\0' || strchr(at + 1, '@') != NULL)
-		return NULL;
-	return at + 1;
-}
-
-static const char *addr_domain(const char *address)
-{
-	const char *at = strchr(address, '@');
-	return at != NULL ? at + 1 : NULL;
-}
+#define SQ(b) ((struct cred_sqlite *)(b))
 
 /* ---- connections ---- */
 
@@ -181,7 +85,7 @@ static sqlite3 *conn_open(const char *path, const char **error_r)
 	return db;
 }
 
-static struct conn *conn_get(struct sg_cred_store *s)
+static struct conn *conn_get(struct cred_sqlite *s)
 {
 	pthread_mutex_lock(&s->lock);
 	struct conn *c = s->idle;
@@ -201,7 +105,7 @@ static struct conn *conn_get(struct sg_cred_store *s)
 	return c;
 }
 
-static void conn_put(struct sg_cred_store *s, struct conn *c)
+static void conn_put(struct cred_sqlite *s, struct conn *c)
 {
 	if (c == NULL)
 		return;
@@ -237,6 +141,8 @@ static const char schema_sql[] =
 	"CREATE INDEX IF NOT EXISTS addresses_account ON addresses(account_id);"
 	"CREATE INDEX IF NOT EXISTS addresses_domain ON addresses(domain);";
 
+static const struct sg_cred_ops sqlite_ops;
+
 int sg_cred_open(const char *path, struct sg_cred_store **store_r, const char **error_r)
 {
 	*store_r = NULL;
@@ -268,24 +174,21 @@ int sg_cred_open(const char *path, struct sg_cred_store **store_r, const char **
 		sqlite3_close(db);
 		return -1;
 	}
-	struct sg_cred_store *s = sg_calloc(1, sizeof(*s));
+	struct cred_sqlite *s = sg_calloc(1, sizeof(*s));
 	s->path = sg_strdup(path);
 	pthread_mutex_init(&s->lock, NULL);
 	struct conn *c = sg_calloc(1, sizeof(*c));
 	c->db = db;
 	s->idle = c;
-	*store_r = s;
-	(void)sg_cred_generation(s);
+	s->base.ops = &sqlite_ops;
+	*store_r = &s->base;
+	(void)sg_cred_generation(&s->base);
 	return 0;
 }
 
-void sg_cred_close(struct sg_cred_store **store)
+static void sqlite_close(struct sg_cred_store *base)
 {
-	struct sg_cred_store *s = *store;
-	if (s == NULL)
-		return;
-	*store = NULL;
-	sg_auth_cache_free(&s->cache);
+	struct cred_sqlite *s = SQ(base);
 	while (s->idle != NULL) {
 		struct conn *c = s->idle;
 		s->idle = c->next;
@@ -346,8 +249,9 @@ static int bump_generation(sqlite3 *db)
 }
 
 /* The current generation, read from the database; -1 when it cannot be read. */
-static int read_generation(struct sg_cred_store *s, uint64_t *gen)
+static int sqlite_generation(struct sg_cred_store *base, uint64_t *gen)
 {
+	struct cred_sqlite *s = SQ(base);
 	struct conn *c = conn_get(s);
 	if (c == NULL)
 		return -1;
@@ -356,17 +260,14 @@ static int read_generation(struct sg_cred_store *s, uint64_t *gen)
 	conn_put(s, c);
 	if (r != 1)
 		return -1;
-	atomic_store(&s->last_generation, (uint64_t)g);
 	*gen = (uint64_t)g;
 	return 0;
 }
 
-uint64_t sg_cred_generation(struct sg_cred_store *s)
+static int sqlite_ping(struct sg_cred_store *base)
 {
 	uint64_t g;
-	if (read_generation(s, &g) < 0)
-		return atomic_load(&s->last_generation);
-	return g;
+	return sqlite_generation(base, &g);
 }
 
 /* ---- lookups ---- */
@@ -378,7 +279,7 @@ static int lookup_on(sqlite3 *db, const char *login, enum sg_cred_kind kind,
 	char norm[512];
 	if (v != NULL)
 		v->kind = SG_CRED_NONE;
-	if (login == NULL || !norm_domain_part(login, norm, sizeof(norm)) ||
+	if (login == NULL || !sg_cred_norm_domain(login, norm, sizeof(norm)) ||
 	    sg_cred_validate_login(norm, NULL) != 0)
 		return 0;
 	sqlite3_stmt *st = prep(db, "SELECT id, login, disabled FROM accounts WHERE login = ?1");
@@ -426,9 +327,10 @@ static int lookup_on(sqlite3 *db, const char *login, enum sg_cred_kind kind,
 	return ret;
 }
 
-int sg_cred_lookup(struct sg_cred_store *s, const char *login, enum sg_cred_kind kind,
+static int sqlite_lookup(struct sg_cred_store *base, const char *login, enum sg_cred_kind kind,
 		   struct sg_account *acct, struct sg_verifier *v)
 {
+	struct cred_sqlite *s = SQ(base);
 	struct conn *c = conn_get(s);
 	if (c == NULL)
 		return -1;
@@ -437,84 +339,26 @@ int sg_cred_lookup(struct sg_cred_store *s, const char *login, enum sg_cred_kind
 	return ret;
 }
 
-void sg_cred_set_auth_cache(struct sg_cred_store *s, unsigned ttl_ms, unsigned slots)
-{
-	sg_auth_cache_free(&s->cache);
-	if (ttl_ms > 0)
-		s->cache = sg_auth_cache_new(ttl_ms, slots);
-}
-
-int sg_cred_check_password(struct sg_cred_store *s, const char *login, const char *password,
-			   struct sg_account *acct, const char **reason_r)
-{
-	uint64_t gen = 0;
-	bool cacheable = s->cache != NULL && password != NULL && read_generation(s, &gen) == 0;
-	if (cacheable) {
-		/* Only while the store answers: an outage is a 454, never a
-		 * success from memory (the account may have been disabled). */
-		struct sg_account hit;
-		if (sg_auth_cache_get(s->cache, login, password, gen, &hit)) {
-			if (acct != NULL)
-				*acct = hit;
-			sg_set_err(reason_r, "ok");
-			return 1;
-		}
-	}
-	struct sg_account a;
-	struct sg_verifier v;
-	int found = sg_cred_lookup(s, login, SG_CRED_PASSWORD_HASH, &a, &v);
-	if (found < 0) {
-		sg_wipe(&v, sizeof(v));
-		sg_set_err(reason_r, "store_error");
-		return -1;
-	}
-	bool have_hash = found == 1 && v.kind == SG_CRED_PASSWORD_HASH;
-	int ok = sg_verifier_check_crypt(have_hash ? v.u.crypt : dummy_hash,
-					 password != NULL ? password : "");
-	sg_wipe(&v, sizeof(v));
-	if (found == 0) {
-		sg_set_err(reason_r, "unknown_account");
-		return 0;
-	}
-	if (ok < 0) {
-		sg_set_err(reason_r, "store_error");
-		return -1;
-	}
-	if (!have_hash || ok == 0) {
-		sg_set_err(reason_r, "wrong_password");
-		return 0;
-	}
-	if (a.disabled) {
-		sg_set_err(reason_r, "disabled");
-		return 0;
-	}
-	if (acct != NULL)
-		*acct = a;
-	if (cacheable)
-		sg_auth_cache_put(s->cache, login, password, gen, &a);
-	sg_set_err(reason_r, "ok");
-	return 1;
-}
-
 /* Normalise a query address; false when it cannot be a stored address. */
 static bool norm_address(const char *address, char *out, size_t size)
 {
 	return address != NULL && sg_cred_validate_address(address, NULL) == 0 &&
-	       norm_domain_part(address, out, size);
+	       sg_cred_norm_domain(address, out, size);
 }
 
-int sg_cred_owns_address(struct sg_cred_store *s, const char *login, const char *address)
+static int sqlite_owns_address(struct sg_cred_store *base, const char *login, const char *address)
 {
+	struct cred_sqlite *s = SQ(base);
 	char addr[512], lnorm[512];
 	if (!norm_address(address, addr, sizeof(addr)) || login == NULL ||
-	    !norm_domain_part(login, lnorm, sizeof(lnorm)))
+	    !sg_cred_norm_domain(login, lnorm, sizeof(lnorm)))
 		return 0;
-	if (strcmp(addr, lnorm) == 0 && login_domain(lnorm) != NULL) {
+	if (strcmp(addr, lnorm) == 0 && sg_cred_login_domain(lnorm) != NULL) {
 		/* the login itself is the address: owned if the account exists */
 		struct sg_account a;
-		return sg_cred_lookup(s, lnorm, SG_CRED_NONE, &a, NULL);
+		return sqlite_lookup(base, lnorm, SG_CRED_NONE, &a, NULL);
 	}
-	const char *dom = addr_domain(addr);
+	const char *dom = sg_cred_addr_domain(addr);
 	char catchall[512];
 	snprintf(catchall, sizeof(catchall), "@%s", dom);
 	struct conn *c = conn_get(s);
@@ -555,13 +399,14 @@ static int query_login(sqlite3 *db, const char *sql, const char *arg, char *logi
 	return ret;
 }
 
-int sg_cred_find_owner(struct sg_cred_store *s, const char *address, char *login_r, size_t size)
+static int sqlite_find_owner(struct sg_cred_store *base, const char *address, char *login_r, size_t size)
 {
+	struct cred_sqlite *s = SQ(base);
 	char addr[512];
 	if (!norm_address(address, addr, sizeof(addr)) || addr[0] == '@')
 		return 0;
 	char catchall[512];
-	snprintf(catchall, sizeof(catchall), "@%s", addr_domain(addr));
+	snprintf(catchall, sizeof(catchall), "@%s", sg_cred_addr_domain(addr));
 	struct conn *c = conn_get(s);
 	if (c == NULL)
 		return -1;
@@ -578,8 +423,9 @@ int sg_cred_find_owner(struct sg_cred_store *s, const char *address, char *login
 	return ret;
 }
 
-int sg_cred_domain_is_local(struct sg_cred_store *s, const char *domain)
+static int sqlite_domain_is_local(struct sg_cred_store *base, const char *domain)
 {
+	struct cred_sqlite *s = SQ(base);
 	char d[300];
 	if (domain == NULL || domain[0] == '\0' || !sg_strlcpy(d, domain, sizeof(d)))
 		return 0;
@@ -596,43 +442,7 @@ int sg_cred_domain_is_local(struct sg_cred_store *s, const char *domain)
 
 /* ---- administration ---- */
 
-struct derived {
-	struct sg_verifier v[N_KINDS];
-	char text[N_KINDS][SG_VERIFIER_TEXT_MAX];
-};
-
-static void derived_wipe(struct derived *d)
-{
-	sg_wipe(d, sizeof(*d));
-	free(d);
-}
-
-/* Derive every verifier before taking the write lock (yescrypt is slow). */
-static struct derived *derive_all(const char *password, const struct sg_cred_params *p,
-				  const char **error_r)
-{
-	if (password == NULL || password[0] == '\0') {
-		sg_set_err(error_r, "password must not be empty");
-		return NULL;
-	}
-	unsigned iter = p != NULL && p->scram_iterations != 0 ? p->scram_iterations
-							      : SG_SCRAM_ITER_DEFAULT;
-	struct derived *d = sg_calloc(1, sizeof(*d));
-	for (size_t i = 0; i < N_KINDS; i++) {
-		if (sg_verifier_derive(all_kinds[i], password, iter, &d->v[i]) != 0 ||
-		    sg_verifier_format(&d->v[i], d->text[i], sizeof(d->text[i])) != 0) {
-			sg_set_err(error_r, all_kinds[i] == SG_CRED_NT
-						 ? "password is not valid UTF-8"
-						 : sg_errf("cannot derive the %s verifier",
-							sg_cred_kind_name(all_kinds[i])));
-			derived_wipe(d);
-			return NULL;
-		}
-	}
-	return d;
-}
-
-static int write_verifiers(sqlite3 *db, int64_t id, const struct derived *d)
+static int write_verifiers(sqlite3 *db, int64_t id, const struct sg_cred_derived *d)
 {
 	sqlite3_stmt *del = prep(db, "DELETE FROM verifiers WHERE account_id = ?1");
 	if (del == NULL)
@@ -646,10 +456,10 @@ static int write_verifiers(sqlite3 *db, int64_t id, const struct derived *d)
 	if (st == NULL)
 		return -1;
 	int ret = 0;
-	for (size_t i = 0; i < N_KINDS && ret == 0; i++) {
+	for (size_t i = 0; i < SG_CRED_N_KINDS && ret == 0; i++) {
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, id);
-		bind_text(st, 2, sg_cred_kind_name(all_kinds[i]));
+		bind_text(st, 2, sg_cred_kind_name(sg_cred_all_kinds[i]));
 		bind_text(st, 3, d->text[i]);
 		if (sqlite3_step(st) != SQLITE_DONE)
 			ret = -1;
@@ -660,7 +470,7 @@ static int write_verifiers(sqlite3 *db, int64_t id, const struct derived *d)
 }
 
 /* Start a write transaction; on failure report a store error. */
-static struct conn *begin_write(struct sg_cred_store *s, const char **error_r)
+static struct conn *begin_write(struct cred_sqlite *s, const char **error_r)
 {
 	struct conn *c = conn_get(s);
 	if (c == NULL) {
@@ -676,7 +486,7 @@ static struct conn *begin_write(struct sg_cred_store *s, const char **error_r)
 }
 
 /* Commit with a generation bump, or roll back. Returns 0/-1. */
-static int end_write(struct sg_cred_store *s, struct conn *c, int ret, const char **error_r)
+static int end_write(struct cred_sqlite *s, struct conn *c, int ret, const char **error_r)
 {
 	if (ret == 0 && (bump_generation(c->db) != 0 || exec_sql(c->db, "COMMIT") != 0)) {
 		sg_set_err(error_r, sg_errf("database write failed: %s", sqlite3_errmsg(c->db)));
@@ -686,7 +496,7 @@ static int end_write(struct sg_cred_store *s, struct conn *c, int ret, const cha
 		exec_sql(c->db, "ROLLBACK");
 	conn_put(s, c);
 	if (ret == 0)
-		(void)sg_cred_generation(s);
+		(void)sg_cred_generation(&s->base);
 	return ret;
 }
 
@@ -701,19 +511,20 @@ static int account_id(sqlite3 *db, const char *login, int64_t *id)
 	return query_int(db, "SELECT id FROM accounts WHERE login = ?1", login, NULL, id);
 }
 
-int sg_cred_add(struct sg_cred_store *s, const char *login, const char *password,
+static int sqlite_add(struct sg_cred_store *base, const char *login, const char *password,
 		const struct sg_cred_params *p, const char **error_r)
 {
+	struct cred_sqlite *s = SQ(base);
 	char norm[512];
 	if (sg_cred_validate_login(login, error_r) != 0)
 		return -1;
-	norm_domain_part(login, norm, sizeof(norm));
-	struct derived *d = derive_all(password, p, error_r);
+	sg_cred_norm_domain(login, norm, sizeof(norm));
+	struct sg_cred_derived *d = sg_cred_derive_all(password, p, error_r);
 	if (d == NULL)
 		return -1;
 	struct conn *c = begin_write(s, error_r);
 	if (c == NULL) {
-		derived_wipe(d);
+		sg_cred_derived_wipe(d);
 		return -1;
 	}
 	int ret = -1;
@@ -736,7 +547,7 @@ int sg_cred_add(struct sg_cred_store *s, const char *login, const char *password
 		goto out;
 	}
 	bind_text(st, 1, norm);
-	const char *dom = login_domain(norm);
+	const char *dom = sg_cred_login_domain(norm);
 	if (dom != NULL)
 		bind_text(st, 2, dom);
 	sqlite3_bind_int64(st, 3, sg_time());
@@ -753,13 +564,13 @@ int sg_cred_add(struct sg_cred_store *s, const char *login, const char *password
 	}
 	ret = 0;
 out:
-	derived_wipe(d);
+	sg_cred_derived_wipe(d);
 	return end_write(s, c, ret, error_r);
 }
 
 /* Start a write transaction on the account with this normalised login: the
  * connection and *id, or NULL with *error_r (nothing left open). */
-static struct conn *begin_account_write(struct sg_cred_store *s, const char *norm, int64_t *id,
+static struct conn *begin_account_write(struct cred_sqlite *s, const char *norm, int64_t *id,
 					const char **error_r)
 {
 	struct conn *c = begin_write(s, error_r);
@@ -774,21 +585,22 @@ static struct conn *begin_account_write(struct sg_cred_store *s, const char *nor
 	return c;
 }
 
-int sg_cred_set_password(struct sg_cred_store *s, const char *login, const char *password,
+static int sqlite_set_password(struct sg_cred_store *base, const char *login, const char *password,
 			 const struct sg_cred_params *p, const char **error_r)
 {
+	struct cred_sqlite *s = SQ(base);
 	char norm[512];
-	if (login == NULL || !norm_domain_part(login, norm, sizeof(norm))) {
+	if (login == NULL || !sg_cred_norm_domain(login, norm, sizeof(norm))) {
 		sg_set_err(error_r, "invalid login");
 		return -1;
 	}
-	struct derived *d = derive_all(password, p, error_r);
+	struct sg_cred_derived *d = sg_cred_derive_all(password, p, error_r);
 	if (d == NULL)
 		return -1;
 	int64_t id;
 	struct conn *c = begin_account_write(s, norm, &id, error_r);
 	if (c == NULL) {
-		derived_wipe(d);
+		sg_cred_derived_wipe(d);
 		return -1;
 	}
 	int ret = -1;
@@ -807,15 +619,16 @@ int sg_cred_set_password(struct sg_cred_store *s, const char *login, const char 
 	if (ret != 0)
 		sg_set_err(error_r, db_error(c->db));
 out:
-	derived_wipe(d);
+	sg_cred_derived_wipe(d);
 	return end_write(s, c, ret, error_r);
 }
 
-int sg_cred_set_disabled(struct sg_cred_store *s, const char *login, bool disabled,
+static int sqlite_set_disabled(struct sg_cred_store *base, const char *login, bool disabled,
 			 const char **error_r)
 {
+	struct cred_sqlite *s = SQ(base);
 	char norm[512];
-	if (login == NULL || !norm_domain_part(login, norm, sizeof(norm))) {
+	if (login == NULL || !sg_cred_norm_domain(login, norm, sizeof(norm))) {
 		sg_set_err(error_r, "invalid login");
 		return -1;
 	}
@@ -841,10 +654,11 @@ int sg_cred_set_disabled(struct sg_cred_store *s, const char *login, bool disabl
 	return end_write(s, c, ret, error_r);
 }
 
-int sg_cred_delete(struct sg_cred_store *s, const char *login, const char **error_r)
+static int sqlite_delete(struct sg_cred_store *base, const char *login, const char **error_r)
 {
+	struct cred_sqlite *s = SQ(base);
 	char norm[512];
-	if (login == NULL || !norm_domain_part(login, norm, sizeof(norm))) {
+	if (login == NULL || !sg_cred_norm_domain(login, norm, sizeof(norm))) {
 		sg_set_err(error_r, "invalid login");
 		return -1;
 	}
@@ -876,17 +690,18 @@ int sg_cred_delete(struct sg_cred_store *s, const char *login, const char **erro
 	return end_write(s, c, ret, error_r);
 }
 
-int sg_cred_add_address(struct sg_cred_store *s, const char *login, const char *address,
+static int sqlite_add_address(struct sg_cred_store *base, const char *login, const char *address,
 			const char **error_r)
 {
+	struct cred_sqlite *s = SQ(base);
 	char norm[512], addr[512];
-	if (login == NULL || !norm_domain_part(login, norm, sizeof(norm))) {
+	if (login == NULL || !sg_cred_norm_domain(login, norm, sizeof(norm))) {
 		sg_set_err(error_r, "invalid login");
 		return -1;
 	}
 	if (sg_cred_validate_address(address, error_r) != 0)
 		return -1;
-	norm_domain_part(address, addr, sizeof(addr));
+	sg_cred_norm_domain(address, addr, sizeof(addr));
 	int64_t id, other;
 	struct conn *c = begin_account_write(s, norm, &id, error_r);
 	if (c == NULL)
@@ -918,7 +733,7 @@ int sg_cred_add_address(struct sg_cred_store *s, const char *login, const char *
 	}
 	sqlite3_bind_int64(st, 1, id);
 	bind_text(st, 2, addr);
-	bind_text(st, 3, addr_domain(addr));
+	bind_text(st, 3, sg_cred_addr_domain(addr));
 	if (sqlite3_step(st) == SQLITE_DONE)
 		ret = 0;
 	else
@@ -937,15 +752,16 @@ out:
 	return end_write(s, c, ret, error_r);
 }
 
-int sg_cred_del_address(struct sg_cred_store *s, const char *login, const char *address,
+static int sqlite_del_address(struct sg_cred_store *base, const char *login, const char *address,
 			const char **error_r)
 {
+	struct cred_sqlite *s = SQ(base);
 	char norm[512], addr[512];
-	if (login == NULL || !norm_domain_part(login, norm, sizeof(norm))) {
+	if (login == NULL || !sg_cred_norm_domain(login, norm, sizeof(norm))) {
 		sg_set_err(error_r, "invalid login");
 		return -1;
 	}
-	if (address == NULL || !norm_domain_part(address, addr, sizeof(addr))) {
+	if (address == NULL || !sg_cred_norm_domain(address, addr, sizeof(addr))) {
 		sg_set_err(error_r, "invalid address");
 		return -1;
 	}
@@ -971,10 +787,11 @@ int sg_cred_del_address(struct sg_cred_store *s, const char *login, const char *
 	return end_write(s, c, ret, error_r);
 }
 
-int sg_cred_list(struct sg_cred_store *s,
+static int sqlite_list(struct sg_cred_store *base,
 		 void (*cb)(void *ctx, const struct sg_account *a, const char *addresses), void *ctx,
 		 const char **error_r)
 {
+	struct cred_sqlite *s = SQ(base);
 	struct conn *c = conn_get(s);
 	if (c == NULL) {
 		sg_set_err(error_r, sg_errf("cannot open the credential database %s", s->path));
@@ -1007,3 +824,21 @@ int sg_cred_list(struct sg_cred_store *s,
 	conn_put(s, c);
 	return ret;
 }
+
+static const struct sg_cred_ops sqlite_ops = {
+	.name = "sqlite",
+	.close = sqlite_close,
+	.ping = sqlite_ping,
+	.generation = sqlite_generation,
+	.lookup = sqlite_lookup,
+	.owns_address = sqlite_owns_address,
+	.find_owner = sqlite_find_owner,
+	.domain_is_local = sqlite_domain_is_local,
+	.add = sqlite_add,
+	.set_password = sqlite_set_password,
+	.set_disabled = sqlite_set_disabled,
+	.del = sqlite_delete,
+	.add_address = sqlite_add_address,
+	.del_address = sqlite_del_address,
+	.list = sqlite_list,
+};

@@ -286,4 +286,23 @@ for n, v in {"none": b"\x00\x01\x00\x00\x00", "authzid": b"\x00\x01\x00\x00\x00a
              "raw_layer": b"\x01\x05\x04\x00\xff\x00\x0c\x00\x00",
              "raw_token": b"\x02\x60\x82\x02\x00\x06\x09\x2a\x86\x48\x86\xf7\x12\x01\x02\x02\x01\x00"}.items():
     put("mech_gssapi", n, v)
+# PROXY protocol header (fuzz_proxy.c): what the load balancer sends first.
+PP2_SIG = bytes([0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A])
+
+
+def pp2(vc, fam, body):
+    return PP2_SIG + bytes([vc, fam]) + struct.pack(">H", len(body)) + body
+
+
+for n, v in {"v1_tcp4": b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\nEHLO x\r\n",
+             "v1_tcp6": b"PROXY TCP6 2001:db8::1 ::1 65535 25\r\n",
+             "v1_unknown": b"PROXY UNKNOWN\r\n",
+             "v1_unknown_long": b"PROXY UNKNOWN " + b"ffff:" * 7 + b"ffff " + b"ffff:" * 7 + b"ffff 65535 65535\r\n",
+             "v2_tcp4_tlv": pp2(0x21, 0x11, bytes([127, 0, 0, 5, 127, 0, 0, 1, 0x9c, 0x40, 0, 25, 1, 0, 2])
+                                + b"h2" + bytes([4, 0, 0])) + b"\x16\x03\x01",
+             "v2_tcp6": pp2(0x21, 0x21, bytes(15) + b"\x01" + bytes(15) + b"\x01" + b"\x01\x00\x00\x19"),
+             "v2_local": pp2(0x20, 0x00, b""),
+             "v2_unix": pp2(0x21, 0x31, bytes(216)),
+             "v2_trunc_tlv": pp2(0x21, 0x11, bytes(12) + b"\x01\x00\x09ab")}.items():
+    put("proxy", n, v)
 print("seeds written under", CORPUS)

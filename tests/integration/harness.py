@@ -53,7 +53,38 @@ def _repo_root():
     return os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 
+SERVICE_USER = "smtpgate"
+USERADD = ["useradd", "--system", "--home-dir", "/var/lib/smtpgate", "--no-create-home",
+           "--shell", "/usr/sbin/nologin", SERVICE_USER]
+_service_user_ok = False
+
+
+def ensure_service_user():
+    """Started as root, `smtpgate serve` runs as the dedicated user 'smtpgate' and refuses to
+    start without it (never a shared account such as nobody): create it once, as an admin
+    (or scripts/run-demo) would. Several test processes may race here: useradd's own lock
+    decides, the loser sees the user."""
+    global _service_user_ok
+    if _service_user_ok or os.geteuid() != 0:
+        return
+    import pwd
+    for _attempt in range(20):
+        try:
+            pwd.getpwnam(SERVICE_USER)
+            _service_user_ok = True
+            return
+        except KeyError:
+            pass
+        subprocess.run(USERADD, capture_output=True, timeout=30)
+        try:
+            pwd.getpwnam(SERVICE_USER)
+        except KeyError:
+            time.sleep(0.2)
+    raise AssertionError("cannot create the service user: %s" % " ".join(USERADD))
+
+
 def binary():
+    ensure_service_user()
     b = os.environ.get("SMTPGATE_BIN") or os.path.join(_repo_root(), "build", "src", "smtpgate")
     return os.path.abspath(b)
 
@@ -493,7 +524,7 @@ class Server:
         self._share_with_server(lines)
 
     def _share_with_server(self, lines):
-        """Started as root, smtpgate drops to an unprivileged user (nobody here): let it reach
+        """Started as root, smtpgate drops to the unprivileged user smtpgate: let it reach
         its data directory and the files the config names (keytab, JWKS, ...), as an admin
         would with chown. Temp dirs are 0700 by default."""
         if os.geteuid() != 0:
@@ -560,6 +591,11 @@ class Server:
             argv += ["--hostname", self.hostname]
             for name, spec in self.listeners.items():
                 argv += ["--listen", "%s=%s" % (spec["role"], self.addr(name))]
+            # never the default HTTP port 8025 (a `make run` or a parallel run may hold it)
+            if not any(a in ("--http", "--no-http") or a.startswith("--http=")
+                       for a in self.extra_args):
+                http = str(self.settings.get("http_listen", "off"))
+                argv += ["--no-http"] if http == "off" else ["--http", http]
         argv += ["--data-dir", self.data_dir] + self.extra_args
         return argv
 
@@ -656,6 +692,69 @@ class Server:
 
     def log_lines(self):
         return self.log().splitlines()
+
+    # -- what the server did, from its own log timestamps ----------------------
+    # Timing assertions use these rather than the test's clock: on a loaded machine the test
+    # process may be descheduled for a second, the server's timestamps say when it acted.
+    def events(self, event=None, **match):
+        """The server's log lines as LogEvent(t, level, event, fields), oldest first; only
+        `event` ones when given, and only those whose fields equal every `match` value."""
+        out = []
+        for line in self.log_lines():
+            e = parse_log_line(line)
+            if e is None or (event is not None and e.event != event):
+                continue
+            if all(e.fields.get(k) == str(v) for k, v in match.items()):
+                out.append(e)
+        return out
+
+    def wait_events(self, pred, timeout=30.0, what="log events"):
+        """Poll the log until pred(self) returns something true (returned); AssertionError
+        after `timeout` seconds (bounded; generous for a loaded machine)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            v = pred(self)
+            if v:
+                return v
+            if time.monotonic() > deadline:
+                raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
+            time.sleep(0.05)
+
+    def sessions(self):
+        """{sid: {"connect": LogEvent, "disconnect": LogEvent or None, "events": [...]}}"""
+        out = {}
+        for e in self.events():
+            sid = e.fields.get("sid")
+            if sid is None:
+                continue
+            d = out.setdefault(sid, {"connect": None, "disconnect": None, "events": []})
+            d["events"].append(e)
+            if e.event in ("connect", "disconnect"):
+                d[e.event] = e
+        return out
+
+    def sid_of(self, client, timeout=30.0):
+        """The session id the server logged (event=connect) for a connected client (a
+        RawClient, or anything with .sock), matched by the client's address and port."""
+        sock = getattr(client, "sock", client)
+        ip, port = sock.getsockname()[:2]
+        ev = self.wait_events(lambda srv: srv.events("connect", client=ip, port=port),
+                              timeout, "event=connect for client %s port %d" % (ip, port))
+        return ev[-1].fields["sid"]
+
+    def session_end(self, sid, timeout=30.0):
+        """The session's event=disconnect (waits for it)."""
+        return self.wait_events(lambda srv: srv.events("disconnect", sid=sid), timeout,
+                                "event=disconnect sid=%s" % sid)[-1]
+
+    def wait_sessions_ended(self, timeout=30.0):
+        """Wait until every session the server logged a connect for has logged its disconnect
+        (the server released its slots); returns sessions()."""
+        def done(srv):
+            ss = srv.sessions()
+            return ss if all(d["disconnect"] is not None for d in ss.values()
+                             if d["connect"] is not None) else None
+        return self.wait_events(done, timeout, "every session's event=disconnect")
 
     def print_log_tail(self, why="", n=40):
         lines = self.log_lines()
@@ -885,6 +984,37 @@ class _Result(unittest.TextTestResult):
 
     def printErrors(self):
         pass
+
+
+class LogEvent:
+    """One line of the server's log: t (seconds since the epoch, millisecond resolution),
+    level, event and the key=value fields (quotes removed)."""
+    __slots__ = ("t", "level", "event", "fields", "line")
+
+    def __init__(self, t, level, event, fields, line):
+        self.t, self.level, self.event, self.fields, self.line = t, level, event, fields, line
+
+    def __repr__(self):
+        return "LogEvent(%r)" % self.line
+
+
+_LOG_RE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})Z (\w+) event=(\S+)(.*)$")
+_KV_RE = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def parse_log_line(line):
+    """A LogEvent for one smtpgate log line (2026-01-02T03:04:05.678Z info event=X k=v ...),
+    None for anything else (sanitizer output, peers' lines)."""
+    m = _LOG_RE.match(line)
+    if m is None:
+        return None
+    import calendar
+    y, mo, d, h, mi, sec, ms = (int(x) for x in m.groups()[:7])
+    t = calendar.timegm((y, mo, d, h, mi, sec, 0, 0, 0)) + ms / 1000.0
+    fields = {}
+    for k, v in _KV_RE.findall(m.group(10)):
+        fields[k] = v[1:-1] if len(v) >= 2 and v[0] == '"' and v[-1] == '"' else v
+    return LogEvent(t, m.group(8), m.group(9), fields, line)
 
 
 def _count(suite):

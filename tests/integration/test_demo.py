@@ -22,7 +22,8 @@ class Demo(unittest.TestCase):
         os.chmod(cwd, 0o711)
         log = open(os.path.join(cwd, "demo.out"), "wb")
         proc = subprocess.Popen(["sh", os.path.join(_repo_root(), "scripts", "run-demo"), binary(),
-                                 "--listen", "submission=%s:%d" % (HOST, port)],
+                                 "--listen", "submission=%s:%d" % (HOST, port),
+                                 "--http", "%s:%d" % (HOST, free_port())],
                                 cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         log.close()

@@ -52,7 +52,9 @@ class Cli(unittest.TestCase):
             with open(conf, "w") as f:
                 f.write(text)
             try:
-                r = run([binary(), "serve", "--config", conf, "--data-dir", os.path.join(d, "data")],
+                # free ports, no HTTP: were the config wrongly accepted, nothing fixed is bound
+                r = run([binary(), "serve", "--config", conf, "--data-dir", os.path.join(d, "data"),
+                         "--no-http", "--listen", "mx=%s:%d" % (HOST, free_port())],
                         timeout=10)
             except subprocess.TimeoutExpired:
                 self.fail("serve kept running with an invalid config:\n" + text)
@@ -371,15 +373,31 @@ class Lifecycle(unittest.TestCase):
 
 
 class ServeDefaults(unittest.TestCase):
+    # The documented defaults: mx, submission, submissions, HTTP.
     PORTS = (2525, 2587, 2465)
+    HTTP_PORT = 8025
+
+    def test_defaults_documented_in_help(self):
+        """Without binding anything: `serve --help` names the default ports and data dir
+        (the config parser's defaults themselves are checked by tests/unit/test_config.c)."""
+        r = subprocess.run([binary(), "serve", "--help"], capture_output=True, text=True,
+                           timeout=30, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for role, port in zip(("mx", "submission", "submissions"), self.PORTS):
+            self.assertRegex(r.stdout, r"(?s)%s\s.*default 127\.0\.0\.1:%d" % (role, port))
+        self.assertIn("default 127.0.0.1:%d" % self.HTTP_PORT, r.stdout)
+        self.assertIn("default ./smtpgate-data", r.stdout)
 
     def test_serve_without_arguments(self):
-        for p in self.PORTS:
+        """Binds the real default ports: only when all four are free (a `make run` or a
+        parallel test run may hold them), else skipped with the reason."""
+        for p in self.PORTS + (self.HTTP_PORT,):
             with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     s.bind((HOST, p))
                 except OSError:
-                    self.skipTest("default port %d in use" % p)
+                    self.skipTest("default port %d in use (another smtpgate?): not binding it" % p)
         with tempfile.TemporaryDirectory(prefix="sg-it-") as cwd:
             os.chmod(cwd, 0o711)   # serve drops root: ./smtpgate-data must stay reachable
             log_path = os.path.join(cwd, "serve.log")
@@ -389,7 +407,7 @@ class ServeDefaults(unittest.TestCase):
                                         start_new_session=True)
             try:
                 deadline = time.monotonic() + 10
-                waiting = list(self.PORTS)
+                waiting = list(self.PORTS) + [self.HTTP_PORT]
                 while waiting and time.monotonic() < deadline:
                     if proc.poll() is not None:
                         with open(log_path) as f:

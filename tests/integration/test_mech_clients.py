@@ -13,7 +13,8 @@ real binary started by the harness.
 Each cell: success with the right secret and, when the client sends mail, the message on disk
 in the account's inbox with `auth=<MECH>` in X-Smtpgate-Envelope; failure with a wrong
 password / expired token / wrong identity gives the documented reply (535 5.7.8; 535 5.7.3 for
-NTLM; the `334 e=...` server-final for SCRAM, after which GNU SASL clients hang up).
+NTLM; a wrong SCRAM proof is a 535 5.7.8 too; the `334 e=...` server-final only for a
+channel-binding mismatch, seen through a TLS-terminating proxy).
 
 GSSAPI is tests/integration/test_gssapi_clients.py. msmtp 1.8.23 (Debian 12) has no -PLUS
 mechanism (`auth scram-sha-256-plus` is an invalid argument): that cell is skipped with the
@@ -37,6 +38,7 @@ import tempfile
 import time
 import unittest
 
+from starttls_proxy import StartTlsProxy
 from harness import (ALICE, BOB, DAVE, R_AUTH_BAD, R_AUTH_OK, ServerTestCase, headers,
                      make_message, queued_id, require_tool, unb64)
 
@@ -182,13 +184,23 @@ class MechClientBase(ServerTestCase):
             self.assertEqual(self.srv.messages(login), before, "a message was stored after a failure")
 
     def assert_scram_error(self, rc, out):
-        """SCRAM failure: the server-final message is '334 base64(e=...)' (RFC 5802 7), never 235;
-        GNU SASL clients hang up on it. Returns the e= value."""
+        """SCRAM channel-binding failure: the server-final message is '334 base64(e=...)'
+        (RFC 5802 7), never 235. Returns the e= value."""
         self.assertNotEqual(rc, 0, transcript(out))
         self.assert_not_in_output(R_AUTH_OK, out)
         errs = [c for c in challenges(out) if c.startswith(b"e=")]
         self.assertTrue(errs, "no 334 e=... server-final in:\n" + transcript(out))
         return errs[-1].decode()
+
+    def assert_scram_refused(self, rc, out):
+        """A wrong SCRAM proof (or an unknown login) is answered with 535 5.7.8 at once
+        (issue 10 item 25): the client shows the 535 instead of GNU SASL's "could not parse
+        input" after a 334 e=invalid-proof it cannot read."""
+        self.assertNotEqual(rc, 0, transcript(out))
+        self.assert_not_in_output(R_AUTH_OK, out)
+        self.assert_in_output(R_AUTH_BAD, out)
+        self.assertFalse([c for c in challenges(out) if c.startswith(b"e=")], transcript(out))
+        self.assert_not_in_output("could not parse", out)
 
     def oauth_error(self, out):
         """The JSON of the OAuth error challenge (RFC 7628 3.2.2 / Google's XOAUTH2)."""
@@ -277,10 +289,11 @@ class MechClientBase(ServerTestCase):
         return rc, out, subject
 
     # -- gsasl -----------------------------------------------------------------------------
-    def gsasl(self, mech, login, password, no_cb=False, tls12=False, listener="submission"):
+    def gsasl(self, mech, login, password, no_cb=False, tls12=False, listener="submission",
+              connect=None):
         """gsasl --smtp authenticates only (no message). Returns (rc, output)."""
         need("gsasl")
-        argv = ["gsasl", "--smtp", "--connect", self.srv.addr(listener),
+        argv = ["gsasl", "--smtp", "--connect", connect or self.srv.addr(listener),
                 "--x509-ca-file", self.srv.cert_path(), "-m", mech,
                 "-a", login, "-p", password, "--verbose"]
         if no_cb:
@@ -458,16 +471,17 @@ class MechClients(MechClientBase):
         before = self.srv.messages(ALICE.login)
         for mech in ("SCRAM-SHA-1", "SCRAM-SHA-256"):
             rc, out, _ = self.msmtp(mech, ALICE.login, "not-the-password")
-            self.assertEqual(self.assert_scram_error(rc, out), "e=invalid-proof")
+            self.assert_scram_refused(rc, out)
+            # msmtp names the server's reply (exit status EX_NOPERM, 77)
+            self.assertEqual(rc, 77, transcript(out))
             self.assertEqual(self.srv.messages(ALICE.login), before)
 
     def test_scram_failure_is_logged(self):
-        # The PROTOCOL reply table: "the log says which" for bad credentials. GNU SASL clients
-        # hang up after the 334 e=... server-final, so the failure must be recorded when e= is
-        # sent, not only when a 535 follows (else neither the log nor the throttle sees it).
+        # The PROTOCOL reply table: "the log says which" for bad credentials; the wrong proof
+        # is one failure in the log (and the throttle), answered by 535 at once.
         n = len(self.auth_log("SCRAM-SHA-256", "fail"))
         rc, out, _ = self.msmtp("SCRAM-SHA-256", ALICE.login, "not-the-password")
-        self.assert_scram_error(rc, out)
+        self.assert_scram_refused(rc, out)
         time.sleep(0.3)
         self.assertEqual(len(self.auth_log("SCRAM-SHA-256", "fail")), n + 1,
                          "no event=auth mech=SCRAM-SHA-256 result=fail after msmtp got e=; log:\n"
@@ -627,19 +641,46 @@ class MechClients(MechClientBase):
     def test_gsasl_scram_wrong_password(self):
         for mech, no_cb in (("SCRAM-SHA-1", True), ("SCRAM-SHA-256", True), ("SCRAM-SHA-256-PLUS", False)):
             rc, out = self.gsasl(mech, ALICE.login, "not-the-password", no_cb=no_cb)
-            self.assertEqual(self.assert_scram_error(rc, out), "e=invalid-proof")
+            self.assert_scram_refused(rc, out)
+            wrong = [ln for ln in self.auth_log(mech, "fail") if "login=%s " % ALICE.login in ln]
+            self.assertTrue(wrong and "reason=wrong_password" in wrong[-1], wrong[-1:])
+
+    def test_gsasl_scram_plus_through_tls_proxy(self):
+        # A TLS-terminating proxy between gsasl and the server (starttls_proxy.py): the channel
+        # binding gsasl computes is that of its TLS session with the proxy. The server tells the
+        # client why (334 e=channel-bindings-dont-match, RFC 5802 7; the one e= it still sends)
+        # and counts the failure; the same proxy passes non-PLUS SCRAM, which cannot notice it.
+        # GNU SASL 2.2 shows the e= line with --verbose but then reports "could not parse
+        # input" (it parses no e= at all), so the server log's reason=cb_mismatch is what
+        # tells an administrator about the proxy.
+        key = os.path.join(self.srv.data_dir, "tls", "key.pem")
+        for mech, tls12 in (("SCRAM-SHA-256-PLUS", False), ("SCRAM-SHA-1-PLUS", True)):
+            with StartTlsProxy(self.srv.port("submission"), self.srv.cert_path(), key,
+                               upstream_tls12=tls12) as proxy:
+                rc, out = self.gsasl("SCRAM-SHA-256", ALICE.login, ALICE.password, no_cb=True,
+                                     connect=proxy.addr(), tls12=tls12)
+                self.assertEqual(rc, 0, transcript(out))
+                self.assert_in_output(R_AUTH_OK, out)
+                n = len(self.auth_log(mech, "fail"))
+                rc, out = self.gsasl(mech, ALICE.login, ALICE.password, tls12=tls12,
+                                     connect=proxy.addr())
+                self.assertEqual(self.assert_scram_error(rc, out), "e=channel-bindings-dont-match",
+                                 out)
+                time.sleep(0.2)
+                lines = self.auth_log(mech, "fail")
+                self.assertEqual(len(lines), n + 1, lines[-2:])
+                self.assertIn("reason=cb_mismatch", lines[-1])
+                self.assertEqual(proxy.starttls_seen, 2)
 
     def test_gsasl_scram_unknown_user(self):
         rc, out = self.gsasl("SCRAM-SHA-256", "nobody@example.test", "whatever", no_cb=True)
-        self.assertNotEqual(rc, 0, transcript(out))
-        self.assert_not_in_output(R_AUTH_OK, out)
-        # the same e= as a wrong password: an unknown login must not be told apart
-        self.assertEqual(self.assert_scram_error(rc, out), "e=invalid-proof")
+        # the same 535 as a wrong password: an unknown login must not be told apart
+        self.assert_scram_refused(rc, out)
 
 
 class ScramThrottle(MechClientBase):
     """Failed SCRAM attempts count like any other failure. The per-IP throttle here cools off
-    after 3 failures; gsasl hangs up after the 334 e=invalid-proof server-final, as msmtp does."""
+    after 3 failures; each wrong proof is answered by 535 5.7.8."""
 
     SETTINGS = {"throttle_ip_threshold": 3, "throttle_account_threshold": 3,
                 "throttle_cooloff_ms": 60000, "throttle_max_delay_ms": 200}
@@ -647,7 +688,7 @@ class ScramThrottle(MechClientBase):
     def test_scram_guessing_is_throttled(self):
         for _ in range(3):
             rc, out = self.gsasl("SCRAM-SHA-256", ALICE.login, "guess-%d" % time.time_ns(), no_cb=True)
-            self.assert_scram_error(rc, out)
+            self.assert_scram_refused(rc, out)
         # after 3 failures from this address (the threshold), AUTH is refused for the cool-off
         # period, whatever the mechanism and even with the right password (as after 3 wrong PLAIN)
         rc, out = self.gsasl("SCRAM-SHA-256", ALICE.login, ALICE.password, no_cb=True)

@@ -335,6 +335,80 @@ static void test_scram_fake_salt(void **state)
 	assert_string_equal(first[0], first[1]);
 }
 
+/* Issue 10 item 25: a wrong SCRAM proof ends the exchange at once (535),
+ * with no "e=invalid-proof" server-final; only a channel-binding mismatch is
+ * told to the client (e=channel-bindings-dont-match, then a failure). */
+static enum sg_mech_status scram_final_step(const struct sg_mech *m,
+					    const struct sg_sasl_server_env *senv,
+					    const struct sg_sasl_client_env *cenv, struct sg_buf *sout,
+					    struct sg_mech_result *res)
+{
+	struct sg_buf cout;
+	const char *err = NULL;
+	sg_buf_init(&cout, 4096);
+	memset(res, 0, sizeof(*res));
+	void *cst = m->client_start(cenv, &err);
+	void *sst = m->server_start(senv);
+	assert_non_null(cst);
+	assert_non_null(sst);
+	assert_int_equal(m->client_step(cst, NULL, 0, &cout, &err), SG_MECH_CONTINUE);
+	assert_int_equal(m->server_step(sst, cout.data, cout.len, sout, res), SG_MECH_CONTINUE);
+	sg_buf_reset(&cout);
+	assert_int_equal(m->client_step(cst, sout->data, sout->len, &cout, &err), SG_MECH_CONTINUE);
+	sg_buf_reset(sout);
+	enum sg_mech_status r = m->server_step(sst, cout.data, cout.len, sout, res);
+	if (r == SG_MECH_CONTINUE && res->reason != NULL) {
+		/* the error challenge: whatever the client answers, it fails */
+		struct sg_buf ack;
+		struct sg_mech_result res2;
+		sg_buf_init(&ack, 64);
+		memset(&res2, 0, sizeof(res2));
+		assert_int_equal(m->server_step(sst, (const uint8_t *)"", 0, &ack, &res2), SG_MECH_FAIL);
+		assert_string_equal(res2.reason, res->reason);
+		sg_buf_free(&ack);
+	}
+	m->server_free(sst);
+	m->client_free(cst);
+	sg_buf_free(&cout);
+	return r;
+}
+
+static void test_scram_failure_replies(void **state)
+{
+	struct fixture *f = *state;
+	static const uint8_t other_cb[32] = {1, 2, 3};
+	const struct sg_mech *const plain[] = {&sg_mech_scram_sha1, &sg_mech_scram_sha256};
+	const struct sg_mech *const plus[] = {&sg_mech_scram_sha1_plus, &sg_mech_scram_sha256_plus};
+	struct sg_buf sout;
+	struct sg_mech_result res;
+	sg_buf_init(&sout, 4096);
+	for (size_t i = 0; i < 2; i++) {
+		const struct sg_mech *ms[] = {plain[i], plus[i]};
+		for (size_t k = 0; k < 2; k++) {
+			/* wrong password, and an unknown login: FAIL at once, no e= */
+			struct sg_sasl_client_env cenv = f->cenv;
+			cenv.password = "wrong";
+			sg_buf_reset(&sout);
+			assert_int_equal(scram_final_step(ms[k], &f->senv, &cenv, &sout, &res), SG_MECH_FAIL);
+			assert_int_equal(sout.len, 0);
+			assert_string_equal(res.reason, "wrong_password");
+			cenv.authcid = "ghost";
+			sg_buf_reset(&sout);
+			assert_int_equal(scram_final_step(ms[k], &f->senv, &cenv, &sout, &res), SG_MECH_FAIL);
+			assert_int_equal(sout.len, 0);
+			assert_string_equal(res.reason, "unknown_account");
+		}
+		/* -PLUS over another TLS channel (a proxy in between): e= is sent */
+		struct sg_sasl_client_env cenv = f->cenv;
+		cenv.cb_data = other_cb;
+		sg_buf_reset(&sout);
+		assert_int_equal(scram_final_step(plus[i], &f->senv, &cenv, &sout, &res), SG_MECH_CONTINUE);
+		assert_string_equal(sg_buf_str(&sout), "e=channel-bindings-dont-match");
+		assert_string_equal(res.reason, "cb_mismatch");
+	}
+	sg_buf_free(&sout);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -342,6 +416,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unknown_and_disabled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scram_binding, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scram_fake_salt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scram_failure_replies, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
