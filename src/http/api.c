@@ -59,6 +59,73 @@ static bool method_is(const struct sg_http_req *r, const char *m)
 	return strcmp(r->method, m) == 0 || (strcmp(m, "GET") == 0 && strcmp(r->method, "HEAD") == 0);
 }
 
+/* Is the request's method one of methods ("GET, DELETE")? If not: 405 with
+ * Allow (RFC 9110 section 15.5.6), false. */
+static bool allow(const struct sg_http_req *r, struct sg_http_resp *resp, const char *methods)
+{
+	const char *p = methods;
+	while (*p != '\0') {
+		size_t n = strcspn(p, ",");
+		if ((strlen(r->method) == n && strncmp(p, r->method, n) == 0) ||
+		    (n == 3 && strncmp(p, "GET", 3) == 0 && strcmp(r->method, "HEAD") == 0))
+			return true;
+		p += n;
+		while (*p == ',' || *p == ' ')
+			p++;
+	}
+	sg_http_error(resp, 405, "method not allowed");
+	resp->allow = methods;
+	return false;
+}
+
+/* 400 naming the parameter: {"error": "...", "parameter": name}. */
+static void bad_param(struct sg_http_resp *resp, const char *name, const char *why)
+{
+	json_t *o = json_object();
+	char *msg = sg_asprintf("invalid query parameter '%s': %s", name, why);
+	json_object_set_new(o, "error", json_string(msg));
+	json_t *n = json_string(name);
+	json_object_set_new(o, "parameter", n != NULL ? n : json_string("?"));
+	free(msg);
+	char *txt = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	resp->status = 400;
+	resp->content_type = "application/json";
+	sg_buf_reset(&resp->body);
+	sg_buf_append_str(&resp->body, txt != NULL ? txt : "{\"error\":\"bad parameter\"}");
+	free(txt);
+}
+
+/* Only the parameters an endpoint knows; 400 for any other. */
+static bool known_args(const struct sg_http_req *r, struct sg_http_resp *resp,
+		       const char *const *allowed)
+{
+	char name[128];
+	if (!sg_http_unknown_arg(r, allowed, name, sizeof(name)))
+		return true;
+	bad_param(resp, name, "unknown parameter");
+	return false;
+}
+
+/* An integer parameter in [min, max]; absent: def. False (400 sent) when
+ * present but not such an integer. */
+static bool int_arg(const struct sg_http_req *r, struct sg_http_resp *resp, const char *name,
+		    uint64_t min, uint64_t max, uint64_t def, uint64_t *out)
+{
+	const char *v = sg_http_arg(r, name);
+	*out = def;
+	if (v == NULL)
+		return true;
+	if (sg_parse_u64(v, min, max, out) < 0) {
+		char why[96];
+		snprintf(why, sizeof(why), "must be an integer from %llu to %llu",
+			 (unsigned long long)min, (unsigned long long)max);
+		bad_param(resp, name, why);
+		return false;
+	}
+	return true;
+}
+
 /* ---- inboxes ---- */
 
 struct names {
@@ -180,23 +247,25 @@ static void get_inboxes(struct sg_http_req *r, struct sg_http_resp *resp)
 	send_json(resp, 200, json_pack("{s:o}", "inboxes", arr));
 }
 
-static size_t arg_size(const struct sg_http_req *r, const char *name, size_t def, size_t max)
-{
-	const char *v = sg_http_arg(r, name);
-	uint64_t x;
-	if (v == NULL || sg_parse_u64(v, 1, max, &x) < 0)
-		return def;
-	return (size_t)x;
-}
-
 static void list_messages(struct sg_http_req *r, struct sg_http_resp *resp, const char *login)
 {
 	const struct sg_http_ctx *ctx = sg_http_ctx(r->h);
-	size_t limit = arg_size(r, "limit", LIST_DEFAULT, LIST_MAX);
+	static const char *const known[] = {"limit", "before", "q", NULL};
+	uint64_t limit;
+	if (!known_args(r, resp, known) || !int_arg(r, resp, "limit", 1, LIST_MAX, LIST_DEFAULT, &limit))
+		return;
 	const char *before = sg_http_arg(r, "before");
 	const char *q = sg_http_arg(r, "q");
 	if (before != NULL && before[0] == '\0')
 		before = NULL;
+	if (q != NULL && strlen(q) > 1024) {
+		bad_param(resp, "q", "longer than 1024 bytes");
+		return;
+	}
+	if (before != NULL && !sg_mail_id_valid(before)) {
+		bad_param(resp, "before", "not a message id");
+		return;
+	}
 	struct sg_mail_entry *e = NULL;
 	size_t n = 0;
 	const char *err = NULL;
@@ -206,36 +275,49 @@ static void list_messages(struct sg_http_req *r, struct sg_http_resp *resp, cons
 	}
 	size_t start = 0;
 	if (before != NULL) {
-		start = n; /* an unknown cursor gives an empty page */
+		start = n + 1;
 		for (size_t i = 0; i < n; i++)
 			if (strcmp(e[i].id, before) == 0) {
 				start = i + 1;
 				break;
 			}
+		if (start == n + 1) {
+			free(e);
+			bad_param(resp, "before", "no such message in this inbox");
+			return;
+		}
 	}
+	bool searching = q != NULL && q[0] != '\0';
 	json_t *arr = json_array();
-	size_t matched = 0;
+	size_t matched = 0, total = searching ? 0 : n;
 	const char *last = NULL;
 	bool more = false;
-	for (size_t i = start; i < n; i++) {
-		struct sg_msg_summary s;
-		if (sg_msg_summary_load(ctx->mail, login, e[i].id, e[i].mtime_ns, e[i].size, &s) < 0)
+	/* total counts every match of q in the inbox; the page is the
+	 * matches after the cursor */
+	for (size_t i = searching ? 0 : start; i < n; i++) {
+		if (!searching && more)
+			break;
+		struct sg_msg_summary sm;
+		if (sg_msg_summary_load(ctx->mail, login, e[i].id, e[i].mtime_ns, e[i].size, &sm) < 0)
 			continue;
-		if (sg_msg_summary_match(&s, q)) {
-			if (matched == limit) {
-				more = true;
-				sg_msg_summary_free(&s);
-				break;
+		if (sg_msg_summary_match(&sm, q)) {
+			if (searching)
+				total++;
+			if (i >= start) {
+				if (matched == limit) {
+					more = true;
+				} else {
+					json_array_append_new(arr, sg_msg_summary_json(&sm));
+					matched++;
+					last = e[i].id;
+				}
 			}
-			json_array_append_new(arr, sg_msg_summary_json(&s));
-			matched++;
-			last = e[i].id;
 		}
-		sg_msg_summary_free(&s);
+		sg_msg_summary_free(&sm);
 	}
 	json_t *o = json_object();
 	json_object_set_new(o, "inbox", json_string(login));
-	json_object_set_new(o, "total", json_integer((json_int_t)n));
+	json_object_set_new(o, "total", json_integer((json_int_t)total));
 	json_object_set_new(o, "messages", arr);
 	json_object_set_new(o, "next_before", more && last != NULL ? json_string(last) : json_null());
 	free(e);
@@ -262,6 +344,8 @@ static void inbox_route(struct sg_http_req *r, struct sg_http_resp *resp, const 
 		sg_http_error(resp, 404, "no such inbox");
 		return;
 	}
+	if (!allow(r, resp, "GET, DELETE"))
+		return;
 	if (!sg_http_may_see(&r->who, login)) {
 		sg_http_error(resp, 403, "this inbox belongs to another account");
 		return;
@@ -282,6 +366,65 @@ static void inbox_route(struct sg_http_req *r, struct sg_http_resp *resp, const 
 }
 
 /* ---- one message ---- */
+
+/* RFC 6266 section 4.3: an ASCII fallback in filename= and the real name in
+ * filename*=UTF-8''<RFC 5987 percent-encoding> when it is not plain ASCII.
+ * Cut at a character boundary to fit. */
+static void content_disposition(const char *name, char *out, size_t size)
+{
+	char safe[200];
+	size_t k = 0;
+	bool ascii = true;
+	for (const char *p = name; *p != '\0' && k + 1 < sizeof(safe); p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c >= 0x80)
+			ascii = false;
+		safe[k++] = (c < 0x20 || c == '"' || c == '\\' || c >= 0x7f) ? '_' : (char)c;
+	}
+	safe[k] = '\0';
+	int n = snprintf(out, size, "attachment; filename=\"%s\"", safe);
+	if (ascii || n < 0 || (size_t)n >= size)
+		return;
+	static const char hex[] = "0123456789ABCDEF";
+	size_t len = (size_t)n;
+	const char *star = "; filename*=UTF-8''";
+	if (len + strlen(star) + 1 >= size)
+		return;
+	memcpy(out + len, star, strlen(star) + 1);
+	len += strlen(star);
+	const unsigned char *p = (const unsigned char *)name;
+	while (*p != '\0') {
+		/* one whole UTF-8 character at a time */
+		size_t cl = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : 4;
+		size_t need = 0;
+		for (size_t i = 0; i < cl; i++) {
+			if (p[i] == '\0') {
+				cl = i;
+				break;
+			}
+			unsigned char c = p[i];
+			bool attr = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+				    strchr("!#$&+-.^_`|~", c) != NULL;
+			need += attr ? 1 : 3;
+		}
+		if (cl == 0 || len + need + 1 > size)
+			break;
+		for (size_t i = 0; i < cl; i++) {
+			unsigned char c = p[i];
+			bool attr = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+				    strchr("!#$&+-.^_`|~", c) != NULL;
+			if (attr) {
+				out[len++] = (char)c;
+			} else {
+				out[len++] = '%';
+				out[len++] = hex[c >> 4];
+				out[len++] = hex[c & 15];
+			}
+		}
+		p += cl;
+	}
+	out[len] = '\0';
+}
 
 static bool find_message(struct sg_http_req *r, const char *id, char *login_r, size_t size)
 {
@@ -325,6 +468,10 @@ static void message_route(struct sg_http_req *r, struct sg_http_resp *resp, cons
 	memcpy(id, rest, il);
 	id[il] = '\0';
 	const char *sub = slash != NULL ? slash + 1 : "";
+	if (sub[0] == '\0' ? !allow(r, resp, "GET, DELETE")
+	    : strcmp(sub, "raw") == 0 || strncmp(sub, "attachments/", 12) == 0 ? !allow(r, resp, "GET")
+										 : false)
+		return;
 	char login[256];
 	/* A message in an inbox the caller may not see is "not found", like
 	 * one that does not exist: ids do not reveal other inboxes. */
@@ -377,20 +524,12 @@ static void message_route(struct sg_http_req *r, struct sg_http_resp *resp, cons
 			/* always a download, never rendered on our origin */
 			resp->status = 200;
 			resp->content_type = "application/octet-stream";
-			char safe[200];
-			size_t k = 0;
-			for (const char *p = name; *p != '\0' && k + 1 < sizeof(safe); p++)
-				safe[k++] = ((unsigned char)*p < 0x20 || *p == '"' || *p == '\\' ||
-					     (unsigned char)*p >= 0x7f) ? '_' : *p;
-			safe[k] = '\0';
-			snprintf(resp->disposition, sizeof(resp->disposition),
-				 "attachment; filename=\"%s\"", safe);
+			content_disposition(name, resp->disposition, sizeof(resp->disposition));
 		}
 		free(name);
 		free(type);
 	} else {
-		sg_http_error(resp, method_is(r, "GET") || method_is(r, "DELETE") ? 404 : 405,
-			      "not found");
+		sg_http_error(resp, 404, "not found");
 	}
 }
 
@@ -405,16 +544,34 @@ static void get_auth_events(struct sg_http_req *r, struct sg_http_resp *resp)
 	}
 	struct sg_events_filter f;
 	memset(&f, 0, sizeof(f));
+	static const char *const known[] = {"login", "result", "limit", "before", "since_ms", NULL};
+	static const char *const results[] = {"ok", "failed", "fail", "tempfail", "malformed",
+					      "aborted", "throttled", "accepted_any", NULL};
+	uint64_t limit, before, since;
+	if (!known_args(r, resp, known) || !int_arg(r, resp, "limit", 1, 1000, 100, &limit) ||
+	    !int_arg(r, resp, "before", 1, INT64_MAX, 0, &before) ||
+	    !int_arg(r, resp, "since_ms", 0, INT64_MAX, 0, &since))
+		return;
 	f.login = sg_http_arg(r, "login");
 	f.result = sg_http_arg(r, "result");
-	f.limit = arg_size(r, "limit", 100, 1000);
-	const char *before = sg_http_arg(r, "before");
-	uint64_t b;
-	if (before != NULL && sg_parse_u64(before, 1, INT64_MAX, &b) == 0)
-		f.before_id = (int64_t)b;
-	const char *since = sg_http_arg(r, "since_ms");
-	if (since != NULL && sg_parse_u64(since, 1, INT64_MAX, &b) == 0)
-		f.since_ms = (int64_t)b;
+	if (f.login != NULL && f.login[0] != '\0' && sg_cred_validate_login(f.login, NULL) < 0) {
+		bad_param(resp, "login", "not a valid login");
+		return;
+	}
+	if (f.result != NULL && f.result[0] != '\0') {
+		bool ok = false;
+		for (size_t i = 0; results[i] != NULL; i++)
+			ok = ok || strcmp(results[i], f.result) == 0;
+		if (!ok) {
+			bad_param(resp, "result",
+				  "must be one of ok, failed (not ok), fail, tempfail, malformed, aborted, "
+				  "throttled, accepted_any");
+			return;
+		}
+	}
+	f.limit = (size_t)limit;
+	f.before_id = (int64_t)before;
+	f.since_ms = (int64_t)since;
 	if (!r->who.admin) {
 		if (f.login != NULL && f.login[0] != '\0' && strcmp(f.login, r->who.login) != 0) {
 			sg_http_error(resp, 403, "an account sees only its own auth events");
@@ -659,10 +816,8 @@ void sg_api_handle(struct sg_http_req *r, struct sg_http_resp *resp)
 	const struct sg_http_ctx *ctx = sg_http_ctx(r->h);
 	const char *p = r->path;
 	if (strcmp(p, "/metrics") == 0) {
-		if (!method_is(r, "GET")) {
-			sg_http_error(resp, 405, "method not allowed");
+		if (!allow(r, resp, "GET"))
 			return;
-		}
 		if (ctx->metrics == NULL) {
 			sg_http_error(resp, 503, "no metrics");
 			return;
@@ -676,27 +831,34 @@ void sg_api_handle(struct sg_http_req *r, struct sg_http_resp *resp)
 		return;
 	}
 	p += strlen("/api/v1/");
-	if (strcmp(p, "me") == 0 && method_is(r, "GET")) {
-		send_json(resp, 200, json_pack("{s:b,s:s?}", "admin", r->who.admin, "login",
-					       r->who.admin ? NULL : r->who.login));
-	} else if (strcmp(p, "inboxes") == 0 && method_is(r, "GET")) {
-		get_inboxes(r, resp);
+	if (strcmp(p, "me") == 0) {
+		if (allow(r, resp, "GET"))
+			send_json(resp, 200, json_pack("{s:b,s:s?}", "admin", r->who.admin, "login",
+						       r->who.admin ? NULL : r->who.login));
+	} else if (strcmp(p, "inboxes") == 0) {
+		if (allow(r, resp, "GET"))
+			get_inboxes(r, resp);
 	} else if (strncmp(p, "inboxes/", 8) == 0) {
 		inbox_route(r, resp, p + 8);
 	} else if (strncmp(p, "messages/", 9) == 0) {
 		message_route(r, resp, p + 9);
-	} else if (strcmp(p, "auth-events") == 0 && method_is(r, "GET")) {
-		get_auth_events(r, resp);
-	} else if (strcmp(p, "events/ticket") == 0 && method_is(r, "POST")) {
+	} else if (strcmp(p, "auth-events") == 0) {
+		if (allow(r, resp, "GET"))
+			get_auth_events(r, resp);
+	} else if (strcmp(p, "events/ticket") == 0) {
+		if (!allow(r, resp, "POST"))
+			return;
 		char t[64];
 		if (sg_http_ticket_new(r->h, &r->who, t, sizeof(t)) < 0)
 			sg_http_error(resp, 500, "cannot make a ticket");
 		else
 			send_json(resp, 200, json_pack("{s:s,s:i}", "ticket", t, "expires_in", 60));
 	} else if (strcmp(p, "faults") == 0) {
-		faults_route(r, resp, "");
+		if (allow(r, resp, "GET, POST, DELETE"))
+			faults_route(r, resp, "");
 	} else if (strncmp(p, "faults/", 7) == 0) {
-		faults_route(r, resp, p + 6);
+		if (allow(r, resp, "DELETE"))
+			faults_route(r, resp, p + 6);
 	} else {
 		sg_http_error(resp, 404, "not found");
 	}

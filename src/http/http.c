@@ -298,6 +298,35 @@ void sg_http_error(struct sg_http_resp *resp, unsigned status, const char *msg)
 	json_decref(o);
 }
 
+struct arg_scan {
+	const char *const *allowed;
+	char *out;
+	size_t size;
+	bool found;
+};
+
+static enum MHD_Result arg_scan_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+				   const char *value)
+{
+	struct arg_scan *a = cls;
+	(void)kind;
+	(void)value;
+	for (size_t i = 0; a->allowed[i] != NULL; i++)
+		if (strcmp(a->allowed[i], key) == 0)
+			return MHD_YES;
+	a->found = true;
+	sg_strlcpy(a->out, key, a->size);
+	return MHD_NO;
+}
+
+bool sg_http_unknown_arg(const struct sg_http_req *r, const char *const *allowed, char *out,
+			 size_t size)
+{
+	struct arg_scan a = {.allowed = allowed, .out = out, .size = size};
+	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, arg_scan_cb, &a);
+	return a.found;
+}
+
 static bool is_loopback_host(const char *host)
 {
 	if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0)
@@ -332,9 +361,20 @@ static void add_common_headers(struct MHD_Response *r)
 	MHD_add_response_header(r, "X-Frame-Options", "DENY");
 }
 
+static enum MHD_Result send_buf_allow(struct MHD_Connection *c, unsigned status, const char *type,
+				      const void *data, size_t len, const char *disposition,
+				      bool www_auth, const char *allow);
+
 static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned status, const char *type,
 				const void *data, size_t len, const char *disposition,
 				bool www_auth)
+{
+	return send_buf_allow(c, status, type, data, len, disposition, www_auth, NULL);
+}
+
+static enum MHD_Result send_buf_allow(struct MHD_Connection *c, unsigned status, const char *type,
+				      const void *data, size_t len, const char *disposition,
+				      bool www_auth, const char *allow)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)data,
 								 MHD_RESPMEM_MUST_COPY);
@@ -347,6 +387,8 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned status, const
 		MHD_add_response_header(r, "Content-Disposition", disposition);
 	if (www_auth)
 		MHD_add_response_header(r, "WWW-Authenticate", "Basic realm=\"smtpgate\", charset=\"UTF-8\"");
+	if (allow != NULL)
+		MHD_add_response_header(r, "Allow", allow);
 	enum MHD_Result ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -924,8 +966,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		sg_buf_free(&resp.body);
 		return fr;
 	}
-	enum MHD_Result ret = send_buf(c, resp.status, resp.content_type, resp.body.data, resp.body.len,
-				       resp.disposition, false);
+	enum MHD_Result ret = send_buf_allow(c, resp.status, resp.content_type, resp.body.data,
+					     resp.body.len, resp.disposition, false,
+					     resp.status == 405 ? resp.allow : NULL);
 	sg_buf_free(&resp.body);
 	return ret;
 }

@@ -39,6 +39,7 @@ struct sg_http_resp {
 	struct sg_buf body;
 	char disposition[640];     /* Content-Disposition, when not "" */
 	int fd;                    /* > 0: send this file (http.c closes it) instead of body */
+	const char *allow;         /* 405: the Allow header (static string) */
 };
 
 /* --- http.c --- */
@@ -55,6 +56,10 @@ const char *sg_http_arg(const struct sg_http_req *r, const char *name);
 bool sg_http_may_see(const struct sg_http_principal *who, const char *login);
 /* {"error": msg} with status */
 void sg_http_error(struct sg_http_resp *resp, unsigned status, const char *msg);
+/* The first query parameter of the request not in allowed (NULL-terminated),
+ * copied to out; false when every one is known. */
+bool sg_http_unknown_arg(const struct sg_http_req *r, const char *const *allowed, char *out,
+			 size_t size);
 /* A stream ticket for EventSource (which cannot send headers). */
 int sg_http_ticket_new(struct sg_http *h, const struct sg_http_principal *who, char *out,
 		       size_t size);

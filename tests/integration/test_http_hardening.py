@@ -9,6 +9,7 @@ import os
 import socket
 import time
 import unittest
+import urllib.parse
 
 import harness
 from harness import ALICE, BOB, DAVE, HOST
@@ -333,6 +334,83 @@ class ScopedAuthFaultTest(ServerCase):
             c.close()
         help_text = self.srv.cli("fault", "--help", check=False).stdout
         self.assertIn("after client-first for SCRAM", help_text)
+
+
+class ApiValidationTest(ServerCase):
+    """Issue 14 item 5: every invalid query parameter is a 400 naming it; total honours q;
+    a wrong method is a 405 with Allow; non-ASCII attachment names per RFC 6266."""
+
+    def bad(self, path, param, auth=None):
+        r = self.get(path, auth=auth or bearer())
+        self.assertEqual(r.status, 400, (path, r))
+        d = r.json()
+        self.assertEqual(d["parameter"], param, d)
+        self.assertIn(param, d["error"])
+
+    def test_bad_parameters(self):
+        inbox = "/api/v1/inboxes/%s/messages" % q(BOB.login)
+        self.bad(inbox + "?limit=501", "limit")
+        self.bad(inbox + "?limit=abc", "limit")
+        self.bad(inbox + "?limit=0", "limit")
+        self.bad(inbox + "?before=1.0123456789abcdef", "before")     # well-formed, unknown
+        self.bad(inbox + "?before=nonsense", "before")
+        self.bad(inbox + "?bogus=1", "bogus")
+        self.bad("/api/v1/auth-events?result=bogus", "result")
+        self.bad("/api/v1/auth-events?since_ms=abc", "since_ms")
+        self.bad("/api/v1/auth-events?limit=1001", "limit")
+        self.bad("/api/v1/auth-events?before=-1", "before")
+        self.bad("/api/v1/auth-events?login=a%20b", "login")
+        for good in (inbox + "?limit=500", inbox + "?limit=1", "/api/v1/auth-events?result=fail",
+                     "/api/v1/auth-events?since_ms=0&limit=1000"):
+            self.assertEqual(self.get(good).status, 200, good)
+
+    def test_total_honours_q(self):
+        for i in range(3):
+            msg = harness.make_message("x@elsewhere.test", DAVE.addresses[0],
+                                       "needle %d" % i if i < 2 else "haystack")
+            mx_send(self.srv, [DAVE.addresses[0]], msg)
+        inbox = "/api/v1/inboxes/%s/messages" % q(DAVE.login)
+        d = self.get(inbox + "?q=needle&limit=1").json()
+        self.assertEqual(d["total"], 2)
+        self.assertEqual(len(d["messages"]), 1)
+        self.assertIsNotNone(d["next_before"])
+        d2 = self.get(inbox + "?q=needle&limit=1&before=" + d["next_before"]).json()
+        self.assertEqual(d2["total"], 2)
+        self.assertEqual(len(d2["messages"]), 1)
+        self.assertIsNone(d2["next_before"])
+        self.assertGreaterEqual(self.get(inbox).json()["total"], 3)
+
+    def test_wrong_method_405_with_allow(self):
+        cases = [("POST", "/api/v1/inboxes", "GET"), ("DELETE", "/api/v1/me", "GET"),
+                 ("PUT", "/api/v1/inboxes/%s/messages" % q(BOB.login), "GET, DELETE"),
+                 ("POST", "/api/v1/messages/1.0123456789abcdef", "GET, DELETE"),
+                 ("DELETE", "/api/v1/messages/1.0123456789abcdef/raw", "GET"),
+                 ("GET", "/api/v1/events/ticket", "POST"), ("PUT", "/api/v1/faults", "GET, POST, DELETE"),
+                 ("GET", "/api/v1/faults/1", "DELETE"), ("POST", "/metrics", "GET")]
+        for method, path, allowed in cases:
+            r = request(self.port, method, path, auth=bearer(), body=b"" if method in ("POST", "PUT") else None)
+            self.assertEqual(r.status, 405, (method, path, r))
+            self.assertEqual(r.headers.get("allow"), allowed, (method, path))
+
+    def test_non_ascii_attachment_name(self):
+        from test_http import mime_message
+        name = "Übersicht café 東京.csv"
+        msg = mime_message("x@elsewhere.test", BOB.login, "umlaut attachment",
+                           attachment=(name, "text/csv", b"a,b\r\n1,2\r\n"))
+        msg = msg.replace(('filename="%s"' % name).encode(),
+                          b"filename*=UTF-8''" + urllib.parse.quote(name).encode())
+        msg = msg.replace(('name="%s"' % name).encode(), b'name="x.csv"')
+        mid = mx_send(self.srv, [BOB.login], msg)
+        d = self.get("/api/v1/messages/%s" % mid).json()
+        self.assertEqual(d["attachments"][0]["name"], name)
+        r = self.get("/api/v1/messages/%s/attachments/0" % mid)
+        self.assertEqual(r.status, 200)
+        cd = r.headers["content-disposition"]
+        self.assertTrue(cd.startswith("attachment; filename=\""), cd)
+        self.assertIn("filename*=UTF-8''" + urllib.parse.quote(name, safe="!#$&+-.^_`|~"), cd)
+        # what a browser makes of it (RFC 6266 4.3: filename* wins)
+        ext = cd.split("filename*=UTF-8''", 1)[1].split(";")[0]
+        self.assertEqual(urllib.parse.unquote(ext, encoding="utf-8", errors="strict"), name)
 
 
 class ConnectionLimitsTest(ServerCase):
