@@ -35,6 +35,7 @@
 #include "store/events.h"
 #include "store/faults.h"
 #include "store/mail.h"
+#include "store/search.h"
 
 #define LIST_DEFAULT 50
 #define LIST_MAX 500
@@ -247,15 +248,141 @@ static void get_inboxes(struct sg_http_req *r, struct sg_http_resp *resp)
 	send_json(resp, 200, json_pack("{s:o}", "inboxes", arr));
 }
 
+/* "read" and "tags" of a message (from the index; unread and none when it
+ * is not indexed yet). */
+static void add_state(const struct sg_http_ctx *ctx, json_t *o, const char *login, const char *id)
+{
+	bool read = false;
+	char tags[4096] = "";
+	if (ctx->search != NULL)
+		sg_search_state(ctx->search, login, id, &read, tags, sizeof(tags));
+	json_object_set_new(o, "read", json_boolean(read));
+	json_t *arr = json_array();
+	for (const char *p = tags; *p != '\0';) {
+		size_t l = strcspn(p, " ");
+		if (l > 0) {
+			char *t = sg_strndup(p, l);
+			json_array_append_new(arr, json_string(t));
+			free(t);
+		}
+		p += l;
+		while (*p == ' ')
+			p++;
+	}
+	json_object_set_new(o, "tags", arr);
+}
+
+/* A page of index hits as summaries; the cursor is "<id>/<inbox>". */
+static void hits_json(const struct sg_http_ctx *ctx, const struct sg_search_hit *hits, size_t n,
+		      size_t limit, json_t *o)
+{
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n && i < limit; i++) {
+		struct sg_msg_summary sm;
+		if (sg_msg_summary_load(ctx->mail, hits[i].inbox, hits[i].id,
+					hits[i].received_ms * 1000000, 0, &sm) < 0)
+			continue;
+		json_t *j = sg_msg_summary_json(&sm);
+		add_state(ctx, j, hits[i].inbox, hits[i].id);
+		json_array_append_new(arr, j);
+		sg_msg_summary_free(&sm);
+	}
+	json_object_set_new(o, "messages", arr);
+	if (n > limit) {
+		char *c = sg_asprintf("%s/%s", hits[limit - 1].id, hits[limit - 1].inbox);
+		json_object_set_new(o, "next_before", json_string(c));
+		free(c);
+	} else {
+		json_object_set_new(o, "next_before", json_null());
+	}
+}
+
+/* Run a query through the index: 0 done (resp set), -1 no index. */
+static int index_query(struct sg_http_req *r, struct sg_http_resp *resp, const char *const *inboxes,
+		       size_t ninboxes, const char *q, const char *tag, size_t limit,
+		       const char *before, const char *fixed_inbox)
+{
+	const struct sg_http_ctx *ctx = sg_http_ctx(r->h);
+	if (ctx->search == NULL)
+		return -1;
+	struct sg_search_parsed parsed;
+	const char *perr = NULL;
+	if (sg_search_parse(q, &parsed, &perr) < 0) {
+		sg_search_parsed_free(&parsed);
+		bad_param(resp, "q", perr);
+		return 0;
+	}
+	if (!r->who.admin && parsed.nlogins + parsed.nnlogins > 0) {
+		sg_search_parsed_free(&parsed);
+		bad_param(resp, "q", "login: is for the admin");
+		return 0;
+	}
+	char cur_id[SG_MAIL_ID_MAX] = "", cur_inbox[256] = "";
+	if (before != NULL && before[0] != '\0') {
+		const char *slash = strchr(before, '/');
+		size_t il = slash != NULL ? (size_t)(slash - before) : strlen(before);
+		if (il >= sizeof(cur_id)) {
+			sg_search_parsed_free(&parsed);
+			bad_param(resp, "before", "not a cursor");
+			return 0;
+		}
+		memcpy(cur_id, before, il);
+		cur_id[il] = '\0';
+		sg_strlcpy(cur_inbox, slash != NULL ? slash + 1 : fixed_inbox != NULL ? fixed_inbox : "",
+			   sizeof(cur_inbox));
+	}
+	struct sg_search_query sq = {
+		.parsed = &parsed, .inboxes = inboxes, .ninboxes = ninboxes, .tag = tag,
+		.limit = limit + 1,
+		.before_inbox = cur_id[0] != '\0' ? cur_inbox : NULL,
+		.before_id = cur_id[0] != '\0' ? cur_id : NULL,
+	};
+	struct sg_search_hit *hits = NULL;
+	size_t n = 0, total = 0;
+	const char *err = NULL;
+	uint64_t t0 = sg_now_ms();
+	int rc = sg_search_run(ctx->search, &sq, &hits, &n, &total, &err);
+	sg_search_parsed_free(&parsed);
+	if (rc == -2) {
+		bad_param(resp, "before", "no such message");
+		return 0;
+	}
+	if (rc < 0) {
+		sg_http_error(resp, 500, err != NULL ? err : "search failed");
+		return 0;
+	}
+	json_t *o = json_object();
+	if (fixed_inbox != NULL)
+		json_object_set_new(o, "inbox", json_string(fixed_inbox));
+	json_object_set_new(o, "total", json_integer((json_int_t)total));
+	json_object_set_new(o, "took_ms", json_integer((json_int_t)(sg_now_ms() - t0)));
+	hits_json(ctx, hits, n, limit, o);
+	free(hits);
+	send_json(resp, 200, o);
+	return 0;
+}
+
 static void list_messages(struct sg_http_req *r, struct sg_http_resp *resp, const char *login)
 {
 	const struct sg_http_ctx *ctx = sg_http_ctx(r->h);
-	static const char *const known[] = {"limit", "before", "q", NULL};
+	static const char *const known[] = {"limit", "before", "q", "tag", NULL};
 	uint64_t limit;
 	if (!known_args(r, resp, known) || !int_arg(r, resp, "limit", 1, LIST_MAX, LIST_DEFAULT, &limit))
 		return;
 	const char *before = sg_http_arg(r, "before");
 	const char *q = sg_http_arg(r, "q");
+	const char *tag = sg_http_arg(r, "tag");
+	if (tag != NULL && tag[0] != '\0' && !sg_search_tag_valid(tag, strlen(tag))) {
+		bad_param(resp, "tag", "a tag is 1 to 64 of A-Z a-z 0-9 . _ -");
+		return;
+	}
+	if ((q != NULL && q[0] != '\0') || (tag != NULL && tag[0] != '\0')) {
+		/* a search: through the full-text index when there is one */
+		const char *one[1] = {login};
+		if (index_query(r, resp, one, 1, q, tag != NULL && tag[0] != '\0' ? tag : NULL, limit,
+				before, login) == 0)
+			return;
+	}
 	if (before != NULL && before[0] == '\0')
 		before = NULL;
 	if (q != NULL && strlen(q) > 1024) {
@@ -307,7 +434,9 @@ static void list_messages(struct sg_http_req *r, struct sg_http_resp *resp, cons
 				if (matched == limit) {
 					more = true;
 				} else {
-					json_array_append_new(arr, sg_msg_summary_json(&sm));
+					json_t *j = sg_msg_summary_json(&sm);
+					add_state(ctx, j, login, e[i].id);
+					json_array_append_new(arr, j);
 					matched++;
 					last = e[i].id;
 				}
@@ -359,6 +488,8 @@ static void inbox_route(struct sg_http_req *r, struct sg_http_resp *resp, const 
 			sg_http_error(resp, 500, err != NULL ? err : "delete failed");
 			return;
 		}
+		if (sg_http_ctx(r->h)->search != NULL)
+			sg_search_delete(sg_http_ctx(r->h)->search, login, NULL);
 		send_json(resp, 200, json_pack("{s:s,s:I}", "inbox", login, "deleted", (json_int_t)n));
 	} else {
 		sg_http_error(resp, 405, "method not allowed");
@@ -455,6 +586,98 @@ static bool find_message(struct sg_http_req *r, const char *id, char *login_r, s
 	return found;
 }
 
+/* PUT /api/v1/messages/{id}/tags {"tags": ["a", "b"]}   (replaces them)
+ * PUT /api/v1/messages/{id}/read {"read": true|false} */
+static void put_state(struct sg_http_req *r, struct sg_http_resp *resp, const char *login,
+		      const char *id, bool tags)
+{
+	const struct sg_http_ctx *ctx = sg_http_ctx(r->h);
+	if (ctx->search == NULL) {
+		sg_http_error(resp, 503, "the search index is not available");
+		return;
+	}
+	json_error_t je;
+	json_t *o = json_loadb((const char *)r->body->data, r->body->len, 0, &je);
+	if (o == NULL || !json_is_object(o)) {
+		json_decref(o);
+		sg_http_error(resp, 400, "the body must be a JSON object");
+		return;
+	}
+	/* index it now if the indexer has not yet */
+	if (sg_search_has(ctx->search, login, id) == 0)
+		sg_msg_index(ctx->mail, ctx->search, login, id, 0, NULL);
+	int rc;
+	const char *err = NULL;
+	if (tags) {
+		json_t *arr = json_object_get(o, "tags");
+		if (!json_is_array(arr) || json_array_size(arr) > 32) {
+			json_decref(o);
+			sg_http_error(resp, 400, "\"tags\" must be an array of at most 32 strings");
+			return;
+		}
+		struct sg_buf b;
+		sg_buf_init(&b, 4096);
+		size_t i;
+		json_t *v;
+		bool ok = true;
+		json_array_foreach(arr, i, v) {
+			const char *t = json_string_value(v);
+			if (t == NULL || !sg_search_tag_valid(t, strlen(t))) {
+				ok = false;
+				break;
+			}
+			sg_buf_printf(&b, "%s%s", b.len > 0 ? " " : "", t);
+		}
+		if (!ok) {
+			sg_buf_free(&b);
+			json_decref(o);
+			sg_http_error(resp, 400, "a tag is 1 to 64 of A-Z a-z 0-9 . _ -");
+			return;
+		}
+		rc = sg_search_set_tags(ctx->search, login, id, sg_buf_str(&b), &err);
+		sg_buf_free(&b);
+	} else {
+		json_t *v = json_object_get(o, "read");
+		if (!json_is_boolean(v)) {
+			json_decref(o);
+			sg_http_error(resp, 400, "\"read\" must be true or false");
+			return;
+		}
+		rc = sg_search_set_read(ctx->search, login, id, json_is_true(v));
+	}
+	json_decref(o);
+	if (rc < 0) {
+		sg_http_error(resp, 400, err != NULL ? err : "cannot update");
+		return;
+	}
+	if (rc == 0) {
+		sg_http_error(resp, 404, "no such message");
+		return;
+	}
+	json_t *out = json_pack("{s:s,s:s}", "id", id, "inbox", login);
+	add_state(ctx, out, login, id);
+	send_json(resp, 200, out);
+}
+
+/* GET /api/v1/search?q=&limit=&before=   every inbox the caller may see */
+static void search_route(struct sg_http_req *r, struct sg_http_resp *resp)
+{
+	static const char *const known[] = {"q", "limit", "before", "tag", NULL};
+	uint64_t limit;
+	if (!known_args(r, resp, known) || !int_arg(r, resp, "limit", 1, LIST_MAX, LIST_DEFAULT, &limit))
+		return;
+	const char *tag = sg_http_arg(r, "tag");
+	if (tag != NULL && tag[0] != '\0' && !sg_search_tag_valid(tag, strlen(tag))) {
+		bad_param(resp, "tag", "a tag is 1 to 64 of A-Z a-z 0-9 . _ -");
+		return;
+	}
+	const char *mine[1] = {r->who.login};
+	if (index_query(r, resp, r->who.admin ? NULL : mine, r->who.admin ? 0 : 1, sg_http_arg(r, "q"),
+			tag != NULL && tag[0] != '\0' ? tag : NULL, limit, sg_http_arg(r, "before"),
+			NULL) < 0)
+		sg_http_error(resp, 503, "the search index is not available");
+}
+
 static void message_route(struct sg_http_req *r, struct sg_http_resp *resp, const char *rest)
 {
 	const struct sg_http_ctx *ctx = sg_http_ctx(r->h);
@@ -470,6 +693,7 @@ static void message_route(struct sg_http_req *r, struct sg_http_resp *resp, cons
 	const char *sub = slash != NULL ? slash + 1 : "";
 	if (sub[0] == '\0' ? !allow(r, resp, "GET, DELETE")
 	    : strcmp(sub, "raw") == 0 || strncmp(sub, "attachments/", 12) == 0 ? !allow(r, resp, "GET")
+	    : strcmp(sub, "tags") == 0 || strcmp(sub, "read") == 0		 ? !allow(r, resp, "PUT")
 										 : false)
 		return;
 	char login[256];
@@ -485,7 +709,14 @@ static void message_route(struct sg_http_req *r, struct sg_http_resp *resp, cons
 			sg_http_error(resp, 404, "no such message");
 			return;
 		}
+		/* opening a message marks it read (as mail clients do) */
+		if (ctx->search != NULL && sg_search_set_read(ctx->search, login, id, true) == 0 &&
+		    sg_msg_index(ctx->mail, ctx->search, login, id, 0, NULL) == 1)
+			sg_search_set_read(ctx->search, login, id, true);
+		add_state(ctx, o, login, id);
 		send_json(resp, 200, o);
+	} else if (strcmp(sub, "tags") == 0 || strcmp(sub, "read") == 0) {
+		put_state(r, resp, login, id, strcmp(sub, "tags") == 0);
 	} else if (sub[0] == '\0' && method_is(r, "DELETE")) {
 		const char *err = NULL;
 		int d = sg_mail_delete(ctx->mail, login, id, &err);
@@ -493,9 +724,12 @@ static void message_route(struct sg_http_req *r, struct sg_http_resp *resp, cons
 			sg_http_error(resp, 500, err != NULL ? err : "delete failed");
 		else if (d == 0)
 			sg_http_error(resp, 404, "no such message");
-		else
+		else {
+			if (ctx->search != NULL)
+				sg_search_delete(ctx->search, login, id);
 			send_json(resp, 200, json_pack("{s:s,s:s,s:I}", "id", id, "inbox", login, "deleted",
 						       (json_int_t)1));
+		}
 	} else if (strcmp(sub, "raw") == 0 && method_is(r, "GET")) {
 		/* streamed from the file: never held in memory whole */
 		int fd = sg_mail_open_message(ctx->mail, login, id);
@@ -845,6 +1079,9 @@ void sg_api_handle(struct sg_http_req *r, struct sg_http_resp *resp)
 	} else if (strcmp(p, "auth-events") == 0) {
 		if (allow(r, resp, "GET"))
 			get_auth_events(r, resp);
+	} else if (strcmp(p, "search") == 0) {
+		if (allow(r, resp, "GET"))
+			search_route(r, resp);
 	} else if (strcmp(p, "events/ticket") == 0) {
 		if (!allow(r, resp, "POST"))
 			return;

@@ -58,6 +58,7 @@
 #include "http/http_int.h"
 #include "store/cred.h"
 #include "store/events.h"
+#include "store/search.h"
 
 /* Connections (issue 10 item 19). Every local user shares 127.0.0.1, so
  * the per-address limit is no per-user limit: a connection that has not
@@ -128,6 +129,7 @@ struct sg_http {
 	bool watchdog_started;
 	pthread_cond_t watchdog_cv;
 	atomic_bool stopping;
+	atomic_bool ready;
 	char *cert_pem, *key_pem;
 };
 
@@ -882,6 +884,29 @@ static bool host_ok(struct sg_http *h, struct MHD_Connection *c)
 	return true;
 }
 
+/* Health probes for load balancers and service managers (no credentials,
+ * nothing about the data). */
+static enum MHD_Result probe(struct sg_http *h, struct MHD_Connection *c, bool readiness)
+{
+	if (!readiness)
+		return send_buf(c, 200, "application/json", "{\"status\":\"ok\"}",
+				strlen("{\"status\":\"ok\"}"), NULL, false);
+	bool listeners = atomic_load(&h->ready) && !atomic_load(&h->stopping);
+	bool store = h->ctx.creds != NULL && sg_cred_ping(h->ctx.creds) == 0;
+	char body[160];
+	int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"listeners\":%s,\"store\":%s}",
+			 listeners && store ? "ready" : "not_ready", listeners ? "true" : "false",
+			 store ? "true" : "false");
+	return send_buf(c, listeners && store ? 200 : 503, "application/json", body, (size_t)n, NULL,
+			false);
+}
+
+void sg_http_set_ready(struct sg_http *h, bool ready)
+{
+	if (h != NULL)
+		atomic_store(&h->ready, ready);
+}
+
 static struct conn_track *conn_of(struct MHD_Connection *c);
 static bool principal_admit(struct sg_http *h, struct MHD_Connection *c,
 			    const struct sg_http_principal *who);
@@ -910,6 +935,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 			st->too_big = true;
 		*upload_data_size = 0;
 		return MHD_YES;
+	}
+	/* health probes first: they reveal nothing, and a load balancer's
+	 * check may send no Host */
+	if (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0) {
+		static const char e405[] = "{\"error\":\"method not allowed\"}";
+		if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+			return send_buf_allow(c, 405, "application/json", e405, strlen(e405), NULL, false,
+					      "GET");
+		return probe(h, c, url[1] == 'r');
 	}
 	if (!host_ok(h, c))
 		return send_json_error(c, 403, "Host or Origin not allowed", false);
@@ -1202,6 +1236,14 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 		h->have_admin = load_admin_hash(h->ctx.data_dir, h->admin_hash) == 0;
 	}
 	sg_msg_init();
+	{
+		const char *se = NULL;
+		if (sg_search_open(h->ctx.data_dir, &h->ctx.search, &se) < 0) {
+			sg_log(SG_WARN, "search", "index=off error=\"%s\"", se != NULL ? se : "?");
+		} else {
+			h->ctx.indexer = sg_indexer_start(h->ctx.data_dir, mail, events, h->ctx.search);
+		}
+	}
 
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 			 MHD_USE_ERROR_LOG;
@@ -1284,6 +1326,8 @@ void sg_http_stop(struct sg_http **hp)
 	pthread_mutex_unlock(&h->lock);
 	if (h->d != NULL)
 		MHD_stop_daemon(h->d);
+	sg_indexer_stop(&h->ctx.indexer);
+	sg_search_close(&h->ctx.search);
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->watchdog_cv);
 	sg_wipe(h->cache, sizeof(h->cache));

@@ -50,6 +50,8 @@ struct sg_http_ctx {
 	struct sg_faults *faults;
 	struct sg_metrics *metrics;
 	char *data_dir;
+	struct sg_search *search;    /* the full-text index, NULL without */
+	struct sg_indexer *indexer;
 };
 const struct sg_http_ctx *sg_http_ctx(const struct sg_http *h);
 const char *sg_http_arg(const struct sg_http_req *r, const char *name);
@@ -99,6 +101,23 @@ void *sg_msg_detail_json(struct sg_mail_store *mail, const char *login, const ch
 int sg_msg_attachment(struct sg_mail_store *mail, const char *login, const char *id, size_t idx,
 		      struct sg_buf *out, char **name_r, char **type_r);
 void sg_msg_init(void);
+/* Index one stored message (search.h): 1 indexed, 0 absent, -1 error.
+ * Bounded like every other parse (the same parse slots). */
+struct sg_search;
+int sg_msg_index(struct sg_mail_store *mail, struct sg_search *search, const char *login,
+		 const char *id, int64_t mtime_ns, const char **error_r);
+
+/* --- index.c: the background indexer --- */
+struct sg_indexer;
+/* Start the indexer thread: it catches up with the Maildirs, then indexes
+ * each captured message announced on the events stream (never on an SMTP
+ * loop). NULL when the index cannot be opened (search then falls back to
+ * a scan). */
+struct sg_indexer *sg_indexer_start(const char *data_dir, struct sg_mail_store *mail,
+				    struct sg_events *events, struct sg_search *search);
+void sg_indexer_stop(struct sg_indexer **ix);
+/* Wait until everything announced so far is indexed (tests, bench). */
+void sg_indexer_flush(struct sg_indexer *ix, unsigned timeout_ms);
 
 /* --- page.c --- */
 struct sg_http_asset {

@@ -27,6 +27,7 @@
 #include "core/util.h"
 #include "http/http_int.h"
 #include "store/mail.h"
+#include "store/search.h"
 
 #define HEADER_MAX (256 * 1024)
 #define BODY_TEXT_MAX (4 * 1024 * 1024)
@@ -943,4 +944,137 @@ int sg_msg_attachment(struct sg_mail_store *mail, const char *login, const char 
 	g_object_unref(msg);
 	slot_give();
 	return ret;
+}
+
+/* ---- the search index's view of a message ---- */
+
+/* Text of an HTML body for the index: tags, scripts and styles dropped,
+ * entities left as they are (the tokenizer splits them off). */
+static char *html_to_text(const char *html)
+{
+	size_t n = strlen(html);
+	char *out = sg_malloc(n + 1);
+	size_t k = 0;
+	bool in_tag = false;
+	const char *skip_until = NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (skip_until != NULL) {
+			if (strncasecmp(html + i, skip_until, strlen(skip_until)) == 0) {
+				i += strlen(skip_until) - 1;
+				skip_until = NULL;
+			}
+			continue;
+		}
+		char c = html[i];
+		if (in_tag) {
+			if (c == '>')
+				in_tag = false;
+			continue;
+		}
+		if (c == '<') {
+			if (strncasecmp(html + i, "<script", 7) == 0)
+				skip_until = "</script>";
+			else if (strncasecmp(html + i, "<style", 6) == 0)
+				skip_until = "</style>";
+			in_tag = skip_until == NULL;
+			if (k > 0 && out[k - 1] != ' ')
+				out[k++] = ' ';
+			continue;
+		}
+		out[k++] = c;
+	}
+	out[k] = '\0';
+	return out;
+}
+
+/* user+tag@domain -> tag (plus-addressing), appended to tags */
+static void plus_tag(const char *addr, struct sg_buf *tags)
+{
+	const char *at = strrchr(addr, '@');
+	const char *plus = strchr(addr, '+');
+	if (at == NULL || plus == NULL || plus > at || at - plus - 1 <= 0)
+		return;
+	size_t l = (size_t)(at - plus - 1);
+	if (!sg_search_tag_valid(plus + 1, l))
+		return;
+	if (tags->len > 0)
+		sg_buf_append(tags, " ", 1);
+	sg_buf_append(tags, plus + 1, l);
+}
+
+int sg_msg_index(struct sg_mail_store *mail, struct sg_search *search, const char *login,
+		 const char *id, int64_t mtime_ns, const char **error_r)
+{
+	struct sg_msg_summary s;
+	if (sg_msg_summary_load(mail, login, id, mtime_ns, 0, &s) < 0)
+		return 0;
+	struct sg_buf rcpts, tags, atts;
+	sg_buf_init(&rcpts, 256 * 1024);
+	sg_buf_init(&tags, 4096);
+	sg_buf_init(&atts, 64 * 1024);
+	for (size_t i = 0; i < s.nrcpts; i++) {
+		sg_buf_printf(&rcpts, "%s ", s.rcpts[i]);
+		plus_tag(s.rcpts[i], &tags);
+	}
+	if (s.to != NULL)
+		sg_buf_printf(&rcpts, "%s ", s.to);
+	char *sender = sg_asprintf("%s %s", s.from != NULL ? s.from : "",
+				   s.envelope_from != NULL ? s.envelope_from : "");
+	char *body = NULL;
+	bool has_att = false;
+	if (slot_take()) {
+		struct scan sc;
+		const char *why = NULL;
+		GMimeMessage *msg = parse_bounded(mail, login, id, &sc, &why);
+		if (msg != NULL) {
+			struct walk w = {.atts = json_array(), .want = (size_t)-1};
+			walk_obj(g_mime_message_get_mime_part(msg), &w, 0);
+			size_t na = json_array_size(w.atts);
+			has_att = na > 0;
+			for (size_t i = 0; i < na; i++) {
+				const char *nm = json_string_value(json_object_get(json_array_get(w.atts, i), "name"));
+				if (nm != NULL)
+					sg_buf_printf(&atts, "%s ", nm);
+			}
+			if (w.text != NULL)
+				body = sg_strdup(w.text);
+			else if (w.html != NULL)
+				body = html_to_text(w.html);
+			json_decref(w.atts);
+			g_free(w.text);
+			g_free(w.html);
+			g_object_unref(msg);
+		}
+		slot_give();
+	}
+	struct sg_search_doc d = {
+		.inbox = login,
+		.id = id,
+		.received_ms = mtime_ns / 1000000,
+		.subject = s.subject,
+		.sender = sender,
+		.rcpts = sg_buf_str(&rcpts),
+		.body = body,
+		.attachments = sg_buf_str(&atts),
+		.has_attachment = has_att,
+		.tags = sg_buf_str(&tags),
+	};
+	/* the index wants valid UTF-8 text: repair what the headers hold */
+	char *subj = s.subject != NULL && !g_utf8_validate(s.subject, -1, NULL)
+			     ? g_utf8_make_valid(s.subject, -1) : NULL;
+	if (subj != NULL)
+		d.subject = subj;
+	char *btxt = body != NULL && !g_utf8_validate(body, -1, NULL) ? g_utf8_make_valid(body, -1) : NULL;
+	if (btxt != NULL)
+		d.body = btxt;
+	int r = sg_search_put(search, &d, error_r);
+	g_free(subj);
+	g_free(btxt);
+	free(body);
+	free(sender);
+	sg_buf_free(&rcpts);
+	sg_buf_free(&tags);
+	sg_buf_free(&atts);
+	sg_msg_summary_free(&s);
+	return r < 0 ? -1 : 1;
 }

@@ -466,6 +466,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct sg_server *srv = arg;
 	bool again = atomic_exchange(&srv->stopping, true);
+	sg_http_set_ready(srv->http, false); /* /readyz: take no more traffic */
 	sg_log(SG_INFO, "stop", "signal=%d sessions=%u%s", (int)sig, atomic_load(&srv->nsessions),
 	       again ? " (again: exiting now)" : "");
 	for (unsigned k = 0; k < srv->nloops; k++)
@@ -497,6 +498,7 @@ int sg_server_run(struct sg_server *srv)
 			sg_fatal("pthread_create failed");
 	sg_log(SG_INFO, "ready", "hostname=%s data_dir=%s loops=%u", srv->cfg.hostname,
 	       srv->cfg.data_dir, srv->nloops);
+	sg_http_set_ready(srv->http, true); /* every listener is bound and its loop runs */
 	event_base_dispatch(main_loop->base);
 	/* The signal loop's own sessions are done; wait for the others. */
 	for (unsigned k = 1; k < srv->nloops; k++)
