@@ -97,6 +97,8 @@ struct sg_config {
 	bool auth_accept_any;         /* any login/password with PLAIN, LOGIN, CRAM-MD5 (loopback only) */
 	unsigned max_messages_per_inbox; /* retention: 0 = no limit */
 	unsigned max_message_age;     /* retention, seconds: 0 = no limit */
+	char webhook_url[512];        /* "" = none */
+	bool webhook_allow_remote;
 	/* fault-injection rules from the config file ("fault = stage=auth reply=...") */
 	size_t nfaults;
 	char faults[SG_MAX_FAULTS][256];

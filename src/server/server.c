@@ -21,6 +21,7 @@
 #include "core/tls.h"
 #include "core/util.h"
 #include "http/http.h"
+#include "http/webhook.h"
 #include "sasl/jwt.h"
 #include "store/events.h"
 #include "store/faults.h"
@@ -286,6 +287,11 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 	}
 	if (sg_faults_open(c->data_dir, &srv->faults, &error) < 0) {
 		snprintf(err, errsize, "fault rules: %s", error);
+		return -1;
+	}
+	if (sg_webhook_start(c->webhook_url, c->webhook_allow_remote, c->data_dir, srv->events,
+			     &srv->webhook, &error) < 0) {
+		snprintf(err, errsize, "webhook: %s", error);
 		return -1;
 	}
 	/* Rules from the config file replace those of the previous start. */
@@ -589,6 +595,7 @@ void sg_server_deinit(struct sg_server *srv)
 	free(srv->loops);
 	srv->loops = NULL;
 	sg_http_stop(&srv->http);
+	sg_webhook_stop(&srv->webhook);
 	sg_events_close(&srv->events);
 	sg_faults_close(&srv->faults);
 	sg_throttle_free(&srv->throttle);

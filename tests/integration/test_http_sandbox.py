@@ -164,5 +164,92 @@ class RetentionTest(unittest.TestCase):
             self.assertEqual(probs, [])
 
 
+class WebhookTest(unittest.TestCase):
+    """A receiver started by the test gets a signed JSON POST per captured message and per AUTH
+    event; a failed delivery is retried with the same delivery id."""
+
+    def test_deliveries_signed_and_retried(self):
+        import hashlib
+        import hmac
+        import http.server
+        import json
+        import threading
+
+        got = []
+        fail_first = {"left": 1}
+        cv = threading.Condition()
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with cv:
+                    got.append((self.path, dict(self.headers), body))
+                    fail = fail_first["left"] > 0
+                    fail_first["left"] -= 1
+                    cv.notify_all()
+                self.send_response(500 if fail else 204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        rx = http.server.ThreadingHTTPServer((HOST, 0), H)
+        t = threading.Thread(target=rx.serve_forever, daemon=True)
+        t.start()
+        srv = harness.Server(users=(ALICE,), settings={
+            "webhook_url": "http://%s:%d/hook/smtp" % (HOST, rx.server_address[1])})
+        try:
+            s = smtplib.SMTP(HOST, srv.port("submission"), timeout=30)
+            s.starttls(context=harness.tls_context())
+            s.login(ALICE.login, ALICE.password)
+            s.sendmail(ALICE.login, ["x@example.net"], b"Subject: hooked\r\n\r\nx\r\n")
+            s.quit()
+
+            def kinds():
+                return [json.loads(b)["type"] for _, _, b in got]
+            def retried():
+                ids = [h["X-Smtpgate-Delivery"] for _, h, _ in got]
+                return len(ids) > 0 and ids.count(ids[0]) >= 2
+            with cv:
+                ok = cv.wait_for(lambda: "message" in kinds() and "auth" in kinds() and retried(), 30)
+            self.assertTrue(ok, kinds())
+            secret = bytes.fromhex(open(os.path.join(srv.data_dir, "webhook-secret")).read().strip())
+            for path, headers, body in got:
+                self.assertEqual(path, "/hook/smtp")
+                self.assertEqual(headers["Content-Type"], "application/json")
+                mac = hmac.new(secret, headers["X-Smtpgate-Timestamp"].encode() + b"." + body,
+                               hashlib.sha256).hexdigest()
+                self.assertEqual(headers["X-Smtpgate-Signature"], "sha256=" + mac)
+                d = json.loads(body)
+                self.assertEqual(d["delivery"], headers["X-Smtpgate-Delivery"])
+                self.assertEqual(d["type"], headers["X-Smtpgate-Event"])
+            # the first delivery failed (500) and came again with the same id
+            first = got[0][1]["X-Smtpgate-Delivery"]
+            self.assertGreaterEqual([h["X-Smtpgate-Delivery"] for _, h, _ in got].count(first), 2)
+            auth = [json.loads(b)["data"] for _, _, b in got if json.loads(b)["type"] == "auth"]
+            self.assertIn(ALICE.login, [a["login"] for a in auth])
+            msg = [json.loads(b)["data"] for _, _, b in got if json.loads(b)["type"] == "message"][0]
+            self.assertEqual(msg["login"], ALICE.login)
+        finally:
+            srv.stop()
+            probs = srv.problems()
+            srv.cleanup()
+            rx.shutdown()
+            self.assertEqual(probs, [])
+
+    def test_remote_and_https_refused(self):
+        for url, why in (("http://192.0.2.1:80/x", "loopback"), ("https://127.0.0.1/x", "http://")):
+            srv = harness.Server(users=(ALICE,), start=False, settings={"webhook_url": url})
+            try:
+                srv.ports = {name: harness.free_port() for name in srv.listeners}
+                srv.write_config()
+                p = subprocess.run(srv.serve_argv(), capture_output=True, text=True, timeout=30)
+                self.assertNotEqual(p.returncode, 0)
+                self.assertIn(why, p.stdout + p.stderr)
+            finally:
+                srv.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main()
