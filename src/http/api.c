@@ -694,6 +694,7 @@ static void message_route(struct sg_http_req *r, struct sg_http_resp *resp, cons
 	if (sub[0] == '\0' ? !allow(r, resp, "GET, DELETE")
 	    : strcmp(sub, "raw") == 0 || strncmp(sub, "attachments/", 12) == 0 ? !allow(r, resp, "GET")
 	    : strcmp(sub, "tags") == 0 || strcmp(sub, "read") == 0		 ? !allow(r, resp, "PUT")
+	    : strcmp(sub, "links") == 0 || strcmp(sub, "html-check") == 0	 ? !allow(r, resp, "GET")
 										 : false)
 		return;
 	char login[256];
@@ -715,6 +716,13 @@ static void message_route(struct sg_http_req *r, struct sg_http_resp *resp, cons
 			sg_search_set_read(ctx->search, login, id, true);
 		add_state(ctx, o, login, id);
 		send_json(resp, 200, o);
+	} else if (strcmp(sub, "links") == 0 || strcmp(sub, "html-check") == 0) {
+		json_t *o = strcmp(sub, "links") == 0 ? sg_msg_links_json(ctx->mail, login, id)
+						      : sg_msg_htmlcheck_json(ctx->mail, login, id);
+		if (o == NULL)
+			sg_http_error(resp, 404, "no such message");
+		else
+			send_json(resp, 200, o);
 	} else if (strcmp(sub, "tags") == 0 || strcmp(sub, "read") == 0) {
 		put_state(r, resp, login, id, strcmp(sub, "tags") == 0);
 	} else if (sub[0] == '\0' && method_is(r, "DELETE")) {

@@ -116,6 +116,12 @@ struct sg_search;
 int sg_msg_index(struct sg_mail_store *mail, struct sg_search *search, const char *login,
 		 const char *id, int64_t mtime_ns, const char **error_r);
 
+/* The links of a message (HTML href with the anchor text, URLs in the
+ * text part) and the HTML-check report (features of src/http/htmlcheck.json
+ * found in its HTML). json_t * or NULL when absent. Bounded like a view. */
+void *sg_msg_links_json(struct sg_mail_store *mail, const char *login, const char *id);
+void *sg_msg_htmlcheck_json(struct sg_mail_store *mail, const char *login, const char *id);
+
 /* --- index.c: the background indexer --- */
 struct sg_indexer;
 /* Start the indexer thread: it catches up with the Maildirs, then indexes
@@ -137,5 +143,7 @@ struct sg_http_asset {
 	const char *body;
 };
 const struct sg_http_asset *sg_http_asset_find(const char *path);
+/* src/http/htmlcheck.json (compiled in): the HTML-check data. */
+const char *sg_http_htmlcheck_data(void);
 
 #endif
