@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -57,10 +58,24 @@
 #include "http/http_int.h"
 #include "store/cred.h"
 #include "store/events.h"
+#include "store/search.h"
 #include "store/throttle.h"
 
-#define CONN_LIMIT 64
-#define PER_IP_LIMIT 32
+/* Connections (issue 10 item 19). Every local user shares 127.0.0.1, so
+ * the per-address limit is no per-user limit: a connection that has not
+ * sent its complete request headers within HEADER_DEADLINE_MS is cut
+ * (idle or trickling a byte at a time), an idle keep-alive connection after
+ * IDLE_TIMEOUT_S, and once a request names its principal (an account or the
+ * admin) that principal may hold at most PRINCIPAL_CONN_MAX connections and
+ * PRINCIPAL_STREAMS_MAX event streams. */
+#define CONN_LIMIT 256
+#define PER_IP_LIMIT 192
+#define HEADER_DEADLINE_MS 10000
+#define IDLE_TIMEOUT_S 30
+#define PRINCIPAL_CONN_MAX 16
+#define PRINCIPAL_STREAMS_MAX 4
+#define WATCHDOG_MS 500
+#define SSE_PEER_CHECK_MS 1000
 #define BODY_MAX (64 * 1024)
 #define CACHE_SLOTS 64
 #define CACHE_TTL_MS 60000
@@ -87,6 +102,16 @@ struct ticket {
 
 struct sse;
 
+/* One TCP connection (the MHD socket context), in sg_http.conns. */
+struct conn_track {
+	int fd;
+	uint64_t start_ms;
+	bool got_request;          /* a request's headers were complete once */
+	bool cut;
+	char principal[260];       /* "" none yet, "admin", or "u:<login>" */
+	struct conn_track *next, *prev;
+};
+
 struct sg_http {
 	struct sg_http_ctx ctx;
 	struct MHD_Daemon *d;
@@ -100,9 +125,14 @@ struct sg_http {
 	struct cache_slot cache[CACHE_SLOTS];
 	struct ticket tickets[TICKETS];
 	struct sse *streams;
+	struct conn_track *conns;  /* under lock */
+	pthread_t watchdog;
+	bool watchdog_started;
+	pthread_cond_t watchdog_cv;
 	atomic_bool stopping;
+	atomic_bool ready;
 	char *cert_pem, *key_pem;
-	int (*ready)(void *ctx, const char **why_r);
+	int (*ready_cb)(void *ctx, const char **why_r); /* the server's readiness (NULL: store ping) */
 	void *ready_ctx;
 	struct sg_throttle *throttle;
 };
@@ -211,6 +241,45 @@ int sg_http_admin_token_init(const char *data_dir, char *token_out, size_t size,
 	return 0;
 }
 
+/* A new admin token is shown once, never in the log (issue 10 item 21):
+ * on the terminal when stderr is one (an interactive start), otherwise
+ * (stderr is the log: a file, a pipe, the journal) written to
+ * <data-dir>/admin-token (0600, created exclusively, not following a
+ * symlink) and the log names that path. */
+static int show_admin_token(const char *data_dir, const char *token, const char **error_r)
+{
+	static _Thread_local char err[1400];
+	if (isatty(STDERR_FILENO)) {
+		fprintf(stderr,
+			"smtpgate: HTTP admin token (shown once; only its SHA-256 is kept in "
+			"%s/admin-token.sha256):\n  %s\n",
+			data_dir, token);
+		fflush(stderr);
+		return 0;
+	}
+	char path[1200];
+	snprintf(path, sizeof(path), "%s/admin-token", data_dir);
+	(void)unlink(path); /* a token file left from an earlier token is stale */
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, sizeof(err), "cannot create %s: %s", path, strerror(errno));
+		*error_r = err;
+		return -1;
+	}
+	size_t n = strlen(token);
+	bool ok = write(fd, token, n) == (ssize_t)n && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+	if (close(fd) != 0 || !ok) {
+		unlink(path);
+		snprintf(err, sizeof(err), "cannot write %s", path);
+		*error_r = err;
+		return -1;
+	}
+	char pv[1300];
+	sg_log(SG_WARN, "http_admin_token", "path=%s note=\"new admin token written there (0600); "
+	       "read it, then delete the file\"", sg_log_value(path, pv, sizeof(pv)));
+	return 0;
+}
+
 /* ---- small helpers ---- */
 
 const char *sg_http_arg(const struct sg_http_req *r, const char *name)
@@ -233,6 +302,35 @@ void sg_http_error(struct sg_http_resp *resp, unsigned status, const char *msg)
 	sg_buf_append_str(&resp->body, s != NULL ? s : "{\"error\":\"?\"}");
 	free(s);
 	json_decref(o);
+}
+
+struct arg_scan {
+	const char *const *allowed;
+	char *out;
+	size_t size;
+	bool found;
+};
+
+static enum MHD_Result arg_scan_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+				   const char *value)
+{
+	struct arg_scan *a = cls;
+	(void)kind;
+	(void)value;
+	for (size_t i = 0; a->allowed[i] != NULL; i++)
+		if (strcmp(a->allowed[i], key) == 0)
+			return MHD_YES;
+	a->found = true;
+	sg_strlcpy(a->out, key, a->size);
+	return MHD_NO;
+}
+
+bool sg_http_unknown_arg(const struct sg_http_req *r, const char *const *allowed, char *out,
+			 size_t size)
+{
+	struct arg_scan a = {.allowed = allowed, .out = out, .size = size};
+	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, arg_scan_cb, &a);
+	return a.found;
 }
 
 static bool is_loopback_host(const char *host)
@@ -269,9 +367,20 @@ static void add_common_headers(struct MHD_Response *r)
 	MHD_add_response_header(r, "X-Frame-Options", "DENY");
 }
 
+static enum MHD_Result send_buf_allow(struct MHD_Connection *c, unsigned status, const char *type,
+				      const void *data, size_t len, const char *disposition,
+				      bool www_auth, const char *allow);
+
 static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned status, const char *type,
 				const void *data, size_t len, const char *disposition,
 				bool www_auth)
+{
+	return send_buf_allow(c, status, type, data, len, disposition, www_auth, NULL);
+}
+
+static enum MHD_Result send_buf_allow(struct MHD_Connection *c, unsigned status, const char *type,
+				      const void *data, size_t len, const char *disposition,
+				      bool www_auth, const char *allow)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)data,
 								 MHD_RESPMEM_MUST_COPY);
@@ -284,6 +393,8 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned status, const
 		MHD_add_response_header(r, "Content-Disposition", disposition);
 	if (www_auth)
 		MHD_add_response_header(r, "WWW-Authenticate", "Basic realm=\"smtpgate\", charset=\"UTF-8\"");
+	if (allow != NULL)
+		MHD_add_response_header(r, "Allow", allow);
 	enum MHD_Result ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -584,10 +695,15 @@ static enum auth_outcome authenticate(struct sg_http *h, struct MHD_Connection *
 		return AUTH_OK;
 	}
 	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	const char *ticket = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ticket");
+	/* Every credential (Basic, the admin Bearer token, a stream ticket) is
+	 * refused in cleartext off loopback, before it is even looked at: one
+	 * rule for all of them (issue 10 item 12). */
+	if ((auth != NULL || ticket != NULL) && !h->tls && !h->loopback)
+		return AUTH_FORBIDDEN_PLAIN;
 	if (auth == NULL) {
-		const char *t = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ticket");
-		if (t != NULL && strcmp(path, "/api/v1/events") == 0)
-			return ticket_take(h, t, who) ? AUTH_OK : AUTH_BAD;
+		if (ticket != NULL && strcmp(path, "/api/v1/events") == 0)
+			return ticket_take(h, ticket, who) ? AUTH_OK : AUTH_BAD;
 		return AUTH_NONE;
 	}
 	if (sg_prefix_ci(auth, "Bearer ")) {
@@ -603,8 +719,6 @@ static enum auth_outcome authenticate(struct sg_http *h, struct MHD_Connection *
 		return AUTH_BAD;
 	}
 	if (sg_prefix_ci(auth, "Basic ")) {
-		if (!h->tls && !h->loopback)
-			return AUTH_FORBIDDEN_PLAIN;
 		const char *b = auth + 6;
 		while (*b == ' ')
 			b++;
@@ -625,6 +739,8 @@ struct sse {
 	struct sg_buf out;         /* formatted, not yet sent */
 	size_t out_off;
 	int handle;
+	int fd;                    /* the client's socket, to notice it closing */
+	unsigned idle_ms;
 	struct sse *next;
 };
 
@@ -679,6 +795,21 @@ static void sse_format(struct sse *s)
 	sg_buf_reset(&s->pending);
 }
 
+/* Has the peer closed (or reset) the connection? A stream's client sends
+ * nothing after its request, so readable-with-EOF or hang-up means gone. */
+static bool peer_gone(int fd)
+{
+	if (fd < 0)
+		return false;
+	struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+	if (poll(&p, 1, 0) <= 0)
+		return false;
+	if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+		return true;
+	char c;
+	return (p.revents & POLLIN) && recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct sse *s = cls;
@@ -693,13 +824,25 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 			sse_format(s);
 			continue;
 		}
+		/* wait in short steps: a client that went away is noticed within
+		 * SSE_PEER_CHECK_MS and its stream freed at once, not at the next
+		 * heartbeat write */
+		if (peer_gone(s->fd)) {
+			pthread_mutex_unlock(&s->m);
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		}
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += SSE_HEARTBEAT_MS / 1000;
+		ts.tv_nsec += (long)SSE_PEER_CHECK_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
 		if (pthread_cond_timedwait(&s->cv, &s->m, &ts) == ETIMEDOUT && s->pending.len == 0 &&
 		    !atomic_load(&s->h->stopping)) {
-			/* a comment line keeps proxies and the client's timeout happy
-			 * and tells us when the client has gone */
+			s->idle_ms += SSE_PEER_CHECK_MS;
+			if (s->idle_ms < SSE_HEARTBEAT_MS)
+				continue;
+			s->idle_ms = 0;
+			/* a comment line keeps proxies and the client's timeout happy */
 			sg_buf_reset(&s->out);
 			s->out_off = 0;
 			sg_buf_append_str(&s->out, ": heartbeat\n\n");
@@ -741,9 +884,19 @@ static enum MHD_Result start_sse(struct sg_http *h, struct MHD_Connection *c,
 		return send_json_error(c, 503, "no event log", false);
 	if (atomic_load(&h->stopping))
 		return send_json_error(c, 503, "shutting down", false);
+	pthread_mutex_lock(&h->lock);
+	unsigned mine = 0;
+	for (struct sse *o = h->streams; o != NULL; o = o->next)
+		if (o->who.admin == who->admin && strcmp(o->who.login, who->login) == 0)
+			mine++;
+	pthread_mutex_unlock(&h->lock);
+	if (mine >= PRINCIPAL_STREAMS_MAX)
+		return send_json_error(c, 429, "too many event streams for this account", false);
 	struct sse *s = sg_calloc(1, sizeof(*s));
 	s->h = h;
 	s->who = *who;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	s->fd = ci != NULL ? ci->connect_fd : -1;
 	pthread_mutex_init(&s->m, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	sg_buf_init(&s->pending, SSE_PENDING_MAX);
@@ -819,15 +972,35 @@ static bool host_ok(struct sg_http *h, struct MHD_Connection *c)
 	return true;
 }
 
-static enum MHD_Result health(struct sg_http *h, struct MHD_Connection *c, const char *url)
+/* Health probes for load balancers and service managers (no credentials,
+ * nothing about the data). */
+static enum MHD_Result probe(struct sg_http *h, struct MHD_Connection *c, bool readiness)
 {
-	const char *why = "";
-	int ok = strcmp(url, "/healthz") == 0 || h->ready == NULL || h->ready(h->ready_ctx, &why) == 1;
+	if (!readiness)
+		return send_buf(c, 200, "application/json", "{\"status\":\"ok\"}",
+				strlen("{\"status\":\"ok\"}"), NULL, false);
+	bool listeners = atomic_load(&h->ready) && !atomic_load(&h->stopping);
+	const char *why = NULL;
+	/* the server's own check (listeners accepting, store reachable) when given */
+	bool store = h->ready_cb != NULL ? h->ready_cb(h->ready_ctx, &why) == 1
+					 : h->ctx.creds != NULL && sg_cred_ping(h->ctx.creds) == 0;
 	char body[160];
-	int n = ok ? snprintf(body, sizeof(body), "{\"status\":\"ok\"}\n")
-		   : snprintf(body, sizeof(body), "{\"status\":\"unavailable\",\"reason\":\"%s\"}\n", why);
-	return send_buf(c, ok ? 200 : 503, "application/json", body, (size_t)n, NULL, false);
+	int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"listeners\":%s,\"store\":%s}",
+			 listeners && store ? "ready" : "not_ready", listeners ? "true" : "false",
+			 store ? "true" : "false");
+	return send_buf(c, listeners && store ? 200 : 503, "application/json", body, (size_t)n, NULL,
+			false);
 }
+
+void sg_http_set_ready(struct sg_http *h, bool ready)
+{
+	if (h != NULL)
+		atomic_store(&h->ready, ready);
+}
+
+static struct conn_track *conn_of(struct MHD_Connection *c);
+static bool principal_admit(struct sg_http *h, struct MHD_Connection *c,
+			    const struct sg_http_principal *who);
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
 			      const char *method, const char *version, const char *upload_data,
@@ -837,6 +1010,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	(void)version;
 	struct req_state *st = *con_cls;
 	if (st == NULL) {
+		struct conn_track *ct = conn_of(c);
+		if (ct != NULL) {
+			pthread_mutex_lock(&h->lock);
+			ct->got_request = true;
+			pthread_mutex_unlock(&h->lock);
+		}
 		st = sg_calloc(1, sizeof(*st));
 		sg_buf_init(&st->body, BODY_MAX);
 		*con_cls = st;
@@ -848,11 +1027,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
-	/* health checks come from load balancers, with no Host header and no
-	 * credentials; they reveal nothing but "up" and "ready" */
-	if ((strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) &&
-	    (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0))
-		return health(h, c, url);
+	/* health probes first: they reveal nothing, and a load balancer's
+	 * check may send no Host */
+	if (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0) {
+		static const char e405[] = "{\"error\":\"method not allowed\"}";
+		if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+			return send_buf_allow(c, 405, "application/json", e405, strlen(e405), NULL, false,
+					      "GET");
+		return probe(h, c, url[1] == 'r');
+	}
 	if (!host_ok(h, c))
 		return send_json_error(c, 403, "Host or Origin not allowed", false);
 	if (st->too_big)
@@ -887,11 +1070,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	case AUTH_THROTTLED:
 		return send_throttled(c, bc.retry_after_ms);
 	case AUTH_FORBIDDEN_PLAIN:
-		return send_json_error(c, 403, "HTTP Basic is accepted only over TLS or on a loopback listener",
+		return send_json_error(c, 403, "credentials are accepted only over TLS or on a loopback listener",
 				       false);
 	default:
 		return send_json_error(c, 503, "credential store unavailable", false);
 	}
+	if (!principal_admit(h, c, &who))
+		return send_json_error(c, 429, "too many connections for this account", false);
 	if (get && strcmp(url, "/api/v1/events") == 0)
 		return start_sse(h, c, &who);
 
@@ -909,18 +1094,127 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		sg_buf_free(&resp.body);
 		return fr;
 	}
-	enum MHD_Result ret = send_buf(c, resp.status, resp.content_type, resp.body.data, resp.body.len,
-				       resp.disposition, false);
+	enum MHD_Result ret = send_buf_allow(c, resp.status, resp.content_type, resp.body.data,
+					     resp.body.len, resp.disposition, false,
+					     resp.status == 405 ? resp.allow : NULL);
 	sg_buf_free(&resp.body);
 	return ret;
+}
+
+static struct conn_track *conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* Count this connection for its principal; false when the principal
+ * already holds PRINCIPAL_CONN_MAX other connections. */
+static bool principal_admit(struct sg_http *h, struct MHD_Connection *c,
+			    const struct sg_http_principal *who)
+{
+	struct conn_track *ct = conn_of(c);
+	if (ct == NULL)
+		return true;
+	char p[sizeof(ct->principal)];
+	if (who->admin)
+		sg_strlcpy(p, "admin", sizeof(p));
+	else
+		snprintf(p, sizeof(p), "u:%s", who->login);
+	bool ok = true;
+	pthread_mutex_lock(&h->lock);
+	if (strcmp(ct->principal, p) != 0) {
+		unsigned n = 0;
+		for (struct conn_track *o = h->conns; o != NULL; o = o->next)
+			if (o != ct && strcmp(o->principal, p) == 0)
+				n++;
+		ok = n < PRINCIPAL_CONN_MAX;
+		if (ok)
+			sg_strlcpy(ct->principal, p, sizeof(ct->principal));
+	}
+	pthread_mutex_unlock(&h->lock);
+	return ok;
+}
+
+static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
+			enum MHD_ConnectionNotificationCode toe)
+{
+	struct sg_http *h = cls;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		struct conn_track *ct = sg_calloc(1, sizeof(*ct));
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		ct->fd = ci != NULL ? ci->connect_fd : -1;
+		ct->start_ms = sg_now_ms();
+		pthread_mutex_lock(&h->lock);
+		ct->next = h->conns;
+		if (h->conns != NULL)
+			h->conns->prev = ct;
+		h->conns = ct;
+		pthread_mutex_unlock(&h->lock);
+		*socket_context = ct;
+		return;
+	}
+	struct conn_track *ct = *socket_context;
+	if (ct == NULL)
+		return;
+	/* MHD calls this before it closes the socket: once unlinked here, the
+	 * watchdog can no longer touch the descriptor */
+	pthread_mutex_lock(&h->lock);
+	if (ct->prev != NULL)
+		ct->prev->next = ct->next;
+	else
+		h->conns = ct->next;
+	if (ct->next != NULL)
+		ct->next->prev = ct->prev;
+	pthread_mutex_unlock(&h->lock);
+	*socket_context = NULL;
+	free(ct);
+}
+
+/* Cuts connections that have not completed a request's headers within
+ * HEADER_DEADLINE_MS of connecting (shutdown(2): MHD then sees EOF and
+ * closes the connection itself). */
+static void *watchdog_main(void *arg)
+{
+	struct sg_http *h = arg;
+	pthread_mutex_lock(&h->lock);
+	while (!atomic_load(&h->stopping)) {
+		uint64_t now = sg_now_ms();
+		unsigned cut = 0;
+		for (struct conn_track *ct = h->conns; ct != NULL; ct = ct->next)
+			if (!ct->got_request && !ct->cut && ct->fd >= 0 &&
+			    now - ct->start_ms > HEADER_DEADLINE_MS) {
+				shutdown(ct->fd, SHUT_RDWR);
+				ct->cut = true;
+				cut++;
+			}
+		if (cut > 0)
+			sg_log(SG_INFO, "http_cut", "connections=%u reason=no_request_headers deadline_ms=%u",
+			       cut, (unsigned)HEADER_DEADLINE_MS);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)WATCHDOG_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&h->watchdog_cv, &h->lock, &ts);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		      enum MHD_RequestTerminationCode toe)
 {
-	(void)cls;
-	(void)c;
+	struct sg_http *h = cls;
 	(void)toe;
+	/* the next request on this keep-alive connection has its own deadline */
+	struct conn_track *ct = conn_of(c);
+	if (ct != NULL) {
+		pthread_mutex_lock(&h->lock);
+		ct->got_request = false;
+		ct->start_ms = sg_now_ms();
+		pthread_mutex_unlock(&h->lock);
+	}
 	struct req_state *st = *con_cls;
 	if (st != NULL) {
 		sg_buf_free(&st->body);
@@ -991,7 +1285,8 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 		loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
 	} else if (ai->ai_family == AF_INET6) {
 		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ai->ai_addr;
-		loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
+		loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr) ||
+			   (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) && sin6->sin6_addr.s6_addr[12] == 127);
 	}
 	if (cfg->open && !loopback) {
 		freeaddrinfo(ai);
@@ -1012,9 +1307,15 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 	h->ctx.data_dir = sg_strdup(cfg->data_dir != NULL ? cfg->data_dir : ".");
 	h->loopback = loopback;
 	h->open = cfg->open;
-	h->ready = cfg->ready;
+	h->ready_cb = cfg->ready;
 	h->ready_ctx = cfg->ready_ctx;
+	h->ctx.accept_any = cfg->accept_any;
+	h->ctx.max_messages_per_inbox = cfg->max_messages_per_inbox;
+	h->ctx.max_message_age = cfg->max_message_age;
+	if (cfg->spamd_address != NULL)
+		sg_strlcpy(h->ctx.spamd_address, cfg->spamd_address, sizeof(h->ctx.spamd_address));
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->watchdog_cv, NULL);
 	sg_random(h->cache_salt, sizeof(h->cache_salt));
 	if (!h->open) {
 		char token[128];
@@ -1027,18 +1328,28 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 			sg_http_stop(&h);
 			return -1;
 		}
-		if (created) {
-			/* shown once, on the terminal only, never in the log */
-			fprintf(stderr,
-				"smtpgate: HTTP admin token (shown once; only its SHA-256 is kept in "
-				"%s/admin-token.sha256):\n  %s\n",
-				h->ctx.data_dir, token);
-			fflush(stderr);
+		if (created && show_admin_token(h->ctx.data_dir, token, &e) < 0) {
+			sg_wipe(token, sizeof(token));
+			snprintf(err, sizeof(err), "http: admin token: %s", e);
+			*error_r = err;
+			freeaddrinfo(ai);
+			sg_http_stop(&h);
+			return -1;
 		}
 		sg_wipe(token, sizeof(token));
 		h->have_admin = load_admin_hash(h->ctx.data_dir, h->admin_hash) == 0;
 	}
 	sg_msg_init();
+	{
+		const char *se = NULL;
+		if (sg_search_open(h->ctx.data_dir, &h->ctx.search, &se) < 0) {
+			sg_log(SG_WARN, "search", "index=off error=\"%s\"", se != NULL ? se : "?");
+		} else {
+			h->ctx.indexer = sg_indexer_start(h->ctx.data_dir, mail, events, h->ctx.search,
+							  cfg->max_messages_per_inbox,
+							  cfg->max_message_age);
+		}
+	}
 
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 			 MHD_USE_ERROR_LOG;
@@ -1069,8 +1380,9 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 				MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 				MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
 				MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_LIMIT,
-				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
 				MHD_OPTION_NOTIFY_COMPLETED, completed, h,
+				MHD_OPTION_NOTIFY_CONNECTION, notify_conn, h,
 				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
 				MHD_OPTION_ARRAY, h->tls ? tls_opts : tls_opts + 2,
 				MHD_OPTION_END);
@@ -1080,6 +1392,13 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 		goto fail;
 	}
 	freeaddrinfo(ai);
+	if (pthread_create(&h->watchdog, NULL, watchdog_main, h) != 0) {
+		snprintf(err, sizeof(err), "http: cannot start a thread");
+		*error_r = err;
+		sg_http_stop(&h);
+		return -1;
+	}
+	h->watchdog_started = true;
 	sg_log(SG_INFO, "http_listen", "addr=%s port=%u tls=%s access=%s", host, cfg->port,
 	       h->tls ? "yes" : "no", h->open ? "open" : "credentials");
 	*http_r = h;
@@ -1098,6 +1417,12 @@ void sg_http_stop(struct sg_http **hp)
 		return;
 	*hp = NULL;
 	atomic_store(&h->stopping, true);
+	if (h->watchdog_started) {
+		pthread_mutex_lock(&h->lock);
+		pthread_cond_broadcast(&h->watchdog_cv);
+		pthread_mutex_unlock(&h->lock);
+		pthread_join(h->watchdog, NULL);
+	}
 	pthread_mutex_lock(&h->lock);
 	for (struct sse *s = h->streams; s != NULL; s = s->next) {
 		pthread_mutex_lock(&s->m);
@@ -1107,7 +1432,10 @@ void sg_http_stop(struct sg_http **hp)
 	pthread_mutex_unlock(&h->lock);
 	if (h->d != NULL)
 		MHD_stop_daemon(h->d);
+	sg_indexer_stop(&h->ctx.indexer);
+	sg_search_close(&h->ctx.search);
 	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->watchdog_cv);
 	sg_wipe(h->cache, sizeof(h->cache));
 	sg_wipe(h->tickets, sizeof(h->tickets));
 	if (h->key_pem != NULL)

@@ -43,6 +43,10 @@ struct sg_http_config {
 	 * ready. GET /healthz answers 200 while the process serves HTTP. */
 	int (*ready)(void *ctx, const char **why_r);
 	void *ready_ctx;
+	bool accept_any;           /* auth_accept_any is on (shown by GET /api/v1/me) */
+	unsigned max_messages_per_inbox; /* retention (0 = none), run by a background thread */
+	unsigned max_message_age;  /* seconds (0 = none) */
+	const char *spamd_address; /* HOST:PORT of spamd for GET .../spam; NULL or "" = off */
 	const struct sg_http_relay *relay; /* NULL: no queue API, release disabled */
 	struct sg_throttle *throttle; /* shared with SMTP: HTTP Basic is throttled and logged alike */
 };
@@ -54,6 +58,11 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 		  struct sg_mail_store *mail, struct sg_events *events, struct sg_faults *faults,
 		  struct sg_metrics *metrics, struct sg_http **http_r, const char **error_r);
 void sg_http_stop(struct sg_http **http);
+/* GET /readyz answers 200 only while ready is set (the SMTP listeners are
+ * up and the server is not stopping) and the credential store answers.
+ * GET /healthz answers 200 while the process serves HTTP at all. Both need
+ * no credentials and say nothing else. h may be NULL. */
+void sg_http_set_ready(struct sg_http *h, bool ready);
 
 /* The admin token: when <data_dir>/admin-token.sha256 does not exist,
  * generate a token, store only its SHA-256 (hex, mode 0600), copy the token

@@ -102,8 +102,10 @@ void cmd_data(struct sg_session *s, char *args)
 	sess_reply(s, SG_R_DATA_GO);
 }
 
-/* RFC 5321 4.4 trace header; "with" per RFC 3848 (ESMTPSA, ...) and RFC 6531. */
-static void build_prefix(struct sg_session *s, struct sg_buf *b)
+/* RFC 5321 4.4 trace header; "with" per RFC 3848 (ESMTPSA, ...) and RFC 6531.
+ * only != NULL: the block of that inbox, naming only the recipients that go
+ * to it (mx: one owner never learns another's, Bcc included). */
+static void build_prefix(struct sg_session *s, struct sg_buf *b, const char *only)
 {
 	const struct sg_conn_info *ci = sg_conn_info(s->conn);
 	char date[64];
@@ -121,8 +123,13 @@ static void build_prefix(struct sg_session *s, struct sg_buf *b)
 		      s->lst->cfg->name, s->client_ip, s->auth_mech_name ? s->auth_mech_name : "none",
 		      s->authenticated ? s->login : "", ci->tls ? ci->version : "none",
 		      ci->tls ? ci->cipher : "none");
+	size_t mine = 0, last = 0;
 	for (size_t i = 0; i < s->nrcpts; i++)
-		sg_buf_printf(b, "X-Smtpgate-Rcpt: <%s>\r\n", s->rcpts[i].addr);
+		if (only == NULL || strcmp(s->rcpts[i].owner, only) == 0) {
+			sg_buf_printf(b, "X-Smtpgate-Rcpt: <%s>\r\n", s->rcpts[i].addr);
+			mine++;
+			last = i;
+		}
 	sg_buf_printf(b, "Received: from %s ([%s])\r\n\tby %s (smtpgate) with %s id %s.%u", s->helo,
 		      s->client_ip, s->srv->cfg.hostname, with, s->id, s->txn_seq);
 	if (ci->tls)
@@ -130,8 +137,8 @@ static void build_prefix(struct sg_session *s, struct sg_buf *b)
 			      ci->bits);
 	if (s->authenticated)
 		sg_buf_printf(b, "\r\n\t(authenticated as %s with %s)", s->login, s->auth_mech_name);
-	if (s->nrcpts == 1)
-		sg_buf_printf(b, "\r\n\tfor <%s>", s->rcpts[0].addr);
+	if (mine == 1)
+		sg_buf_printf(b, "\r\n\tfor <%s>", s->rcpts[last].addr);
 	sg_buf_printf(b, "; %s\r\n", date);
 }
 
@@ -168,18 +175,25 @@ static void finish(struct sg_session *s)
 	struct sess_job *j = sg_calloc(1, sizeof(*j));
 	j->kind = JOB_STORE;
 	sg_buf_init(&j->prefix, 64 * 1024);
-	build_prefix(s, &j->prefix);
+	build_prefix(s, &j->prefix, NULL);
 	/* hand the spool file over */
 	j->body_fd = s->spool_fd;
 	j->body_len = s->spooled;
 	s->spool_fd = -1;
 	s->spooled = 0;
 	j->logins = sg_calloc(s->authenticated ? 1 : s->nowners + 1, sizeof(*j->logins));
+	j->own_prefix = sg_calloc(s->authenticated ? 1 : s->nowners + 1, sizeof(*j->own_prefix));
 	if (s->authenticated) {
 		j->logins[j->nlogins++] = sg_strdup(s->login);
 	} else {
-		for (size_t i = 0; i < s->nowners; i++)
+		for (size_t i = 0; i < s->nowners; i++) {
+			if (s->nowners > 1) {
+				j->own_prefix[j->nlogins] = sg_calloc(1, sizeof(struct sg_buf));
+				sg_buf_init(j->own_prefix[j->nlogins], 64 * 1024);
+				build_prefix(s, j->own_prefix[j->nlogins], s->owners[i]);
+			}
 			j->logins[j->nlogins++] = sg_strdup(s->owners[i]);
+		}
 	}
 	sg_route_prepare(s, j); /* delivery = relay */
 	sess_submit(s, j);
@@ -213,8 +227,12 @@ void store_job_work(struct sess_job *j)
 		sg_route_work(j);
 		return;
 	}
-	j->store_rc = sg_mail_commit_fd(s->srv->mail, (const char *const *)j->logins, j->nlogins,
-					&j->prefix, j->body_fd, j->body_len, j->id, &j->error);
+	j->store_rc = sg_mail_commit_fd_each(s->srv->mail, (const char *const *)j->logins,
+					     j->own_prefix != NULL && j->own_prefix[0] != NULL
+						     ? (const struct sg_buf *const *)j->own_prefix
+						     : NULL,
+					     j->nlogins, &j->prefix, j->body_fd, j->body_len, j->id,
+					     &j->error);
 }
 
 void store_job_done(struct sg_session *s, struct sess_job *j)

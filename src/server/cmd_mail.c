@@ -54,6 +54,8 @@ int sess_account_fp(struct sg_cred_store *creds, const char *login, uint8_t fp[3
  * when the store's generation moved since the last check. */
 static bool still_authenticated(struct sg_session *s)
 {
+	if (s->accepted_any)
+		return true; /* auth_accept_any: no account to re-check */
 	uint64_t gen = sg_cred_generation(s->srv->creds);
 	if (gen == s->auth_gen && gen != 0)
 		return true;
@@ -174,7 +176,8 @@ void cmd_mail(struct sg_session *s, char *args)
 	s->dsn_ret = dsn_ret;
 	sg_strlcpy(s->dsn_envid, envid, sizeof(s->dsn_envid));
 	char pv[300];
-	if (s->authenticated && s->lst->cfg->sender_enforce && pc.path[0] != '\0') {
+	/* (an accept-any login owns no address: it may send as anybody) */
+	if (s->authenticated && !s->accepted_any && s->lst->cfg->sender_enforce && pc.path[0] != '\0') {
 		int r = sg_cred_owns_address(s->srv->creds, s->login, pc.path);
 		if (r < 0) {
 			sess_reply(s, SG_R_LOCAL_ERROR);
@@ -281,6 +284,7 @@ void cmd_rcpt(struct sg_session *s, char *args)
 	}
 	char pv[300];
 	sg_log_value(pc.path, pv, sizeof(pv));
+	char owner[SG_LOGIN_MAX + 1] = "";
 	if (!s->authenticated) {
 		/* mx without AUTH: local recipients only, never relay (no client
 		 * address is trusted, loopback included). */
@@ -298,7 +302,6 @@ void cmd_rcpt(struct sg_session *s, char *args)
 			sess_error(s, SG_R_RELAY_DENIED);
 			return;
 		}
-		char owner[SG_LOGIN_MAX + 1];
 		int r = sg_cred_find_owner(s->srv->creds, pc.path, owner, sizeof(owner));
 		if (r < 0) {
 			sess_reply(s, SG_R_LOCAL_ERROR);
@@ -314,6 +317,7 @@ void cmd_rcpt(struct sg_session *s, char *args)
 		add_owner(s, owner);
 	}
 	s->rcpts = sg_realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*s->rcpts));
+	sg_strlcpy(s->rcpts[s->nrcpts].owner, owner, sizeof(s->rcpts[0].owner));
 	sg_strlcpy(s->rcpts[s->nrcpts].addr, pc.path, sizeof(s->rcpts[0].addr));
 	s->rcpts[s->nrcpts].notify = notify;
 	sg_strlcpy(s->rcpts[s->nrcpts++].orcpt, orcpt, sizeof(s->rcpts[0].orcpt));

@@ -70,6 +70,7 @@ struct sg_server {
 	struct sg_events *events;
 	struct sg_faults *faults;
 	struct sg_http *http;
+	struct sg_webhook *webhook;
 	struct sg_relay *relay;       /* delivery = relay or a smarthost set (server/route.c) */
 	struct sg_metrics metrics;
 	struct sg_loop *loops;

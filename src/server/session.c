@@ -78,6 +78,16 @@ static void on_fault_delay(evutil_socket_t fd, short what, void *arg)
 	struct sg_session *s = arg;
 	event_free(s->fault_ev);
 	s->fault_ev = NULL;
+	if (s->fault_job != NULL) {
+		/* an AUTH step held back by a login-scoped delay: go on with it */
+		struct sess_job *j = s->fault_job;
+		s->fault_job = NULL;
+		auth_job_done(s, j);
+		sess_job_free(j);
+		if (!(s->state & (ST_CLOSING | ST_BUSY)) && s->delay_ev == NULL && s->fault_ev == NULL)
+			sg_conn_resume(s->conn);
+		return;
+	}
 	char *line = s->fault_line;
 	s->fault_line = NULL;
 	if (line == NULL) {
@@ -116,7 +126,7 @@ static bool apply_fault(struct sg_session *s, enum sg_fault_stage stage, const c
 			}
 		}
 		sess_auth_event(s, mech, "", a.code >= 500 ? "fail" : a.code >= 400 ? "tempfail" : "ok",
-				"injected", true);
+				"fault_rule", true);
 	}
 	if (a.delay_ms > 0 && a.kind == SG_FAULT_DELAY) {
 		s->fault_line = line != NULL ? sg_strdup(line) : NULL;
@@ -150,6 +160,62 @@ static bool apply_fault(struct sg_session *s, enum sg_fault_stage stage, const c
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg);
+/* AUTH rules scoped to a login (issue 14 item 4). The global AUTH rules are
+ * checked at the AUTH command, before any login is known; the scoped ones
+ * once per exchange, as soon as a step of the mechanism reveals the login
+ * the client claims (res.login: PLAIN, XOAUTH2, OAUTHBEARER, EXTERNAL after
+ * their one response; LOGIN after the user name; SCRAM after client-first;
+ * NTLM after type 3; GSSAPI at its identity step). A rule that fires
+ * replaces that step's reply and ends the exchange (a delay holds the
+ * step's reply back, then the exchange goes on). True when it took over. */
+static bool auth_scoped_fault(struct sg_session *s, struct sess_job *j)
+{
+	if (s->auth_fault_done || j->res.login[0] == '\0' || s->srv->faults == NULL)
+		return false;
+	s->auth_fault_done = true;
+	struct sg_fault_action a;
+	sg_faults_check_scoped(s->srv->faults, SG_FAULT_AUTH, s->lst->cfg->name, j->res.login, &a);
+	if (a.kind == SG_FAULT_NONE)
+		return false;
+	char lv[300];
+	sg_log(SG_INFO, "fault", "sid=%s rule=%ld stage=%d kind=%d code=%u delay_ms=%u login=%s", s->id,
+	       a.rule_id, (int)SG_FAULT_AUTH, (int)a.kind, a.code, a.delay_ms,
+	       sg_log_value(j->res.login, lv, sizeof(lv)));
+	if (a.kind == SG_FAULT_DELAY) {
+		s->fault_job = j;
+		s->fault_ev = evtimer_new(s->loop->base, on_fault_delay, s);
+		struct timeval tv = {a.delay_ms / 1000, (a.delay_ms % 1000) * 1000};
+		sg_conn_pause(s->conn);
+		evtimer_add(s->fault_ev, &tv);
+		return true;
+	}
+	const char *mech = s->mech != NULL ? s->mech->name : "";
+	sess_auth_event(s, mech, j->res.login,
+			a.kind == SG_FAULT_DROP ? "aborted"
+			: a.code >= 500	       ? "fail"
+			: a.code >= 400	       ? "tempfail"
+					       : "ok",
+			"fault_rule", true);
+	auth_abort(s);
+	s->mech_first_step = false;
+	switch (a.kind) {
+	case SG_FAULT_REPLY:
+	case SG_FAULT_REPLY_CLOSE: {
+		char text[400];
+		int n = a.enhanced[0] != '\0' ? snprintf(text, sizeof(text), "%u %s %s\r\n", a.code, a.enhanced, a.text)
+					      : snprintf(text, sizeof(text), "%u %s\r\n", a.code, a.text);
+		if (n > 0)
+			sess_reply_raw(s, text);
+		if (a.kind == SG_FAULT_REPLY_CLOSE)
+			sess_close(s, (enum sg_reply_id)-1);
+		return true;
+	}
+	default: /* SG_FAULT_DROP */
+		sg_conn_shutdown(s->conn);
+		s->state = ST_CLOSING;
+		return true;
+	}
+}
 
 static void start_session(struct sg_session *s)
 {
@@ -236,6 +302,10 @@ void sess_free(struct sg_session *s)
 		event_free(s->fault_ev);
 	if (s->fault_line != NULL)
 		sg_free_secret_str(&s->fault_line);
+	if (s->fault_job != NULL) {
+		sess_job_free(s->fault_job);
+		s->fault_job = NULL;
+	}
 	atomic_fetch_sub(&s->srv->metrics.connections_current, 1);
 	sg_metrics_session_done(&s->srv->metrics, sg_now_ms() - s->started_ms);
 	sg_buf_free(&s->body);
@@ -370,10 +440,16 @@ static void job_done(struct sg_job *job)
 		sess_job_free(j);
 		return;
 	}
-	if (j->kind == JOB_AUTH_STEP)
-		auth_job_done(s, j);
-	else
+	if (j->kind == JOB_AUTH_STEP) {
+		if (auth_scoped_fault(s, j)) {
+			if (s->fault_job == j)
+				return; /* held back by a delay; on_fault_delay goes on */
+		} else {
+			auth_job_done(s, j);
+		}
+	} else {
 		store_job_done(s, j);
+	}
 	sess_job_free(j);
 	if (!(s->state & (ST_CLOSING | ST_BUSY)) && s->delay_ev == NULL && s->fault_ev == NULL)
 		sg_conn_resume(s->conn);
@@ -418,6 +494,8 @@ static void run_command(struct sg_session *s, char *line, size_t len, bool fault
 		}
 		bool has;
 		enum sg_fault_stage stage = stage_of(verb, &has);
+		if (stage == SG_FAULT_AUTH && has)
+			s->auth_fault_done = false; /* a new exchange */
 		if (has && !fault_checked && apply_fault(s, stage, line))
 			return;
 		commands[i].run(s, (char *)args);

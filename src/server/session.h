@@ -43,6 +43,7 @@ enum sess_state {
 
 struct sess_rcpt {
 	char addr[257];
+	char owner[256];                /* mx: the inbox it goes to ("" when authenticated) */
 	unsigned notify;        /* RFC 3461 NOTIFY (relay/queue.h SG_NOTIFY_*), 0 = not given */
 	char orcpt[520];        /* ORCPT, xtext-decoded "type;address", "" = not given */
 };
@@ -65,6 +66,7 @@ struct sess_job {
 	char **logins;                  /* inboxes; as many as the transaction's owners */
 	size_t nlogins;
 	struct sg_buf prefix;
+	struct sg_buf **own_prefix;     /* mx: logins[i]'s own block (its recipients only) */
 	int body_fd;                    /* the DATA spool (owned: closed by sess_job_free) */
 	size_t body_len;
 	struct sg_route *route;         /* relay mode (server/route.c), else NULL */
@@ -86,6 +88,7 @@ struct sg_session {
 	uint64_t started_ms;
 	/* authentication */
 	bool authenticated;
+	bool accepted_any;              /* by auth_accept_any (no account) */
 	char login[SG_LOGIN_MAX + 1];
 	const char *auth_mech_name;
 	const struct sg_mech *mech;
@@ -136,6 +139,8 @@ struct sg_session {
 	bool tls_counted;
 	char *fault_line;       /* command held back by a fault-injection delay */
 	struct event *fault_ev;
+	struct sess_job *fault_job; /* AUTH step result held back by a login-scoped delay */
+	bool auth_fault_done;   /* this AUTH exchange's login-scoped rules were checked */
 };
 
 struct sg_session *sess_new(struct sg_listener *lst, int fd, const char *ip, unsigned port,

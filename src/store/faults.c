@@ -39,7 +39,15 @@
 #include "store/pg.h"
 
 #define POLL_MS 200
-#define MAX_RULES 1000
+/* Quotas per origin, so that no origin can fill the table for another
+ * (issue 10 item 14): the config file's rules, the admin's (CLI and the
+ * API with the admin token) and the accounts' (the API, each account for
+ * its own login) are counted apart. */
+#define MAX_RULES_CONFIG 1000
+#define MAX_RULES_ADMIN 1000
+#define MAX_RULES_ACCOUNTS 1000
+#define MAX_RULES_PER_ACCOUNT 20
+#define MAX_RULES_LOADED (MAX_RULES_CONFIG + MAX_RULES_ADMIN + MAX_RULES_ACCOUNTS)
 
 struct sg_faults {
 	struct sg_pg *pg;          /* store = postgresql: the rules live there (faults_pg.c) */
@@ -476,7 +484,7 @@ static int load_rules(struct sg_faults *f, struct sg_fault_rule **rules_r, size_
 	if (sqlite3_prepare_v2(f->db,
 			       "SELECT id, stage, listener, login, kind, code, enhanced, text, delay_ms,"
 			       " mode, n, probability, matched, fired, created, origin FROM faults"
-			       " ORDER BY id LIMIT 1000",
+			       " ORDER BY id LIMIT 3000",
 			       -1, &st, NULL) != SQLITE_OK) {
 		sg_set_err(error_r, sg_errf("faults: %s", sqlite3_errmsg(f->db)));
 		return -1;
@@ -767,8 +775,23 @@ static bool chance(double p)
 	return (double)(x >> 11) * (1.0 / 9007199254740992.0) < p;
 }
 
+static void check(struct sg_faults *f, enum sg_fault_stage stage, const char *listener,
+		  const char *login, bool scoped_only, struct sg_fault_action *out);
+
 void sg_faults_check(struct sg_faults *f, enum sg_fault_stage stage, const char *listener,
 		     const char *login, struct sg_fault_action *out)
+{
+	check(f, stage, listener, login, false, out);
+}
+
+void sg_faults_check_scoped(struct sg_faults *f, enum sg_fault_stage stage, const char *listener,
+			    const char *login, struct sg_fault_action *out)
+{
+	check(f, stage, listener, login, true, out);
+}
+
+static void check(struct sg_faults *f, enum sg_fault_stage stage, const char *listener,
+		  const char *login, bool scoped_only, struct sg_fault_action *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->kind = SG_FAULT_NONE;
@@ -777,11 +800,12 @@ void sg_faults_check(struct sg_faults *f, enum sg_fault_stage stage, const char 
 	pthread_mutex_lock(&f->lock);
 	for (size_t i = 0; i < f->nrules; i++) {
 		struct sg_fault_rule *r = &f->rules[i];
-		if (r->stage != stage)
+		if (r->stage != stage || (scoped_only && r->login[0] == '\0'))
 			continue;
 		if (r->listener[0] != '\0' && (listener == NULL || strcmp(r->listener, listener) != 0))
 			continue;
-		if (r->login[0] != '\0' && (login == NULL || strcasecmp(r->login, login) != 0))
+		/* one rule for logins everywhere: exact, on the canonical form */
+		if (r->login[0] != '\0' && (login == NULL || !sg_faults_login_eq(r->login, login)))
 			continue;
 		bool fire;
 		switch (r->when) {
@@ -817,6 +841,42 @@ void sg_faults_check(struct sg_faults *f, enum sg_fault_stage stage, const char 
 
 /* ---- administration ---- */
 
+void sg_faults_login_canon(const char *in, char *out, size_t size)
+{
+	if (in == NULL)
+		in = "";
+	if (out != in)
+		sg_strlcpy(out, in, size);
+	char *at = strrchr(out, '@');
+	if (at != NULL)
+		sg_lower(at + 1);
+}
+
+bool sg_faults_login_eq(const char *a, const char *b)
+{
+	char ca[256], cb[256];
+	sg_faults_login_canon(a, ca, sizeof(ca));
+	sg_faults_login_canon(b, cb, sizeof(cb));
+	return strcmp(ca, cb) == 0;
+}
+
+/* count(*) of the rules matching where (db_lock held); -1 on error. */
+static long long count_rules(struct sg_faults *f, const char *where, const char *arg)
+{
+	char sql[200];
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM faults WHERE %s", where);
+	sqlite3_stmt *st = NULL;
+	long long n = -1;
+	if (sqlite3_prepare_v2(f->db, sql, -1, &st, NULL) == SQLITE_OK) {
+		if (arg != NULL)
+			sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			n = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	return n;
+}
+
 int sg_faults_add(struct sg_faults *f, const struct sg_fault_rule *r, const char *origin,
 		  long *id_r, const char **error_r)
 {
@@ -831,14 +891,35 @@ int sg_faults_add(struct sg_faults *f, const struct sg_fault_rule *r, const char
 	pthread_mutex_lock(&f->db_lock);
 	sqlite3_stmt *st = NULL;
 	int ret = -1;
-	sqlite3_stmt *cnt = NULL;
-	if (sqlite3_prepare_v2(f->db, "SELECT count(*) FROM faults", -1, &cnt, NULL) == SQLITE_OK &&
-	    sqlite3_step(cnt) == SQLITE_ROW && sqlite3_column_int(cnt, 0) >= MAX_RULES) {
-		sqlite3_finalize(cnt);
-		sg_set_err(error_r, "too many fault rules (1000)");
+	const char *org = origin != NULL ? origin : "cli";
+	struct sg_fault_rule canon = *r;
+	sg_faults_login_canon(r->login, canon.login, sizeof(canon.login));
+	r = &canon;
+	bool account = strcmp(org, "account") == 0;
+	if (account && r->login[0] == '\0') {
+		sg_set_err(error_r, "a rule added by an account must be scoped to its login");
 		goto out;
 	}
-	sqlite3_finalize(cnt);
+	long long n_org = count_rules(f, strcmp(org, "config") == 0 ? "origin = 'config'"
+					  : account ? "origin = 'account'"
+						    : "origin NOT IN ('config', 'account')",
+				      NULL);
+	long long limit = strcmp(org, "config") == 0 ? MAX_RULES_CONFIG
+			  : account ? MAX_RULES_ACCOUNTS : MAX_RULES_ADMIN;
+	if (n_org < 0) {
+		sg_set_err(error_r, sg_errf("faults: %s", sqlite3_errmsg(f->db)));
+		goto out;
+	}
+	if (n_org >= limit) {
+		sg_set_err(error_r, sg_errf("too many fault rules of origin %s (%lld)", org, limit));
+		goto out;
+	}
+	if (account && count_rules(f, "origin = 'account' AND login = ?", r->login) >=
+			       MAX_RULES_PER_ACCOUNT) {
+		sg_set_err(error_r, sg_errf("an account may have at most %d fault rules",
+					    MAX_RULES_PER_ACCOUNT));
+		goto out;
+	}
 	if (sqlite3_prepare_v2(f->db,
 			       "INSERT INTO faults(stage, listener, login, kind, code, enhanced, text,"
 			       " delay_ms, mode, n, probability, created, origin)"
@@ -859,7 +940,7 @@ int sg_faults_add(struct sg_faults *f, const struct sg_fault_rule *r, const char
 	sqlite3_bind_int64(st, 10, r->n);
 	sqlite3_bind_double(st, 11, r->when == SG_FAULT_PROBABILITY ? r->probability : 1.0);
 	sqlite3_bind_int64(st, 12, (sqlite3_int64)time(NULL));
-	sqlite3_bind_text(st, 13, origin != NULL ? origin : "cli", -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 13, org, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) != SQLITE_DONE) {
 		sg_set_err(error_r, sg_errf("faults: %s", sqlite3_errmsg(f->db)));
 		goto out;

@@ -62,7 +62,7 @@ struct sg_fault_rule {
 	unsigned long long matched; /* times the rule's scope matched */
 	unsigned long long fired;   /* times it was applied */
 	long long created;     /* unix seconds */
-	char origin[16];       /* "cli", "api", "config" */
+	char origin[16];       /* "cli", "api", "config", "account" */
 };
 
 struct sg_faults;
@@ -84,6 +84,12 @@ void sg_faults_close(struct sg_faults **f);
 void sg_faults_check(struct sg_faults *f, enum sg_fault_stage stage, const char *listener,
 		     const char *login, struct sg_fault_action *out);
 
+/* The same, over the rules scoped to a login only: for the AUTH stage,
+ * where the global rules are checked at the AUTH command and the scoped ones
+ * once a step of the exchange has revealed the claimed login. */
+void sg_faults_check_scoped(struct sg_faults *f, enum sg_fault_stage stage, const char *listener,
+			    const char *login, struct sg_fault_action *out);
+
 /* ---- administration (CLI, HTTP API, config file); thread-safe ----
  * Errors (*error_r) live in a thread-local buffer valid until the next call
  * on the same thread. */
@@ -101,8 +107,12 @@ int sg_faults_parse_spec(const char *spec, struct sg_fault_rule *r, const char *
 int sg_faults_validate(const struct sg_fault_rule *r, const char **error_r);
 /* Parse "535 5.7.8 text" into the action (kind set to SG_FAULT_REPLY). */
 int sg_faults_parse_reply(const char *reply, struct sg_fault_action *a, const char **error_r);
-/* Store a rule; *id_r (may be NULL) receives its id. origin: "cli", "api",
- * "config". 0 or -1. */
+/* Store a rule; *id_r (may be NULL) receives its id. origin: "cli", "api"
+ * (the admin), "config", or "account" (an account through the API; the rule
+ * must be scoped to a login). Each origin has its own quota, and each
+ * account at most 20 rules, so that accounts can never fill the table for
+ * the admin or the config file. The login is stored in its canonical form
+ * (sg_faults_login_canon). 0 or -1. */
 int sg_faults_add(struct sg_faults *f, const struct sg_fault_rule *r, const char *origin,
 		  long *id_r, const char **error_r);
 /* parse_spec + add with origin "config" (the `fault = SPEC` config key). */
@@ -116,6 +126,11 @@ int sg_faults_clear(struct sg_faults *f, const char *origin, size_t *n_r, const 
  * process. *rules_r is malloc'd (free()), NULL when *n_r is 0. 0 or -1. */
 int sg_faults_list(struct sg_faults *f, struct sg_fault_rule **rules_r, size_t *n_r,
 		   const char **error_r);
+/* Logins are compared one way everywhere (issue 10 item 13): exactly, in
+ * the canonical form the credential store uses: the local part as typed
+ * (case-sensitive), the domain after the last '@' in lower case. */
+void sg_faults_login_canon(const char *in, char *out, size_t size);
+bool sg_faults_login_eq(const char *a, const char *b);
 /* Names for display and parsing. */
 const char *sg_fault_stage_name(enum sg_fault_stage s);
 int sg_fault_stage_parse(const char *name, enum sg_fault_stage *s);

@@ -26,7 +26,15 @@ int sg_mail_commit_fd(struct sg_mail_store *s, const char *const *logins, size_t
 		      const struct sg_buf *prefix, int body_fd, size_t body_len, char id_r[SG_MAIL_ID_MAX],
 		      const char **error_r)
 {
-	return s->ops->commit_fd(s, logins, n, prefix, body_fd, body_len, id_r, error_r);
+	return s->ops->commit_fd(s, logins, NULL, n, prefix, body_fd, body_len, id_r, error_r);
+}
+
+int sg_mail_commit_fd_each(struct sg_mail_store *s, const char *const *logins,
+			   const struct sg_buf *const *prefixes, size_t n,
+			   const struct sg_buf *prefix, int body_fd, size_t body_len,
+			   char id_r[SG_MAIL_ID_MAX], const char **error_r)
+{
+	return s->ops->commit_fd(s, logins, prefixes, n, prefix, body_fd, body_len, id_r, error_r);
 }
 
 char *sg_mail_path(struct sg_mail_store *s, const char *login, const char *id)

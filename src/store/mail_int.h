@@ -16,7 +16,9 @@ struct sg_mail_ops {
 	void (*close)(struct sg_mail_store *s);
 	int (*commit)(struct sg_mail_store *s, const char *const *logins, size_t n, const struct sg_buf *prefix,
 		      const struct sg_buf *body, char id_r[SG_MAIL_ID_MAX], const char **error_r);
-	int (*commit_fd)(struct sg_mail_store *s, const char *const *logins, size_t n,
+	/* prefixes: one header block per inbox (NULL: prefix for all) */
+	int (*commit_fd)(struct sg_mail_store *s, const char *const *logins,
+			 const struct sg_buf *const *prefixes, size_t n,
 			 const struct sg_buf *prefix, int body_fd, size_t body_len, char id_r[SG_MAIL_ID_MAX],
 			 const char **error_r);
 	char *(*path)(struct sg_mail_store *s, const char *login, const char *id);

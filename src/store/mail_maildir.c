@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -173,26 +174,105 @@ struct body_src {
 	size_t len;
 };
 
+/* Writes through a renamer: in the client's top header section, fields
+ * named X-Smtpgate-* become X-Client-Smtpgate-* (issue 10 item 16): only the
+ * server writes X-Smtpgate-* fields, in the block it puts in front. A small
+ * state machine, so that the body can come in chunks of any size. */
+struct renamer {
+	int fd;
+	bool in_headers, line_start;
+	size_t k;                       /* bytes of "X-Smtpgate-" matched, held */
+	uint8_t held[16];
+	uint8_t out[8192];
+	size_t olen;
+};
+
+static const char rename_tag[] = "X-Smtpgate-";
+
+static int ren_put(struct renamer *r, const uint8_t *p, size_t n)
+{
+	if (r->olen + n > sizeof(r->out)) {
+		if (write_all(r->fd, r->out, r->olen) != 0)
+			return -1;
+		r->olen = 0;
+		if (n > sizeof(r->out))
+			return write_all(r->fd, p, n);
+	}
+	memcpy(r->out + r->olen, p, n);
+	r->olen += n;
+	return 0;
+}
+
+static int ren_feed(struct renamer *r, const uint8_t *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n && r->in_headers) {
+		uint8_t c = p[i++];
+		if (r->k > 0 || r->line_start) {
+			if (r->line_start && r->k == 0 && (c == '\r' || c == '\n')) {
+				r->in_headers = false; /* the empty line */
+			} else if (((c | 0x20) == ((uint8_t)rename_tag[r->k] | 0x20))) {
+				r->held[r->k++] = c;
+				r->line_start = false;
+				if (r->k == sizeof(rename_tag) - 1) {
+					if (ren_put(r, (const uint8_t *)"X-Client-", 9) < 0 ||
+					    ren_put(r, r->held + 2, r->k - 2) < 0)
+						return -1;
+					r->k = 0;
+				}
+				continue;
+			}
+			if (r->k > 0 && ren_put(r, r->held, r->k) < 0)
+				return -1;
+			r->k = 0;
+		}
+		if (ren_put(r, &c, 1) < 0)
+			return -1;
+		r->line_start = c == '\n';
+	}
+	if (i < n) {
+		if (r->olen > 0 && write_all(r->fd, r->out, r->olen) != 0)
+			return -1;
+		r->olen = 0;
+		return write_all(r->fd, p + i, n - i);
+	}
+	return 0;
+}
+
+static int ren_end(struct renamer *r)
+{
+	if (r->k > 0 && ren_put(r, r->held, r->k) < 0)
+		return -1;
+	r->k = 0;
+	int ret = r->olen > 0 ? write_all(r->fd, r->out, r->olen) : 0;
+	r->olen = 0;
+	return ret;
+}
+
 static int write_body(int fd, const struct body_src *b)
 {
-	if (b->fd < 0)
-		return b->buf != NULL && b->buf->len > 0 ? write_all(fd, b->buf->data, b->buf->len) : 0;
+	struct renamer r = {.fd = fd, .in_headers = true, .line_start = true};
+	if (b->fd < 0) {
+		if (b->buf == NULL || b->buf->len == 0)
+			return 0;
+		return ren_feed(&r, b->buf->data, b->buf->len) == 0 ? ren_end(&r) : -1;
+	}
 	uint8_t chunk[64 * 1024];
 	for (size_t off = 0; off < b->len;) {
 		size_t want = b->len - off < sizeof(chunk) ? b->len - off : sizeof(chunk);
-		ssize_t r = pread(b->fd, chunk, want, (off_t)off);
-		if (r < 0 && errno == EINTR)
+		ssize_t rd = pread(b->fd, chunk, want, (off_t)off);
+		if (rd < 0 && errno == EINTR)
 			continue;
-		if (r <= 0) {
-			if (r == 0)
+		if (rd <= 0) {
+			if (rd == 0)
 				errno = EIO; /* the spool is shorter than recorded */
 			return -1;
 		}
-		if (write_all(fd, chunk, (size_t)r) != 0)
+		if (ren_feed(&r, chunk, (size_t)rd) != 0)
 			return -1;
-		off += (size_t)r;
+		off += (size_t)rd;
 	}
-	return 0;
+	return ren_end(&r);
 }
 
 /* Write prefix+body to tmp/<id>, fsync, rename into new/<id>, fsync new/. */
@@ -259,9 +339,11 @@ static void make_id(char id[SG_MAIL_ID_MAX])
 }
 
 static int commit(struct mail_maildir *s, const char *const *logins, size_t n,
-		  const struct sg_buf *prefix, const struct body_src *body, char id_r[SG_MAIL_ID_MAX],
-		  const char **error_r)
+		  const struct sg_buf *const *prefixes, const struct sg_buf *prefix,
+		  const struct body_src *body, char id_r[SG_MAIL_ID_MAX], const char **error_r)
 {
+	if (prefixes != NULL && n > 0)
+		prefix = prefixes[0];
 	if (n == 0) {
 		sg_set_err(error_r, "no inbox to deliver to");
 		return -1;
@@ -298,7 +380,14 @@ static int commit(struct mail_maildir *s, const char *const *logins, size_t n,
 			continue;
 		char *dst = sg_asprintf("%s/%s/new/%s", s->mail_dir, logins[i], id);
 		char *newdir = sg_asprintf("%s/%s/new", s->mail_dir, logins[i]);
-		if (link(first, dst) == 0) {
+		/* an inbox with a block of its own (its own recipients) gets a copy */
+		const struct sg_buf *own = prefixes != NULL ? prefixes[i] : prefix;
+		bool same = own == prefix || (own != NULL && prefix != NULL && own->len == prefix->len &&
+					      memcmp(own->data, prefix->data, own->len) == 0);
+		if (!same) {
+			if (deliver_file(s, logins[i], id, own, body, &exists, error_r) != 0)
+				ret = -1;
+		} else if (link(first, dst) == 0) {
 			if (fsync_path(newdir) != 0) {
 				sg_set_err(error_r, sg_errf("cannot fsync %s: %s", newdir, strerror(errno)));
 				unlink(dst);
@@ -343,16 +432,17 @@ static int maildir_commit_buf(struct sg_mail_store *base, const char *const *log
 {
 	struct mail_maildir *s = MD(base);
 	struct body_src b = {.buf = body, .fd = -1};
-	return commit(s, logins, n, prefix, &b, id_r, error_r);
+	return commit(s, logins, n, NULL, prefix, &b, id_r, error_r);
 }
 
-static int maildir_commit_fd(struct sg_mail_store *base, const char *const *logins, size_t n,
-		      const struct sg_buf *prefix, int body_fd, size_t body_len,
-		      char id_r[SG_MAIL_ID_MAX], const char **error_r)
+static int maildir_commit_fd(struct sg_mail_store *base, const char *const *logins,
+			     const struct sg_buf *const *prefixes, size_t n,
+			     const struct sg_buf *prefix, int body_fd, size_t body_len,
+			     char id_r[SG_MAIL_ID_MAX], const char **error_r)
 {
 	struct mail_maildir *s = MD(base);
 	struct body_src b = {.fd = body_fd, .len = body_len};
-	return commit(s, logins, n, prefix, &b, id_r, error_r);
+	return commit(s, logins, n, prefixes, prefix, &b, id_r, error_r);
 }
 
 /* Find the file of a message: new/<id>, cur/<id>, cur/<id>:2,... */

@@ -198,11 +198,26 @@ static int pg_commit(struct sg_mail_store *base, const char *const *logins, size
 	return commit(MP(base), logins, n, prefix, body, -1, 0, id_r, error_r);
 }
 
-static int pg_commit_fd(struct sg_mail_store *base, const char *const *logins, size_t n,
+static int pg_commit_fd(struct sg_mail_store *base, const char *const *logins,
+			const struct sg_buf *const *prefixes, size_t n,
 			const struct sg_buf *prefix, int body_fd, size_t body_len, char id_r[SG_MAIL_ID_MAX],
 			const char **error_r)
 {
-	return commit(MP(base), logins, n, prefix, NULL, body_fd, body_len, id_r, error_r);
+	if (prefixes == NULL || n <= 1)
+		return commit(MP(base), logins, n, prefixes != NULL && n == 1 && prefixes[0] != NULL
+							 ? prefixes[0] : prefix,
+			      NULL, body_fd, body_len, id_r, error_r);
+	/* a header block per inbox (each mx owner's copy names only its own
+	 * recipients): one stored copy each; the reply names the first id */
+	for (size_t i = 0; i < n; i++) {
+		char id[SG_MAIL_ID_MAX];
+		const struct sg_buf *own = prefixes[i] != NULL ? prefixes[i] : prefix;
+		if (commit(MP(base), &logins[i], 1, own, NULL, body_fd, body_len, id, error_r) < 0)
+			return -1;
+		if (i == 0)
+			sg_strlcpy(id_r, id, SG_MAIL_ID_MAX);
+	}
+	return 0;
 }
 
 static char *pg_path(struct sg_mail_store *base, const char *login, const char *id)

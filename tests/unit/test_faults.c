@@ -197,7 +197,10 @@ static void test_scope(void **state)
 	assert_int_equal(check(x, SG_FAULT_DATA, "mx", NULL), SG_FAULT_NONE);
 	assert_int_equal(check(x, SG_FAULT_DATA, "mx", "bob@example.test"), SG_FAULT_NONE);
 	assert_int_equal(check(x, SG_FAULT_DATA, "mx", "alice@example.test"), SG_FAULT_REPLY);
-	assert_int_equal(check(x, SG_FAULT_DATA, "mx", "ALICE@example.test"), SG_FAULT_REPLY);
+	/* one comparison rule for logins (issue 10 item 13): the local part is
+	 * exact, the domain compared in lower case */
+	assert_int_equal(check(x, SG_FAULT_DATA, "mx", "ALICE@example.test"), SG_FAULT_NONE);
+	assert_int_equal(check(x, SG_FAULT_DATA, "mx", "alice@EXAMPLE.test"), SG_FAULT_REPLY);
 }
 
 static void test_other_handle(void **state)
