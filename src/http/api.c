@@ -1067,8 +1067,12 @@ void sg_api_handle(struct sg_http_req *r, struct sg_http_resp *resp)
 	p += strlen("/api/v1/");
 	if (strcmp(p, "me") == 0) {
 		if (allow(r, resp, "GET"))
-			send_json(resp, 200, json_pack("{s:b,s:s?}", "admin", r->who.admin, "login",
-						       r->who.admin ? NULL : r->who.login));
+			send_json(resp, 200,
+				  json_pack("{s:b,s:s?,s:b,s:{s:i,s:i}}", "admin", r->who.admin, "login",
+					    r->who.admin ? NULL : r->who.login, "accept_any", ctx->accept_any,
+					    "retention", "max_messages_per_inbox",
+					    (int)ctx->max_messages_per_inbox, "max_message_age",
+					    (int)ctx->max_message_age));
 	} else if (strcmp(p, "inboxes") == 0) {
 		if (allow(r, resp, "GET"))
 			get_inboxes(r, resp);

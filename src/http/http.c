@@ -1210,6 +1210,9 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 	h->ctx.data_dir = sg_strdup(cfg->data_dir != NULL ? cfg->data_dir : ".");
 	h->loopback = loopback;
 	h->open = cfg->open;
+	h->ctx.accept_any = cfg->accept_any;
+	h->ctx.max_messages_per_inbox = cfg->max_messages_per_inbox;
+	h->ctx.max_message_age = cfg->max_message_age;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->watchdog_cv, NULL);
 	sg_random(h->cache_salt, sizeof(h->cache_salt));
@@ -1241,7 +1244,9 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 		if (sg_search_open(h->ctx.data_dir, &h->ctx.search, &se) < 0) {
 			sg_log(SG_WARN, "search", "index=off error=\"%s\"", se != NULL ? se : "?");
 		} else {
-			h->ctx.indexer = sg_indexer_start(h->ctx.data_dir, mail, events, h->ctx.search);
+			h->ctx.indexer = sg_indexer_start(h->ctx.data_dir, mail, events, h->ctx.search,
+							  cfg->max_messages_per_inbox,
+							  cfg->max_message_age);
 		}
 	}
 

@@ -22,6 +22,9 @@ struct sg_http_config {
 	const char *tls_cert;      /* optional HTTPS */
 	const char *tls_key;
 	const char *data_dir;      /* admin token hash lives here */
+	bool accept_any;           /* auth_accept_any is on (shown by GET /api/v1/me) */
+	unsigned max_messages_per_inbox; /* retention (0 = none), run by a background thread */
+	unsigned max_message_age;  /* seconds (0 = none) */
 };
 
 struct sg_http;

@@ -51,6 +51,8 @@ struct sg_http_ctx {
 	struct sg_metrics *metrics;
 	char *data_dir;
 	struct sg_search *search;    /* the full-text index, NULL without */
+	bool accept_any;
+	unsigned max_messages_per_inbox, max_message_age;
 	struct sg_indexer *indexer;
 };
 const struct sg_http_ctx *sg_http_ctx(const struct sg_http *h);
@@ -112,9 +114,11 @@ struct sg_indexer;
 /* Start the indexer thread: it catches up with the Maildirs, then indexes
  * each captured message announced on the events stream (never on an SMTP
  * loop). NULL when the index cannot be opened (search then falls back to
- * a scan). */
+ * a scan). It also applies retention (max_per_inbox messages, max_age_s
+ * seconds; 0 = no limit) after each new message and every 30 s. */
 struct sg_indexer *sg_indexer_start(const char *data_dir, struct sg_mail_store *mail,
-				    struct sg_events *events, struct sg_search *search);
+				    struct sg_events *events, struct sg_search *search,
+				    unsigned max_per_inbox, unsigned max_age_s);
 void sg_indexer_stop(struct sg_indexer **ix);
 /* Wait until everything announced so far is indexed (tests, bench). */
 void sg_indexer_flush(struct sg_indexer *ix, unsigned timeout_ms);

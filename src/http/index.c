@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
@@ -24,6 +25,7 @@
 #include "store/search.h"
 
 #define QUEUE_MAX 4096
+#define RETENTION_EVERY_MS 30000
 
 struct item {
 	char inbox[256];
@@ -42,7 +44,55 @@ struct sg_indexer {
 	struct item q[QUEUE_MAX];
 	size_t head, count;
 	bool rescan, busy, stopping;
+	unsigned max_per_inbox, max_age_s; /* retention, 0 = none */
+	uint64_t last_retention_ms;
 };
+
+/* Retention (issue 14): the oldest messages of an inbox beyond
+ * max_messages_per_inbox, and every message older than max_message_age,
+ * are deleted, here on the indexer's thread, never on an SMTP loop. */
+static void retain_inbox(struct sg_indexer *ix, const char *inbox)
+{
+	if (ix->max_per_inbox == 0 && ix->max_age_s == 0)
+		return;
+	struct sg_mail_entry *e = NULL;
+	size_t n = 0;
+	if (sg_mail_list(ix->mail, inbox, &e, &n, NULL) < 0)
+		return;
+	int64_t cutoff = ix->max_age_s > 0 ? ((int64_t)time(NULL) - (int64_t)ix->max_age_s) * 1000000000
+					   : INT64_MIN;
+	size_t removed = 0;
+	for (size_t i = 0; i < n; i++) { /* newest first */
+		bool over = ix->max_per_inbox > 0 && i >= ix->max_per_inbox;
+		if (!over && e[i].mtime_ns >= cutoff)
+			continue;
+		if (sg_mail_delete(ix->mail, inbox, e[i].id, NULL) == 1) {
+			sg_search_delete(ix->search, inbox, e[i].id);
+			removed++;
+		}
+	}
+	free(e);
+	if (removed > 0) {
+		char v[300];
+		sg_log(SG_INFO, "retention", "inbox=%s removed=%zu max_messages=%u max_age_s=%u",
+		       sg_log_value(inbox, v, sizeof(v)), removed, ix->max_per_inbox, ix->max_age_s);
+	}
+}
+
+static void retain_all(struct sg_indexer *ix)
+{
+	char *dir = sg_asprintf("%s/mail", ix->data_dir);
+	DIR *d = opendir(dir);
+	if (d != NULL) {
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL && !ix->stopping)
+			if (de->d_name[0] != '.' && sg_cred_validate_login(de->d_name, NULL) == 0)
+				retain_inbox(ix, de->d_name);
+		closedir(d);
+	}
+	free(dir);
+	ix->last_retention_ms = sg_now_ms();
+}
 
 static void on_event(void *ctx, const char *type, const char *json)
 {
@@ -168,6 +218,7 @@ static void *indexer_main(void *arg)
 			ix->busy = true;
 			pthread_mutex_unlock(&ix->m);
 			rescan(ix);
+			retain_all(ix);
 			pthread_mutex_lock(&ix->m);
 			ix->busy = false;
 			continue;
@@ -179,12 +230,25 @@ static void *indexer_main(void *arg)
 			ix->busy = true;
 			pthread_mutex_unlock(&ix->m);
 			index_one(ix, it.inbox, it.id, 0);
+			retain_inbox(ix, it.inbox);
+			pthread_mutex_lock(&ix->m);
+			ix->busy = false;
+			continue;
+		}
+		if ((ix->max_per_inbox > 0 || ix->max_age_s > 0) &&
+		    sg_now_ms() - ix->last_retention_ms >= RETENTION_EVERY_MS) {
+			ix->busy = true;
+			pthread_mutex_unlock(&ix->m);
+			retain_all(ix);
 			pthread_mutex_lock(&ix->m);
 			ix->busy = false;
 			continue;
 		}
 		pthread_cond_broadcast(&ix->idle_cv);
-		pthread_cond_wait(&ix->cv, &ix->m);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += RETENTION_EVERY_MS / 1000;
+		pthread_cond_timedwait(&ix->cv, &ix->m, &ts);
 	}
 	pthread_cond_broadcast(&ix->idle_cv);
 	pthread_mutex_unlock(&ix->m);
@@ -192,7 +256,8 @@ static void *indexer_main(void *arg)
 }
 
 struct sg_indexer *sg_indexer_start(const char *data_dir, struct sg_mail_store *mail,
-				    struct sg_events *events, struct sg_search *search)
+				    struct sg_events *events, struct sg_search *search,
+				    unsigned max_per_inbox, unsigned max_age_s)
 {
 	if (mail == NULL || search == NULL)
 		return NULL;
@@ -203,6 +268,8 @@ struct sg_indexer *sg_indexer_start(const char *data_dir, struct sg_mail_store *
 	ix->search = search;
 	ix->rescan = true;
 	ix->handle = -1;
+	ix->max_per_inbox = max_per_inbox;
+	ix->max_age_s = max_age_s;
 	pthread_mutex_init(&ix->m, NULL);
 	pthread_cond_init(&ix->cv, NULL);
 	pthread_cond_init(&ix->idle_cv, NULL);

@@ -18,6 +18,7 @@
 #include "core/util.h"
 #include "server/server.h"
 #include "server/session.h"
+#include "store/cred.h"
 #include "server/throttle.h"
 #include "store/events.h"
 
@@ -233,6 +234,29 @@ void auth_job_work(struct sess_job *j)
 	j->status = s->mech->server_step(s->mech_state, in, j->in.len, &j->out, &j->res);
 }
 
+/* auth_accept_any (sandbox, loopback only): a login that is no account is
+ * accepted with any password by PLAIN, LOGIN and CRAM-MD5, and its inbox
+ * appears with its first message. Real accounts keep their real checks
+ * (a wrong password for one still fails). */
+static bool accept_any(struct sg_session *s, struct sess_job *j)
+{
+	const struct sg_mech *m = s->mech;
+	if (!s->srv->cfg.auth_accept_any || m == NULL || j->res.reason == NULL ||
+	    strcmp(j->res.reason, "unknown_account") != 0 ||
+	    (strcmp(m->name, "PLAIN") != 0 && strcmp(m->name, "LOGIN") != 0 &&
+	     strcmp(m->name, "CRAM-MD5") != 0) ||
+	    sg_cred_validate_login(j->res.login, NULL) < 0)
+		return false;
+	log_auth(s, j->res.login, "accepted_any", "unknown_account");
+	s->authenticated = true;
+	s->accepted_any = true;
+	sg_strlcpy(s->login, j->res.login, sizeof(s->login));
+	s->auth_mech_name = m->name;
+	auth_abort(s);
+	sess_reply(s, SG_R_AUTH_OK);
+	return true;
+}
+
 void auth_job_done(struct sg_session *s, struct sess_job *j)
 {
 	const struct sg_mech *m = s->mech;
@@ -264,6 +288,8 @@ void auth_job_done(struct sg_session *s, struct sess_job *j)
 		sess_reply(s, SG_R_AUTH_OK);
 		return;
 	case SG_MECH_FAIL: {
+		if (accept_any(s, j))
+			return;
 		unsigned ms;
 		if (s->error_challenge) {
 			ms = s->error_delay_ms; /* counted and logged with the challenge */

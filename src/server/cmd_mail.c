@@ -96,7 +96,8 @@ void cmd_mail(struct sg_session *s, char *args)
 		return;
 	}
 	char pv[300];
-	if (s->authenticated && s->lst->cfg->sender_enforce && pc.path[0] != '\0') {
+	/* (an accept-any login owns no address: it may send as anybody) */
+	if (s->authenticated && !s->accepted_any && s->lst->cfg->sender_enforce && pc.path[0] != '\0') {
 		int r = sg_cred_owns_address(s->srv->creds, s->login, pc.path);
 		if (r < 0) {
 			sess_reply(s, SG_R_LOCAL_ERROR);

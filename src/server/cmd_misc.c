@@ -31,6 +31,7 @@ void cmd_starttls(struct sg_session *s, char *args)
 	s->esmtp = false;
 	s->helo[0] = '\0';
 	s->authenticated = false;
+	s->accepted_any = false;
 	s->login[0] = '\0';
 	s->auth_mech_name = NULL;
 	s->after_starttls = true;

@@ -58,6 +58,11 @@ static const struct key global_keys[] = {
 	{"http_listen", STR(http_listen)},
 	{"http_open", BOOL(http_open)},
 	{"http_tls", BOOL(http_tls)},
+	{"auth_accept_any", BOOL(auth_accept_any)},
+	{"max_messages_per_inbox", UINT(max_messages_per_inbox, 0, 100000000)},
+	{"max_message_age", UINT(max_message_age, 0, 3650u * 86400u)},
+	{"webhook_url", STR(webhook_url)},
+	{"webhook_allow_remote", BOOL(webhook_allow_remote)},
 	{"fault", K_STR, 0, 0, 0, 0}, /* special: repeatable */
 	{"workers", UINT(workers, 1, 256)},
 	{"sender_policy", K_STR, 0, 0, 0, 0}, /* special: enforce | off */

@@ -93,6 +93,12 @@ struct sg_config {
 	char http_listen[80];         /* "127.0.0.1:8025"; "off" disables it */
 	bool http_open;               /* no access control (loopback only) */
 	bool http_tls;                /* HTTPS with tls_cert / tls_key */
+	/* sandbox features (docs/sandbox.md) */
+	bool auth_accept_any;         /* any login/password with PLAIN, LOGIN, CRAM-MD5 (loopback only) */
+	unsigned max_messages_per_inbox; /* retention: 0 = no limit */
+	unsigned max_message_age;     /* retention, seconds: 0 = no limit */
+	char webhook_url[512];        /* "" = none */
+	bool webhook_allow_remote;
 	/* fault-injection rules from the config file ("fault = stage=auth reply=...") */
 	size_t nfaults;
 	char faults[SG_MAX_FAULTS][256];

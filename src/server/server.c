@@ -21,6 +21,7 @@
 #include "core/tls.h"
 #include "core/util.h"
 #include "http/http.h"
+#include "http/webhook.h"
 #include "sasl/jwt.h"
 #include "store/events.h"
 #include "store/faults.h"
@@ -288,6 +289,11 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 		snprintf(err, errsize, "fault rules: %s", error);
 		return -1;
 	}
+	if (sg_webhook_start(c->webhook_url, c->webhook_allow_remote, c->data_dir, srv->events,
+			     &srv->webhook, &error) < 0) {
+		snprintf(err, errsize, "webhook: %s", error);
+		return -1;
+	}
 	/* Rules from the config file replace those of the previous start. */
 	size_t cleared;
 	if (sg_faults_clear(srv->faults, "config", &cleared, &error) < 0) {
@@ -315,6 +321,9 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 		.listen_host = host,
 		.port = (unsigned)port,
 		.open = c->http_open,
+		.accept_any = c->auth_accept_any,
+		.max_messages_per_inbox = c->max_messages_per_inbox,
+		.max_message_age = c->max_message_age,
 		.data_dir = c->data_dir,
 		.tls_cert = c->http_tls ? c->tls_cert : NULL,
 		.tls_key = c->http_tls ? c->tls_key : NULL,
@@ -329,6 +338,55 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 	return 0;
 }
 
+/* auth_accept_any lets anybody in: only when nothing but this machine can
+ * connect (every SMTP listener and the HTTP listener on loopback). */
+static bool host_is_loopback(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (strcmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	return false;
+}
+
+static bool accept_any_refused(const struct sg_config *c, char *err, size_t errsize)
+{
+	for (size_t i = 0; i < c->nlisteners; i++)
+		if (!host_is_loopback(c->listeners[i].host)) {
+			snprintf(err, errsize,
+				 "auth_accept_any = yes is allowed only when every listener is on a "
+				 "loopback address; listener %s is on %s",
+				 c->listeners[i].name, c->listeners[i].host[0] != '\0' ? c->listeners[i].host : "*");
+			return true;
+		}
+	if (strcmp(c->http_listen, "off") != 0) {
+		char host[80];
+		sg_strlcpy(host, c->http_listen, sizeof(host));
+		char *colon = strrchr(host, ':');
+		if (colon != NULL)
+			*colon = '\0';
+		char *h = host;
+		if (h[0] == '[') {
+			h++;
+			char *e = strchr(h, ']');
+			if (e != NULL)
+				*e = '\0';
+		}
+		if (!host_is_loopback(h)) {
+			snprintf(err, errsize,
+				 "auth_accept_any = yes is allowed only when every listener is on a "
+				 "loopback address; http_listen is %s",
+				 c->http_listen);
+			return true;
+		}
+	}
+	return false;
+}
+
 int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 {
 	struct sg_config *c = &srv->cfg;
@@ -336,6 +394,8 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 	umask(077);
 	sg_privs_no_core_dumps();
 	if (mkdir_private(c->data_dir, err, errsize) < 0)
+		return -1;
+	if (c->auth_accept_any && accept_any_refused(c, err, errsize))
 		return -1;
 	/* As root: the TLS key is read and the listeners bound first, then the
 	 * data directory is handed over and root is dropped, before any client
@@ -535,6 +595,7 @@ void sg_server_deinit(struct sg_server *srv)
 	free(srv->loops);
 	srv->loops = NULL;
 	sg_http_stop(&srv->http);
+	sg_webhook_stop(&srv->webhook);
 	sg_events_close(&srv->events);
 	sg_faults_close(&srv->faults);
 	sg_throttle_free(&srv->throttle);

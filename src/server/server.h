@@ -63,6 +63,7 @@ struct sg_server {
 	struct sg_events *events;
 	struct sg_faults *faults;
 	struct sg_http *http;
+	struct sg_webhook *webhook;
 	struct sg_metrics metrics;
 	struct sg_loop *loops;
 	unsigned nloops;

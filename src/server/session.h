@@ -84,6 +84,7 @@ struct sg_session {
 	uint64_t started_ms;
 	/* authentication */
 	bool authenticated;
+	bool accepted_any;              /* by auth_accept_any (no account) */
 	char login[SG_LOGIN_MAX + 1];
 	const char *auth_mech_name;
 	const struct sg_mech *mech;

@@ -35,7 +35,8 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS msgs(rowid INTEGER PRIMARY KEY, inbox TEXT NOT NULL,"
 	" id TEXT NOT NULL, received_ms INTEGER NOT NULL, has_att INTEGER NOT NULL DEFAULT 0,"
 	" seen INTEGER NOT NULL DEFAULT 0, tags TEXT NOT NULL DEFAULT '', UNIQUE(inbox, id));"
-	"CREATE INDEX IF NOT EXISTS msgs_order ON msgs(received_ms, id, inbox);"
+	"DROP INDEX IF EXISTS msgs_order;"
+	"CREATE INDEX IF NOT EXISTS msgs_inbox_order ON msgs(inbox, received_ms, id, seen, has_att);"
 	"CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(subject, sender, rcpts, body, attachments,"
 	" tokenize = 'unicode61 remove_diacritics 2');";
 
@@ -261,6 +262,14 @@ int sg_search_delete(struct sg_search *s, const char *inbox, const char *id)
 	free(q1);
 	free(q2);
 	return ret;
+}
+
+int sg_search_batch(struct sg_search *s, bool begin)
+{
+	pthread_mutex_lock(&s->lock);
+	int r = exec1(s->db, begin ? "BEGIN IMMEDIATE" : "COMMIT");
+	pthread_mutex_unlock(&s->lock);
+	return r;
 }
 
 int sg_search_has(struct sg_search *s, const char *inbox, const char *id)
@@ -560,16 +569,19 @@ int sg_search_parse(const char *q, struct sg_search_parsed *p, const char **erro
 		}
 		if (!has_token(v, vl))
 			continue; /* nothing the index could match: ignored */
+		/* a whole address is matched as a phrase, not a prefix: its last
+		 * token ("test", "com") would otherwise expand to half the index */
+		bool phrase = quoted || memchr(v, '@', vl) != NULL;
 		if (neg) {
 			struct sg_buf nb;
 			sg_buf_init(&nb, 8 * SG_SEARCH_Q_MAX);
-			fts_term(&nb, col, v, vl, quoted);
+			fts_term(&nb, col, v, vl, phrase);
 			p->neg[p->nneg++] = sg_strdup(sg_buf_str(&nb));
 			sg_buf_free(&nb);
 		} else {
 			if (p->match.len > 0)
 				sg_buf_append_str(&p->match, " AND ");
-			fts_term(&p->match, col, v, vl, quoted);
+			fts_term(&p->match, col, v, vl, phrase);
 		}
 	}
 	return 0;
@@ -634,10 +646,13 @@ int sg_search_run(struct sg_search *s, const struct sg_search_query *q,
 		sg_buf_append_str(&w.sql, ")");
 	}
 	const struct sg_search_parsed *p = q->parsed;
+	/* with text terms the FTS5 match drives the query (its rows looked up
+	 * in msgs by rowid); without, the (inbox, received_ms) index does */
+	bool text = p != NULL && p->match.len > 0;
+	const char *from = text ? "fts JOIN msgs m ON m.rowid = fts.rowid" : "msgs m";
 	if (p != NULL) {
-		if (p->match.len > 0)
-			w_text(&w, " AND m.rowid IN (SELECT rowid FROM fts WHERE fts MATCH ?)",
-			       sg_buf_str(&p->match));
+		if (text)
+			w_text(&w, " AND fts MATCH ?", sg_buf_str(&p->match));
 		for (size_t i = 0; i < p->nneg; i++)
 			w_text(&w, " AND m.rowid NOT IN (SELECT rowid FROM fts WHERE fts MATCH ?)", p->neg[i]);
 		if (p->has_attachment >= 0)
@@ -666,7 +681,7 @@ int sg_search_run(struct sg_search *s, const struct sg_search_query *q,
 	int ret = -1;
 	sqlite3_stmt *st = NULL;
 	pthread_mutex_lock(&s->lock);
-	char *sql = sg_asprintf("SELECT count(*) FROM msgs m%s", sg_buf_str(&w.sql));
+	char *sql = sg_asprintf("SELECT count(*) FROM %s%s", from, sg_buf_str(&w.sql));
 	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
 	free(sql);
 	if (rc != SQLITE_OK)
@@ -701,9 +716,9 @@ int sg_search_run(struct sg_search *s, const struct sg_search_query *q,
 		w_text(&w, " OR (m.id = ?", q->before_id);
 		w_text(&w, " AND m.inbox < ?))))", q->before_inbox);
 	}
-	sql = sg_asprintf("SELECT m.inbox, m.id, m.received_ms FROM msgs m%s"
+	sql = sg_asprintf("SELECT m.inbox, m.id, m.received_ms FROM %s%s"
 			  " ORDER BY m.received_ms DESC, m.id DESC, m.inbox DESC LIMIT %zu",
-			  sg_buf_str(&w.sql), q->limit);
+			  from, sg_buf_str(&w.sql), q->limit);
 	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
 	free(sql);
 	if (rc != SQLITE_OK)

@@ -50,6 +50,8 @@ struct sg_search_doc {
 
 /* Index (or re-index) one message; read state and tags are kept. 0 / -1. */
 int sg_search_put(struct sg_search *s, const struct sg_search_doc *d, const char **error_r);
+/* Group many puts in one transaction (bulk indexing): begin, puts, end. */
+int sg_search_batch(struct sg_search *s, bool begin);
 /* Forget one message (id NULL: every message of the inbox). 0 / -1. */
 int sg_search_delete(struct sg_search *s, const char *inbox, const char *id);
 /* Is the message indexed? 1 / 0 / -1. */
