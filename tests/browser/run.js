@@ -145,6 +145,10 @@ async function desktop(browser) {
       boxes[1].x < boxes[2].x && Math.abs(boxes[0].y - boxes[2].y) < 2, boxes);
     check('desktop.no_back_controls', !(await page.isVisible('#back-list')) && !(await page.isVisible('#back-inboxes')));
     check('desktop.no_overflow', (await docWidth(page)) <= 1440, await docWidth(page));
+    const banner = (await page.isVisible('#banner')) ? await page.textContent('#banner') : '';
+    check('banner.accept_any', banner.startsWith('Accept-any mode is on'), banner);
+    const ret = (await page.isVisible('#retention')) ? await page.textContent('#retention') : '';
+    check('retention.shown', ret === 'Retention: the newest 500 messages per inbox are kept; messages older than 7 days are removed.', ret);
 
     // 5: nothing asks for notification permission before the button
     check('notify.no_request_on_load', (await page.evaluate(() => window.__sgPerm.length)) === 0);

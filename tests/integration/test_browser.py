@@ -84,7 +84,9 @@ class BrowserTest(unittest.TestCase):
         Outside.hits = []
         cls.outside = http.server.ThreadingHTTPServer((harness.HOST, 0), Outside)
         threading.Thread(target=cls.outside.serve_forever, daemon=True).start()
-        cls.srv = th.start_http_server((ALICE, BOB))
+        # accept-any (real accounts keep real checks) and retention, for the banner and the note
+        cls.srv = th.start_http_server((ALICE, BOB), settings={
+            "auth_accept_any": "yes", "max_messages_per_inbox": 500, "max_message_age": 7 * 86400})
         try:
             cls._run()
         except BaseException:
@@ -252,6 +254,9 @@ class BrowserTest(unittest.TestCase):
                     "notify.request_on_click", "notify.shown_for_new_mail")
         for n in ("browser-desktop-dark.png", "browser-phone-dark.png"):
             self.assertGreater(os.path.getsize(os.path.join(OUT, n)), 1000, n)
+
+    def test_accept_any_banner_and_retention(self):
+        self.checks("banner.accept_any", "retention.shown")
 
     def test_message_views(self):
         self.checks("views.source", "views.widths", "views.link_list")

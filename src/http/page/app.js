@@ -155,23 +155,30 @@ async function tryStart() {
   connectEvents();
 }
 
-// Server facts the API may announce on /api/v1/me: accept-any mode and the
-// retention limits (shown when present).
+function fmtAge(sec) {
+  const units = [[86400, 'day'], [3600, 'hour'], [60, 'minute'], [1, 'second']];
+  for (const [n, name] of units)
+    if (sec >= n && sec % n === 0) return sec / n + ' ' + name + (sec / n === 1 ? '' : 's');
+  return sec + ' seconds';
+}
+
+// What /api/v1/me says about the server: accept-any mode (a banner) and the
+// retention limits (under the inboxes); 0 means no limit.
 function showBanner(me) {
   const b = $('banner');
-  if (me.auth_accept_any) {
-    b.textContent = 'Accept-any mode is on: any login and password is accepted (PLAIN, LOGIN, ' +
-      'CRAM-MD5) and gets its own inbox. Real accounts are still checked.';
+  if (me.accept_any) {
+    b.textContent = 'Accept-any mode is on: any login and password is accepted with PLAIN, LOGIN ' +
+      'and CRAM-MD5 and gets an inbox of its own; real accounts are still checked.';
     b.hidden = false;
   } else {
     b.hidden = true;
   }
   const ret = me.retention || {};
   const parts = [];
-  if (ret.max_messages_per_inbox) parts.push('at most ' + ret.max_messages_per_inbox + ' messages per inbox');
-  if (ret.max_message_age) parts.push('messages older than ' + ret.max_message_age + ' are removed');
-  $('retention').textContent = parts.length ? 'Retention: ' + parts.join('; ') + '.' : '';
-  $('retention').hidden = !parts.length;
+  if (ret.max_messages_per_inbox > 0) parts.push('the newest ' + ret.max_messages_per_inbox + ' messages per inbox are kept');
+  if (ret.max_message_age > 0) parts.push('messages older than ' + fmtAge(ret.max_message_age) + ' are removed');
+  $('retention').textContent = parts.length ? 'Retention: ' + parts.join('; ') + '.' : 'Retention: messages are kept until deleted.';
+  $('retention').hidden = false;
 }
 
 $('login-form').addEventListener('submit', (ev) => {
