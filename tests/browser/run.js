@@ -423,6 +423,16 @@ async function admin(browser) {
   try {
     await page.goto(cfg.url);
     await signIn(page, { token: cfg.token });
+    // 7: the admin searches every inbox at once
+    await page.click('#inboxes li[data-login="*"]');
+    const r1 = await search(page, 'login:' + cfg.alice.login + ' subject:invoice');
+    const r2 = await search(page, 'login:' + cfg.bob.login);
+    const froms = await page.$$eval('#messages li:not(.empty) .from', (l) => l.map((e) => e.textContent));
+    check('search.admin_all_inboxes', JSON.stringify(r1.subjects) === JSON.stringify([S.invoice]) && r1.count === '1 match' &&
+      r2.subjects.length === 0 && r2.empty.startsWith('No message matches') && (await page.isDisabled('#delete-all')), { r1, r2, froms });
+    await search(page, '');
+    check('search.admin_rows_name_inbox', (await page.$$eval('#messages li:not(.empty) .from', (l) => l.map((e) => e.textContent)))
+      .every((f) => f.startsWith(cfg.alice.login + ' \u00b7 ')));
     await page.click('#inboxes li:not(.empty)[data-login="' + cfg.alice.login + '"]');
     await page.waitForSelector('#messages li:not(.empty)', { timeout: 10000 });
     await openBySubject(page, S.links);

@@ -265,7 +265,8 @@ class BrowserTest(unittest.TestCase):
         self.checks("search.subject", "search.has_attachment", "search.phrase", "search.negation",
                     "search.from", "search.to", "search.before_after", "search.before_none",
                     "search.is_unread", "read.unread_bold", "read.marked_on_open", "read.mark_unread",
-                    "tags.add_show", "tags.filter", "tags.remove")
+                    "tags.add_show", "tags.filter", "tags.remove", "search.admin_all_inboxes",
+                    "search.admin_rows_name_inbox")
 
     def test_screenshots(self):
         self.assertIsNotNone(self.res)

@@ -120,6 +120,7 @@ function signOut(msg) {
   state = freshState();
   auth = '';
   sessionStorage.removeItem('sg-auth');
+  localStorage.removeItem('sg-notify');
   clearSessionView();
   showLogin(msg);
 }
@@ -303,6 +304,8 @@ function makeRow(ul, li, open) {
   });
 }
 
+const ALL = '*';
+
 async function loadInboxes(first) {
   const data = await apiJson('/api/v1/inboxes');
   state.inboxes = data.inboxes;
@@ -324,6 +327,16 @@ async function loadInboxes(first) {
     makeRow(ul, li, (kb) => selectInbox(ib.login, kb));
     ul.appendChild(li);
   }
+  if (state.me && state.me.admin && data.inboxes.length > 1) {
+    // the admin searches every inbox at once through /api/v1/search
+    const li = el('li', 'all');
+    li.dataset.login = ALL;
+    li.appendChild(el('span', 'name', 'All inboxes'));
+    li.appendChild(el('span', 'count', data.inboxes.reduce((n, ib) => n + ib.messages, 0)));
+    if (state.inbox === ALL) li.classList.add('on');
+    makeRow(ul, li, (kb) => selectInbox(ALL, kb));
+    ul.insertBefore(li, ul.firstChild);
+  }
   if (!ul.children.length) ul.appendChild(el('li', 'empty muted', 'No inbox yet.'));
   const cur = rows(ul).find((r) => r.dataset.login === (hadFocus || state.inbox)) || rows(ul)[0];
   if (cur) setTabStop(ul, cur);
@@ -341,6 +354,7 @@ async function selectInbox(login, keyboard, stay) {
     closeMessage();
   }
   for (const li of rows($('inboxes'))) li.classList.toggle('on', li.dataset.login === login);
+  $('delete-all').disabled = login === ALL;
   if (!stay) setPane('list');
   await loadMessages(false);
   if (keyboard) focusRow($('messages'));
@@ -373,7 +387,7 @@ function messageItem(m, fresh) {
   li.dataset.id = m.id;
   if (m.read === false) li.classList.add('unread');
   li.appendChild(el('div', 'subj', m.subject || '(no subject)'));
-  li.appendChild(el('div', 'from', m.from || m.envelope_from || ''));
+  li.appendChild(el('div', 'from', (state.inbox === ALL && m.inbox ? m.inbox + ' \u00b7 ' : '') + (m.from || m.envelope_from || '')));
   const when = el('div', 'when', fmtTime(m.received_ms) + ' · ' + fmtSize(m.size) +
     (m.auth ? ' · ' + m.auth.mechanism : '') + (m.tls ? ' · ' + m.tls.version : ''));
   li.appendChild(when);
@@ -406,7 +420,8 @@ function showTagFilter() {
 async function loadMessages(append, freshId) {
   if (!state.inbox) return;
   const q = $('search').value.trim();
-  let url = '/api/v1/inboxes/' + encodeURIComponent(state.inbox) + '/messages?limit=50';
+  let url = state.inbox === ALL ? '/api/v1/search?limit=50'
+    : '/api/v1/inboxes/' + encodeURIComponent(state.inbox) + '/messages?limit=50';
   if (q) url += '&q=' + encodeURIComponent(q);
   if (state.tag) url += '&tag=' + encodeURIComponent(state.tag);
   if (append && state.next) url += '&before=' + encodeURIComponent(state.next);
@@ -434,7 +449,8 @@ async function loadMessages(append, freshId) {
     ul.appendChild(el('li', 'empty', filtered
       ? 'No message matches ' + (q ? '\u201c' + q + '\u201d' : '') + (q && state.tag ? ' ' : '') +
         (state.tag ? 'tagged ' + state.tag : '') + '.'
-      : 'This inbox is empty: mail sent to ' + state.inbox + ' shows up here as it arrives.'));
+      : state.inbox === ALL ? 'No message in any inbox yet.'
+        : 'This inbox is empty: mail sent to ' + state.inbox + ' shows up here as it arrives.'));
     return;
   }
   const cur = rows(ul).find((r) => r.dataset.id === (hadFocus || state.message)) || rows(ul)[0];
@@ -454,7 +470,7 @@ $('search').addEventListener('keydown', (ev) => {
   if (ev.key === 'Escape') { $('search').value = ''; loadMessages(false); }
 });
 $('delete-all').addEventListener('click', async () => {
-  if (!state.inbox || !confirm('Delete every message of ' + state.inbox + '?')) return;
+  if (!state.inbox || state.inbox === ALL || !confirm('Delete every message of ' + state.inbox + '?')) return;
   await apiJson('/api/v1/inboxes/' + encodeURIComponent(state.inbox) + '/messages', { method: 'DELETE' });
   closeMessage();
   loadMessages(false);
@@ -970,7 +986,7 @@ async function connectEvents() {
     if (state.es !== es) return;
     const m = JSON.parse(ev.data);
     loadInboxes();
-    if (m.login === state.inbox) loadMessages(false, m.id);
+    if (m.login === state.inbox || state.inbox === ALL) loadMessages(false, m.id);
     notifyMail(m);
   });
   es.addEventListener('auth', (ev) => {
