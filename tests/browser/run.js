@@ -23,7 +23,11 @@ const cfg = JSON.parse(process.env.SG_CONFIG);
 const out = process.env.SG_OUT;
 const result = { checks: {}, errors: {}, console: [], requests: [], finished: [], failed: [] };
 
+let t0 = Date.now();
+result.marks = [];
+function mark(name) { result.marks.push(name + ' ' + (Date.now() - t0)); }
 function check(name, ok, detail) {
+  mark(name);
   result.checks[name] = { ok: !!ok, detail: detail === undefined ? null : detail };
 }
 
@@ -59,7 +63,7 @@ function shot(page, name) {
   return page.screenshot({ path: path.join(out, name) });
 }
 
-async function newPage(browser, opts) {
+async function newContext(browser, opts) {
   const ctx = await browser.newContext(Object.assign({ viewport: { width: 1440, height: 900 } }, opts));
   // records every permission request and notification, to prove the page asks
   // only after the button is clicked
@@ -76,6 +80,11 @@ async function newPage(browser, opts) {
     window.Notification = Recorded;
   });
   ctx.setDefaultTimeout(10000);
+  return ctx;
+}
+
+async function newPage(ctx) {
+  mark('newpage');
   const page = await ctx.newPage();
   page.on('console', (m) => result.console.push(m.type() + ': ' + m.text()));
   page.on('pageerror', (e) => result.console.push('pageerror: ' + e.message));
@@ -89,6 +98,7 @@ async function newPage(browser, opts) {
 }
 
 async function signIn(page, who) {
+  mark('signin-start');
   if (who.token) {
     await page.fill('#login-token', who.token);
   } else {
@@ -98,6 +108,7 @@ async function signIn(page, who) {
   await page.click('#login-submit');
   await page.waitForSelector('#app:not([hidden])', { timeout: 10000 });
   await page.waitForSelector('#inboxes li:not(.empty)', { state: 'attached', timeout: 10000 });
+  mark('signed-in');
 }
 
 const rowSubjects = (page) => page.$$eval('#messages li:not(.empty) .subj', (l) => l.map((e) => e.textContent));
@@ -130,14 +141,14 @@ async function openBySubject(page, subj) {
 
 // ---------------------------------------------------------------- desktop
 
-async function desktop(browser) {
-  const { ctx, page } = await newPage(browser);
+async function desktop(browser, ctx) {
+  const { page } = await newPage(ctx);
   const S = cfg.subjects;
   try {
     await page.goto(cfg.url);
     await signIn(page, cfg.alice);
     await page.waitForSelector('#live.on', { timeout: 15000 });
-    await shot(page, 'browser-1-signed-in.png');
+    mark('live-on');
 
     // 1: the desktop layout is still three panes side by side
     const boxes = await Promise.all(['#inbox-pane', '#list-pane', '#view-pane'].map((s) => page.locator(s).boundingBox()));
@@ -158,7 +169,6 @@ async function desktop(browser) {
     const item = page.locator('#messages li', { hasText: S.live });
     await item.waitFor({ timeout: 20000 });
     check('live.appeared', true);
-    await shot(page, 'browser-2-live.png');
 
     // 7: unread rows are bold until opened
     const w = await item.locator('.subj').evaluate((e) => getComputedStyle(e).fontWeight);
@@ -357,14 +367,15 @@ async function desktop(browser) {
     await shot(page, 'browser-error-desktop.png').catch(() => {});
     throw e;
   } finally {
-    await ctx.close();
+    await page.close();
   }
 }
 
 // ---------------------------------------------------------------- phone
 
 async function phone(browser) {
-  const { ctx, page } = await newPage(browser, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  const ctx = await newContext(browser, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const { page } = await newPage(ctx);
   const S = cfg.subjects;
   try {
     await page.goto(cfg.url);
@@ -417,8 +428,8 @@ async function phone(browser) {
 
 // ---------------------------------------------------------------- admin, then bob
 
-async function admin(browser) {
-  const { ctx, page } = await newPage(browser);
+async function admin(browser, ctx) {
+  const { page } = await newPage(ctx);
   const S = cfg.subjects;
   try {
     await page.goto(cfg.url);
@@ -487,7 +498,7 @@ async function admin(browser) {
     await shot(page, 'browser-error-admin.png').catch(() => {});
     throw e;
   } finally {
-    await ctx.close();
+    await page.close();
   }
 }
 
@@ -499,10 +510,13 @@ async function main() {
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   try {
+    // desktop and admin share a context (each its own page, so its own
+    // sessionStorage); the phone has its own (touch, mobile viewport)
+    const desk = await newContext(browser);
     for (const [name, fn] of [['desktop', desktop], ['phone', phone], ['admin', admin]]) {
-      const t0 = Date.now();
+      t0 = Date.now();
       try {
-        await fn(browser);
+        await fn(browser, desk);
       } catch (e) {
         result.errors[name] = String(e && e.stack || e) + '\nbrowser console: ' + JSON.stringify(result.console.slice(-10));
       }

@@ -6,7 +6,7 @@ world (a tracking pixel that must never be fetched, and the target page of a lin
 seeds alice's inbox with smtplib and two fault rules with the API, then runs run.js, answering
 its requests (send a message now, fire a fault now). run.js records named checks; each test
 method below asserts the checks of one part of the page. Screenshots go to tests/out/browser-*.png
-(desktop light and dark, phone list, message and dark, the admin's fault rules, bob after the
+(desktop light and dark, phone list, message, auth log and dark, the admin's fault rules, bob after the
 admin signed out).
 
 Skips (with the reason) when chromium, node or playwright-core are missing and `npm install` in
