@@ -694,6 +694,7 @@ static void message_route(struct sg_http_req *r, struct sg_http_resp *resp, cons
 	if (sub[0] == '\0' ? !allow(r, resp, "GET, DELETE")
 	    : strcmp(sub, "raw") == 0 || strncmp(sub, "attachments/", 12) == 0 ? !allow(r, resp, "GET")
 	    : strcmp(sub, "tags") == 0 || strcmp(sub, "read") == 0		 ? !allow(r, resp, "PUT")
+	    : strcmp(sub, "links") == 0 || strcmp(sub, "html-check") == 0	 ? !allow(r, resp, "GET")
 										 : false)
 		return;
 	char login[256];
@@ -715,6 +716,13 @@ static void message_route(struct sg_http_req *r, struct sg_http_resp *resp, cons
 			sg_search_set_read(ctx->search, login, id, true);
 		add_state(ctx, o, login, id);
 		send_json(resp, 200, o);
+	} else if (strcmp(sub, "links") == 0 || strcmp(sub, "html-check") == 0) {
+		json_t *o = strcmp(sub, "links") == 0 ? sg_msg_links_json(ctx->mail, login, id)
+						      : sg_msg_htmlcheck_json(ctx->mail, login, id);
+		if (o == NULL)
+			sg_http_error(resp, 404, "no such message");
+		else
+			send_json(resp, 200, o);
 	} else if (strcmp(sub, "tags") == 0 || strcmp(sub, "read") == 0) {
 		put_state(r, resp, login, id, strcmp(sub, "tags") == 0);
 	} else if (sub[0] == '\0' && method_is(r, "DELETE")) {
@@ -743,6 +751,8 @@ static void message_route(struct sg_http_req *r, struct sg_http_resp *resp, cons
 		resp->content_type = "text/plain; charset=utf-8";
 		resp->fd = fd;
 		snprintf(resp->disposition, sizeof(resp->disposition), "inline; filename=\"%s.eml\"", id);
+	} else if (strcmp(sub, "release") == 0 && method_is(r, "POST")) {
+		sg_api_release(r, resp, login, id);
 	} else if (strncmp(sub, "attachments/", 12) == 0 && method_is(r, "GET")) {
 		uint64_t idx;
 		if (sg_parse_u64(sub + 12, 0, 10000, &idx) < 0) {
@@ -1060,6 +1070,7 @@ void sg_api_handle(struct sg_http_req *r, struct sg_http_resp *resp)
 		sg_buf_reset(&resp->body);
 		sg_buf_append_str(&resp->body, text);
 		free(text);
+		sg_api_queue_metrics(ctx, &resp->body);
 		resp->status = 200;
 		resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
 		return;
@@ -1080,6 +1091,8 @@ void sg_api_handle(struct sg_http_req *r, struct sg_http_resp *resp)
 		inbox_route(r, resp, p + 8);
 	} else if (strncmp(p, "messages/", 9) == 0) {
 		message_route(r, resp, p + 9);
+	} else if (strcmp(p, "queue") == 0 || strncmp(p, "queue/", 6) == 0) {
+		sg_api_queue(r, resp, p + 5);
 	} else if (strcmp(p, "auth-events") == 0) {
 		if (allow(r, resp, "GET"))
 			get_auth_events(r, resp);

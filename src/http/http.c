@@ -59,6 +59,7 @@
 #include "store/cred.h"
 #include "store/events.h"
 #include "store/search.h"
+#include "store/throttle.h"
 
 /* Connections (issue 10 item 19). Every local user shares 127.0.0.1, so
  * the per-address limit is no per-user limit: a connection that has not
@@ -131,6 +132,7 @@ struct sg_http {
 	atomic_bool stopping;
 	atomic_bool ready;
 	char *cert_pem, *key_pem;
+	struct sg_throttle *throttle;
 };
 
 struct req_state {
@@ -396,6 +398,23 @@ static enum MHD_Result send_buf_allow(struct MHD_Connection *c, unsigned status,
 	return ret;
 }
 
+static enum MHD_Result send_throttled(struct MHD_Connection *c, uint64_t retry_after_ms)
+{
+	static const char body[] = "{\"error\": \"too many failed logins from this address, retry later\"}";
+	struct MHD_Response *r = MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body,
+								 MHD_RESPMEM_PERSISTENT);
+	if (r == NULL)
+		return MHD_NO;
+	add_common_headers(r);
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	char ra[32];
+	snprintf(ra, sizeof(ra), "%llu", (unsigned long long)(retry_after_ms + 999) / 1000);
+	MHD_add_response_header(r, "Retry-After", ra);
+	enum MHD_Result ret = MHD_queue_response(c, 429, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 static enum MHD_Result send_json_error(struct MHD_Connection *c, unsigned status, const char *msg,
 				       bool www_auth);
 
@@ -490,9 +509,54 @@ static void cache_put(struct sg_http *h, const uint8_t key[32], uint64_t gen, co
 	pthread_mutex_unlock(&h->lock);
 }
 
-enum auth_outcome { AUTH_OK, AUTH_NONE, AUTH_BAD, AUTH_FORBIDDEN_PLAIN, AUTH_ERROR };
+enum auth_outcome { AUTH_OK, AUTH_NONE, AUTH_BAD, AUTH_FORBIDDEN_PLAIN, AUTH_ERROR, AUTH_THROTTLED };
 
-static enum auth_outcome check_basic(struct sg_http *h, const char *b64, struct sg_http_principal *who)
+/* HTTP Basic is a password check like SMTP AUTH: the same throttle (per
+ * address and per account, the same counters) and the same auth event log. */
+struct basic_check {
+	char ip[64];
+	unsigned delay_ms;        /* before a 401 */
+	uint64_t retry_after_ms;  /* AUTH_THROTTLED */
+};
+
+static void basic_event(struct sg_http *h, const struct basic_check *bc, const char *login,
+			const char *result, const char *reason)
+{
+	struct sg_auth_event e;
+	memset(&e, 0, sizeof(e));
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	e.time_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	sg_strlcpy(e.session, "http", sizeof(e.session));
+	sg_strlcpy(e.client_ip, bc->ip, sizeof(e.client_ip));
+	sg_strlcpy(e.listener, "http", sizeof(e.listener));
+	e.tls = h->tls;
+	sg_strlcpy(e.mech, "HTTP-BASIC", sizeof(e.mech));
+	sg_strlcpy(e.login, login, sizeof(e.login));
+	sg_strlcpy(e.result, result, sizeof(e.result));
+	sg_strlcpy(e.reason, reason != NULL ? reason : "", sizeof(e.reason));
+	if (h->ctx.events != NULL)
+		sg_events_auth(h->ctx.events, &e);
+	char lv[300];
+	sg_log(SG_INFO, "http_auth", "client=%s login=%s result=%s reason=%s", bc->ip,
+	       sg_log_value(login, lv, sizeof(lv)), result, reason != NULL ? reason : "-");
+}
+
+static void client_ip(struct MHD_Connection *c, char *out, size_t size)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	sg_strlcpy(out, "?", size);
+	if (ci == NULL || ci->client_addr == NULL)
+		return;
+	const struct sockaddr *sa = ci->client_addr;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out, (socklen_t)size);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out, (socklen_t)size);
+}
+
+static enum auth_outcome check_basic(struct sg_http *h, const char *b64, struct sg_http_principal *who,
+				     struct basic_check *bc)
 {
 	size_t n = strlen(b64);
 	if (n == 0 || n > 2048)
@@ -522,8 +586,18 @@ static enum auth_outcome check_basic(struct sg_http *h, const char *b64, struct 
 	uint8_t key[32];
 	uint64_t gen = sg_cred_generation(h->ctx.creds);
 	cache_key(h, login, password, key);
+	/* a pair verified moments ago is no guess: the page of a user who shares
+	 * the address with a guesser keeps working */
 	if (cache_hit(h, key, gen, who->login, sizeof(who->login))) {
+		sg_wipe(key, sizeof(key));
 		out = AUTH_OK;
+		goto done;
+	}
+	uint64_t now = sg_now_ms();
+	if (h->throttle != NULL && !sg_throttle_auth_allowed(h->throttle, bc->ip, now, &bc->retry_after_ms)) {
+		sg_wipe(key, sizeof(key));
+		basic_event(h, bc, "", "throttled", "cooling_off");
+		out = AUTH_THROTTLED;
 		goto done;
 	}
 	struct sg_account acct;
@@ -532,13 +606,22 @@ static enum auth_outcome check_basic(struct sg_http *h, const char *b64, struct 
 	if (r == 1) {
 		sg_strlcpy(who->login, acct.login, sizeof(who->login));
 		cache_put(h, key, gen, acct.login);
+		if (h->throttle != NULL)
+			sg_throttle_auth_ok(h->throttle, bc->ip, acct.login);
+		basic_event(h, bc, acct.login, "ok", NULL);
 		out = AUTH_OK;
 	} else if (r < 0) {
+		basic_event(h, bc, login, "tempfail", "store_error");
 		out = AUTH_ERROR;
 	} else {
-		char lv[300];
-		sg_log(SG_INFO, "http_auth", "login=%s result=fail reason=%s",
-		       sg_log_value(login, lv, sizeof(lv)), reason != NULL ? reason : "?");
+		char canon[256];
+		sg_throttle_canonical_login(h->ctx.creds, login, canon, sizeof(canon));
+		if (h->throttle != NULL) {
+			uint8_t tag[SG_THROTTLE_TAG_LEN];
+			sg_throttle_secret_tag(h->throttle, NULL, dec.data, dl, tag);
+			bc->delay_ms = sg_throttle_auth_failed(h->throttle, bc->ip, canon, tag, now);
+		}
+		basic_event(h, bc, canon, "fail", reason);
 	}
 	sg_wipe(key, sizeof(key));
 done:
@@ -599,9 +682,12 @@ static bool ticket_take(struct sg_http *h, const char *ticket, struct sg_http_pr
 }
 
 static enum auth_outcome authenticate(struct sg_http *h, struct MHD_Connection *c, const char *path,
-				      struct sg_http_principal *who)
+				      struct sg_http_principal *who, struct basic_check *bc)
 {
 	memset(who, 0, sizeof(*who));
+	memset(bc, 0, sizeof(*bc));
+	bc->delay_ms = BASIC_FAIL_DELAY_MS;
+	client_ip(c, bc->ip, sizeof(bc->ip));
 	if (h->open) {
 		who->admin = true;
 		return AUTH_OK;
@@ -634,7 +720,7 @@ static enum auth_outcome authenticate(struct sg_http *h, struct MHD_Connection *
 		const char *b = auth + 6;
 		while (*b == ' ')
 			b++;
-		return check_basic(h, b, who);
+		return check_basic(h, b, who, bc);
 	}
 	return AUTH_BAD;
 }
@@ -960,7 +1046,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return send_json_error(c, 404, "not found", false);
 
 	struct sg_http_principal who;
-	enum auth_outcome ao = authenticate(h, c, url, &who);
+	struct basic_check bc;
+	enum auth_outcome ao = authenticate(h, c, url, &who, &bc);
 	/* the page sends X-Requested-With so that a 401 does not pop up the
 	 * browser's own password dialog */
 	bool from_page = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Requested-With") != NULL;
@@ -971,10 +1058,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return send_json_error(c, 401, "credentials required (HTTP Basic login:password, or Bearer admin token)",
 				       !from_page);
 	case AUTH_BAD: {
-		struct timespec ts = {0, BASIC_FAIL_DELAY_MS * 1000000L};
+		struct timespec ts = {bc.delay_ms / 1000, (long)(bc.delay_ms % 1000) * 1000000L};
 		nanosleep(&ts, NULL); /* an HTTP thread, not the SMTP loop */
 		return send_json_error(c, 401, "invalid credentials", !from_page);
 	}
+	case AUTH_THROTTLED:
+		return send_throttled(c, bc.retry_after_ms);
 	case AUTH_FORBIDDEN_PLAIN:
 		return send_json_error(c, 403, "credentials are accepted only over TLS or on a loopback listener",
 				       false);
@@ -1207,6 +1296,9 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 	h->ctx.events = events;
 	h->ctx.faults = faults;
 	h->ctx.metrics = metrics;
+	if (cfg->relay != NULL)
+		h->ctx.relay = *cfg->relay;
+	h->throttle = cfg->throttle;
 	h->ctx.data_dir = sg_strdup(cfg->data_dir != NULL ? cfg->data_dir : ".");
 	h->loopback = loopback;
 	h->open = cfg->open;

@@ -15,6 +15,22 @@ struct sg_events;
 struct sg_faults;
 struct sg_metrics;
 
+struct sg_buf;
+
+/* Queue control and release of the relay (relay/relay.h), given by the
+ * server when a smarthost is configured; http/ never includes relay/. */
+struct sg_http_relay {
+	void *arg;
+	/* list | show | retry | delete | bounce; JSON into out; an HTTP status */
+	unsigned (*control)(void *arg, const char *cmd, const char *id, struct sg_buf *out);
+	/* Prometheus lines appended to /metrics */
+	void (*metrics)(void *arg, struct sg_buf *out);
+	/* queue a captured message for rcpts; 0 with the queue id, or -1 */
+	int (*release)(void *arg, const char *from, const char *const *rcpts, size_t n,
+		       const unsigned char *msg, size_t len, const char *login, char *id_r,
+		       size_t id_size, const char **error_r);
+};
+
 struct sg_http_config {
 	const char *listen_host;   /* default 127.0.0.1 */
 	unsigned port;             /* default 8025; 0 = disabled */
@@ -25,9 +41,12 @@ struct sg_http_config {
 	bool accept_any;           /* auth_accept_any is on (shown by GET /api/v1/me) */
 	unsigned max_messages_per_inbox; /* retention (0 = none), run by a background thread */
 	unsigned max_message_age;  /* seconds (0 = none) */
+	const struct sg_http_relay *relay; /* NULL: no queue API, release disabled */
+	struct sg_throttle *throttle; /* shared with SMTP: HTTP Basic is throttled and logged alike */
 };
 
 struct sg_http;
+struct sg_throttle;
 
 int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 		  struct sg_mail_store *mail, struct sg_events *events, struct sg_faults *faults,

@@ -54,6 +54,7 @@ struct sg_http_ctx {
 	bool accept_any;
 	unsigned max_messages_per_inbox, max_message_age;
 	struct sg_indexer *indexer;
+	struct sg_http_relay relay;   /* control == NULL: no relay (api_queue.c) */
 };
 const struct sg_http_ctx *sg_http_ctx(const struct sg_http *h);
 const char *sg_http_arg(const struct sg_http_req *r, const char *name);
@@ -71,6 +72,12 @@ int sg_http_ticket_new(struct sg_http *h, const struct sg_http_principal *who, c
 /* --- api.c --- */
 /* Route an /api/v1/... or /metrics request (authenticated). */
 void sg_api_handle(struct sg_http_req *r, struct sg_http_resp *resp);
+
+/* --- api_queue.c (relay queue control, release) --- */
+void sg_api_queue(struct sg_http_req *r, struct sg_http_resp *resp, const char *rest);
+void sg_api_release(struct sg_http_req *r, struct sg_http_resp *resp, const char *login,
+		    const char *id);
+void sg_api_queue_metrics(const struct sg_http_ctx *ctx, struct sg_buf *out);
 
 /* --- message.c --- */
 struct sg_msg_summary {
@@ -109,6 +116,12 @@ struct sg_search;
 int sg_msg_index(struct sg_mail_store *mail, struct sg_search *search, const char *login,
 		 const char *id, int64_t mtime_ns, const char **error_r);
 
+/* The links of a message (HTML href with the anchor text, URLs in the
+ * text part) and the HTML-check report (features of src/http/htmlcheck.json
+ * found in its HTML). json_t * or NULL when absent. Bounded like a view. */
+void *sg_msg_links_json(struct sg_mail_store *mail, const char *login, const char *id);
+void *sg_msg_htmlcheck_json(struct sg_mail_store *mail, const char *login, const char *id);
+
 /* --- index.c: the background indexer --- */
 struct sg_indexer;
 /* Start the indexer thread: it catches up with the Maildirs, then indexes
@@ -130,5 +143,7 @@ struct sg_http_asset {
 	const char *body;
 };
 const struct sg_http_asset *sg_http_asset_find(const char *path);
+/* src/http/htmlcheck.json (compiled in): the HTML-check data. */
+const char *sg_http_htmlcheck_data(void);
 
 #endif

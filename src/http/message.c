@@ -1078,3 +1078,225 @@ int sg_msg_index(struct sg_mail_store *mail, struct sg_search *search, const cha
 	sg_msg_summary_free(&s);
 	return r < 0 ? -1 : 1;
 }
+
+/* ---- links and the HTML check (the page's message views) ---- */
+
+/* The first text and HTML parts, within the same bounds as a view. 0, or
+ * -1 absent/unreadable; *why set when over a limit. */
+static int bodies(struct sg_mail_store *mail, const char *login, const char *id, char **text,
+		  char **html, const char **why)
+{
+	*text = *html = NULL;
+	*why = NULL;
+	if (!slot_take()) {
+		*why = "the server is busy parsing other messages; try again";
+		return 0;
+	}
+	struct scan sc;
+	GMimeMessage *msg = parse_bounded(mail, login, id, &sc, why);
+	if (msg == NULL) {
+		slot_give();
+		return *why != NULL ? 0 : -1;
+	}
+	struct walk w = {.atts = json_array(), .want = (size_t)-1};
+	walk_obj(g_mime_message_get_mime_part(msg), &w, 0);
+	json_decref(w.atts);
+	if (w.text != NULL) {
+		*text = sg_strdup(w.text);
+		g_free(w.text);
+	}
+	if (w.html != NULL) {
+		*html = sg_strdup(w.html);
+		g_free(w.html);
+	}
+	g_object_unref(msg);
+	slot_give();
+	return 0;
+}
+
+#define LINKS_MAX 1000
+
+static void add_link(json_t *arr, const char *url, size_t ul, const char *text, size_t tl,
+		     const char *source)
+{
+	if (json_array_size(arr) >= LINKS_MAX || ul == 0 || ul > 4096)
+		return;
+	struct sg_buf u;
+	sg_buf_init(&u, 8192);
+	for (size_t i = 0; i < ul; i++) { /* the common entity in URLs */
+		if (strncmp(url + i, "&amp;", 5) == 0 && i + 5 <= ul) {
+			sg_buf_append(&u, "&", 1);
+			i += 4;
+		} else {
+			sg_buf_append(&u, url + i, 1);
+		}
+	}
+	char *t = sg_strndup(text != NULL ? text : "", tl > 300 ? 300 : tl);
+	json_array_append_new(arr, json_pack("{s:o,s:o,s:s}", "url", jstr(sg_buf_str(&u)), "text",
+					     jstr(t), "source", source));
+	free(t);
+	sg_buf_free(&u);
+}
+
+static bool url_end(char c)
+{
+	return c == '\0' || c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '"' || c == '\'' ||
+	       c == '<' || c == '>';
+}
+
+void *sg_msg_links_json(struct sg_mail_store *mail, const char *login, const char *id)
+{
+	char *text, *html;
+	const char *why;
+	if (bodies(mail, login, id, &text, &html, &why) < 0)
+		return NULL;
+	json_t *arr = json_array();
+	if (html != NULL) {
+		const char *p = html;
+		while ((p = strcasestr(p, "href")) != NULL) {
+			const char *q = p + 4;
+			p = q;
+			while (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')
+				q++;
+			if (*q != '=')
+				continue;
+			q++;
+			while (*q == ' ' || *q == '\t')
+				q++;
+			char quote = (*q == '"' || *q == '\'') ? *q++ : '\0';
+			const char *e = q;
+			while (*e != '\0' && (quote != '\0' ? *e != quote : !url_end(*e) && *e != '>'))
+				e++;
+			/* the anchor's text: up to </a>, tags dropped */
+			const char *gt = strchr(e, '>');
+			char txt[400];
+			size_t tl = 0;
+			if (gt != NULL) {
+				const char *end = strcasestr(gt, "</a");
+				bool in_tag = false;
+				for (const char *c = gt + 1; c < (end != NULL ? end : gt + 1) && tl + 1 < sizeof(txt); c++) {
+					if (*c == '<')
+						in_tag = true;
+					else if (*c == '>')
+						in_tag = false;
+					else if (!in_tag && !(tl > 0 && txt[tl - 1] == ' ' && (*c == ' ' || *c == '\n' || *c == '\r' || *c == '\t')))
+						txt[tl++] = (*c == '\n' || *c == '\r' || *c == '\t') ? ' ' : *c;
+				}
+			}
+			add_link(arr, q, (size_t)(e - q), txt, tl, "html");
+			p = e;
+		}
+	}
+	if (text != NULL) {
+		const char *p = text;
+		while (*p != '\0') {
+			const char *h1 = strstr(p, "http://"), *h2 = strstr(p, "https://");
+			const char *h = h1 == NULL ? h2 : h2 == NULL ? h1 : h1 < h2 ? h1 : h2;
+			if (h == NULL)
+				break;
+			const char *e = h;
+			while (!url_end(*e))
+				e++;
+			while (e > h && (e[-1] == '.' || e[-1] == ',' || e[-1] == ')' || e[-1] == ';'))
+				e--;
+			add_link(arr, h, (size_t)(e - h), "", 0, "text");
+			p = e > h ? e : h + 1;
+		}
+	}
+	free(text);
+	free(html);
+	json_t *o = json_pack("{s:s,s:o}", "id", id, "links", arr);
+	if (why != NULL)
+		json_object_set_new(o, "note", json_string(why));
+	return o;
+}
+
+static json_t *check_loaded;
+static pthread_once_t check_once = PTHREAD_ONCE_INIT;
+
+static void check_init(void)
+{
+	check_loaded = json_loads(sg_http_htmlcheck_data(), 0, NULL);
+}
+
+static bool word_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+/* Occurrences of one feature in the HTML: lower is the HTML in lower case,
+ * nows the same without white space (for CSS). */
+static size_t feature_count(const char *kind, const char *match, const char *lower, const char *nows)
+{
+	size_t n = 0, ml = strlen(match);
+	if (ml == 0)
+		return 0;
+	if (strcmp(kind, "tag") == 0) {
+		for (const char *p = lower; (p = strstr(p, match)) != NULL; p += ml)
+			if (p > lower && p[-1] == '<' && !word_char(p[ml]))
+				n++;
+	} else if (strcmp(kind, "attr") == 0) {
+		for (const char *p = lower; (p = strstr(p, match)) != NULL; p += ml)
+			if (p > lower && (p[-1] == ' ' || p[-1] == '\t' || p[-1] == '\n' || p[-1] == '\r') &&
+			    !word_char(p[ml]))
+				n++;
+	} else if (strcmp(kind, "css") == 0) {
+		for (const char *p = nows; (p = strstr(p, match)) != NULL; p += ml)
+			if ((p == nows || !word_char(p[-1])) && p[ml] == ':')
+				n++;
+	} else { /* value, at: the text itself */
+		for (const char *p = nows; (p = strstr(p, match)) != NULL; p += ml)
+			n++;
+	}
+	return n;
+}
+
+void *sg_msg_htmlcheck_json(struct sg_mail_store *mail, const char *login, const char *id)
+{
+	char *text, *html;
+	const char *why;
+	if (bodies(mail, login, id, &text, &html, &why) < 0)
+		return NULL;
+	free(text);
+	pthread_once(&check_once, check_init);
+	json_t *features = json_array();
+	if (html != NULL && check_loaded != NULL) {
+		size_t hl = strlen(html);
+		char *lower = sg_malloc(hl + 1), *nows = sg_malloc(hl + 1);
+		size_t k = 0;
+		for (size_t i = 0; i < hl; i++) {
+			char c = html[i];
+			if (c >= 'A' && c <= 'Z')
+				c = (char)(c - 'A' + 'a');
+			lower[i] = c;
+			if (c != ' ' && c != '\t' && c != '\r' && c != '\n')
+				nows[k++] = c;
+		}
+		lower[hl] = '\0';
+		nows[k] = '\0';
+		size_t i;
+		json_t *f;
+		json_array_foreach(json_object_get(check_loaded, "features"), i, f) {
+			const char *kind = json_string_value(json_object_get(f, "kind"));
+			const char *match = json_string_value(json_object_get(f, "match"));
+			if (kind == NULL || match == NULL)
+				continue;
+			size_t n = feature_count(kind, match, lower, nows);
+			if (n == 0)
+				continue;
+			json_t *o = json_pack("{s:O,s:O,s:s,s:I,s:O,s:O}", "id", json_object_get(f, "id"),
+					      "title", json_object_get(f, "title"), "kind", kind, "count",
+					      (json_int_t)n, "unsupported", json_object_get(f, "unsupported"),
+					      "partial", json_object_get(f, "partial"));
+			if (o != NULL)
+				json_array_append_new(features, o);
+		}
+		free(lower);
+		free(nows);
+	}
+	free(html);
+	json_t *o = json_pack("{s:s,s:o}", "id", id, "features", features);
+	if (why != NULL)
+		json_object_set_new(o, "note", json_string(why));
+	return o;
+}

@@ -13,7 +13,15 @@ static const struct sg_http_asset assets[] = {
 	{"/index.html", "text/html; charset=utf-8", sg_asset_index_html},
 	{"/app.css", "text/css; charset=utf-8", sg_asset_app_css},
 	{"/app.js", "text/javascript; charset=utf-8", sg_asset_app_js},
+	/* the API's contract (src/http/openapi.json), public: it holds no data */
+	{"/api/v1/openapi.json", "application/json", sg_asset_openapi_json},
+	{"/queue.js", "text/javascript; charset=utf-8", sg_asset_queue_js},
 };
+
+const char *sg_http_htmlcheck_data(void)
+{
+	return sg_asset_htmlcheck_json;
+}
 
 const struct sg_http_asset *sg_http_asset_find(const char *path)
 {

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/b64.h"
 #include "core/conn.h"
@@ -19,26 +20,16 @@
 #include "server/server.h"
 #include "server/session.h"
 #include "store/cred.h"
-#include "server/throttle.h"
+#include "store/throttle.h"
 #include "store/events.h"
 
 #define AUTH_LINE_MAX 12288 /* RFC 4954 4: at least 12,288 octets */
 
+/* The listener's configured offer (auth_mechanisms, channel_binding,
+ * legacy_verifiers: computed once in sg_config_finish). */
 static bool listener_allows(const struct sg_session *s, const struct sg_mech *m)
 {
-	const char *list = s->lst->cfg->mechanisms;
-	if (list[0] == '\0')
-		return true;
-	size_t n = strlen(m->name);
-	for (const char *p = list; *p != '\0';) {
-		while (*p == ' ' || *p == ',')
-			p++;
-		size_t w = strcspn(p, " ,");
-		if (w == n && strncasecmp(p, m->name, n) == 0)
-			return true;
-		p += w;
-	}
-	return false;
+	return sg_listener_offers(s->lst->cfg, m);
 }
 
 static bool plaintext_blocked(const struct sg_session *s, const struct sg_mech *m)
@@ -97,13 +88,17 @@ void sess_job_free(struct sess_job *j)
 	sg_buf_free(&j->in);
 	sg_buf_free(&j->out);
 	sg_buf_free(&j->prefix);
-	sg_buf_free(&j->body);
+	if (j->kind == JOB_STORE && j->body_fd >= 0)
+		close(j->body_fd);
 	for (size_t i = 0; i < j->nlogins; i++) {
 		free(j->logins[i]);
-		if (j->own_prefix[i] != NULL)
+		if (j->own_prefix != NULL && j->own_prefix[i] != NULL) {
 			sg_buf_free(j->own_prefix[i]);
-		free(j->own_prefix[i]);
+			free(j->own_prefix[i]);
+		}
 	}
+	free(j->logins);
+	free(j->own_prefix);
 	sg_wipe(&j->res, sizeof(j->res));
 	free(j);
 }
@@ -180,7 +175,8 @@ static void on_fail_delay(evutil_socket_t fd, short what, void *arg)
 static unsigned count_failure(struct sg_session *s, const char *login)
 {
 	s->auth_failures++;
-	return sg_throttle_auth_failed(s->srv->throttle, s->client_ip, login, sg_now_ms());
+	return sg_throttle_auth_failed(s->srv->throttle, s->client_ip, login,
+				       s->auth_tag_set ? s->auth_tag : NULL, sg_now_ms());
 }
 
 static void fail(struct sg_session *s, enum sg_reply_id reply, unsigned ms)
@@ -190,6 +186,9 @@ static void fail(struct sg_session *s, enum sg_reply_id reply, unsigned ms)
 	s->delay_ev = evtimer_new(s->loop->base, on_fail_delay, s);
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	sg_conn_pause(s->conn);
+	/* the delay counts from now, not from the loop's cached time (which a
+	 * busy iteration leaves behind): never shorter than announced */
+	event_base_update_cache_time(s->loop->base);
 	evtimer_add(s->delay_ev, &tv);
 }
 
@@ -212,6 +211,10 @@ static void submit_step(struct sg_session *s, const uint8_t *in, size_t n, bool 
 	sg_buf_init_secret(&j->in, AUTH_LINE_MAX);
 	sg_buf_init_secret(&j->out, 64 * 1024);
 	sg_buf_append(&j->in, in, n);
+	/* a keyed hash of everything the client sent in this exchange: the same
+	 * failed secret retried counts once (store/throttle.h) */
+	sg_throttle_secret_tag(s->srv->throttle, start ? NULL : s->auth_tag, in, n, s->auth_tag);
+	s->auth_tag_set = true;
 	s->state |= ST_AUTH;
 	sess_submit(s, j);
 }
@@ -231,7 +234,22 @@ void auth_job_work(struct sess_job *j)
 	 * response at all" (the server-first opening step). */
 	static const uint8_t empty[1];
 	const uint8_t *in = j->no_input ? NULL : j->in.data != NULL ? j->in.data : empty;
+	uint64_t gen = sg_cred_generation(s->srv->creds);
 	j->status = s->mech->server_step(s->mech_state, in, j->in.len, &j->out, &j->res);
+	/* remembered for the re-check at MAIL (user disable, passwd, del) */
+	if (j->status == SG_MECH_OK) {
+		s->auth_gen = gen;
+		if (sess_account_fp(s->srv->creds, j->res.login, s->auth_fp) != 1)
+			s->auth_gen = 0; /* checked again at the first MAIL */
+	}
+	/* A refused login is counted and logged under the account it reaches
+	 * (the login as stored), or one canonical form of the claimed login. */
+	if (j->status != SG_MECH_OK && (j->status != SG_MECH_CONTINUE || j->res.reason != NULL) &&
+	    j->res.login[0] != '\0') {
+		char canon[sizeof(j->res.login)];
+		sg_throttle_canonical_login(s->srv->creds, j->res.login, canon, sizeof(canon));
+		memcpy(j->res.login, canon, sizeof(canon));
+	}
 }
 
 /* auth_accept_any (sandbox, loopback only): a login that is no account is
@@ -283,7 +301,7 @@ void auth_job_done(struct sg_session *s, struct sess_job *j)
 		s->authenticated = true;
 		sg_strlcpy(s->login, j->res.login, sizeof(s->login));
 		s->auth_mech_name = m->name;
-		sg_throttle_auth_ok(s->srv->throttle, s->client_ip);
+		sg_throttle_auth_ok(s->srv->throttle, s->client_ip, s->login);
 		auth_abort(s);
 		sess_reply(s, SG_R_AUTH_OK);
 		return;
@@ -378,7 +396,7 @@ void cmd_auth(struct sg_session *s, char *args)
 		sess_error(s, SG_R_AUTH_UNKNOWN_MECH);
 		return;
 	}
-	if (!sg_throttle_auth_allowed(s->srv->throttle, s->client_ip, sg_now_ms())) {
+	if (!sg_throttle_auth_allowed(s->srv->throttle, s->client_ip, sg_now_ms(), NULL)) {
 		sg_log(SG_INFO, "auth", "sid=%s client=%s mech=%s result=throttled reason=cooling_off", s->id,
 		       s->client_ip, m->name);
 		sess_auth_event(s, m->name, "", "throttled", "cooling_off", false);

@@ -1,19 +1,74 @@
 /*
  * DATA (RFC 5321 4.1.1.4): read the message with the smuggling-safe reader
  * (smtp/data.h), then store it durably on a worker before the 250.
+ *
+ * The body is never held whole in memory: the reader's output goes to a
+ * buffer of SESS_SPOOL_BUF octets that is written, whenever half full, to an
+ * unnamed file in <data_dir>/spool (O_TMPFILE: nothing is left behind by a
+ * crash). The store job copies prefix + spool into the inbox, fsyncs file
+ * and directory, and only then is 250 sent. Memory per session in DATA is
+ * a small constant whatever max_message_size is.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/conn.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "server/route.h"
 #include "server/server.h"
 #include "server/session.h"
 #include "store/events.h"
 #include "store/mail.h"
+
+static int spool_open(struct sg_session *s)
+{
+	char dir[1100];
+	snprintf(dir, sizeof(dir), "%s/spool", s->srv->cfg.data_dir);
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+		return fd;
+	/* no O_TMPFILE on this file system: a private name, unlinked at once */
+	char path[1200];
+	snprintf(path, sizeof(path), "%s/%s.%u.XXXXXX", dir, s->id, s->txn_seq);
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		unlink(path);
+	return fd;
+}
+
+void sess_spool_close(struct sg_session *s)
+{
+	if (s->spool_fd >= 0)
+		close(s->spool_fd);
+	s->spool_fd = -1;
+	s->spooled = 0;
+}
+
+/* Append the buffered body to the spool file (page cache; the fsync of the
+ * final message happens on a worker). A failure is remembered for the end. */
+static void spool_flush(struct sg_session *s)
+{
+	const uint8_t *p = s->body.data;
+	size_t n = s->body.len;
+	while (n > 0 && s->spool_errno == 0) {
+		ssize_t w = pwrite(s->spool_fd, p, n, (off_t)s->spooled);
+		if (w < 0) {
+			if (errno != EINTR)
+				s->spool_errno = errno;
+			continue;
+		}
+		p += w;
+		n -= (size_t)w;
+		s->spooled += (size_t)w;
+	}
+	sg_buf_reset(&s->body);
+}
 
 void cmd_data(struct sg_session *s, char *args)
 {
@@ -30,6 +85,17 @@ void cmd_data(struct sg_session *s, char *args)
 		return;
 	}
 	sg_buf_reset(&s->body);
+	sess_spool_close(s);
+	s->spool_fd = spool_open(s);
+	if (s->spool_fd < 0) {
+		sg_log(SG_ERROR, "store", "sid=%s result=failed error=\"cannot create a spool file in %s/spool: %s\"",
+		       s->id, s->srv->cfg.data_dir, strerror(errno));
+		atomic_fetch_add(&s->srv->metrics.messages_rejected[SG_MR_STORE], 1);
+		sess_reply(s, SG_R_STORE_FAILED);
+		return;
+	}
+	s->spooled = 0;
+	s->spool_errno = 0;
 	sg_data_init(&s->dr, &s->body, s->srv->cfg.max_message_size, s->lst->cfg->bare_lf_normalize);
 	s->state = ST_DATA;
 	sg_conn_set_timeout(s->conn, s->srv->cfg.timeout_data_ms);
@@ -97,13 +163,26 @@ static void finish(struct sg_session *s)
 		sess_reply(s, SG_R_BARE_LF);
 		return;
 	}
+	spool_flush(s);
+	if (s->spool_errno != 0) {
+		sg_log(SG_ERROR, "store", "sid=%s result=failed error=\"spool write: %s\"", s->id,
+		       strerror(s->spool_errno));
+		atomic_fetch_add(&s->srv->metrics.messages_rejected[SG_MR_STORE], 1);
+		sess_reset_txn(s);
+		sess_reply(s, SG_R_STORE_FAILED);
+		return;
+	}
 	struct sess_job *j = sg_calloc(1, sizeof(*j));
 	j->kind = JOB_STORE;
 	sg_buf_init(&j->prefix, 64 * 1024);
 	build_prefix(s, &j->prefix, NULL);
-	/* hand the body over without copying */
-	j->body = s->body;
-	sg_buf_init(&s->body, s->srv->cfg.max_message_size);
+	/* hand the spool file over */
+	j->body_fd = s->spool_fd;
+	j->body_len = s->spooled;
+	s->spool_fd = -1;
+	s->spooled = 0;
+	j->logins = sg_calloc(s->authenticated ? 1 : s->nowners + 1, sizeof(*j->logins));
+	j->own_prefix = sg_calloc(s->authenticated ? 1 : s->nowners + 1, sizeof(*j->own_prefix));
 	if (s->authenticated) {
 		j->logins[j->nlogins++] = sg_strdup(s->login);
 	} else {
@@ -116,6 +195,7 @@ static void finish(struct sg_session *s)
 			j->logins[j->nlogins++] = sg_strdup(s->owners[i]);
 		}
 	}
+	sg_route_prepare(s, j); /* delivery = relay */
 	sess_submit(s, j);
 }
 
@@ -125,7 +205,16 @@ void cmd_data_input(struct sg_session *s)
 	size_t n = sg_conn_peek(s->conn, &p);
 	if (n == 0)
 		return;
-	size_t used = sg_data_feed(&s->dr, p, n);
+	/* The reader emits at most two octets per octet read (a bare LF
+	 * normalised to CRLF): feed it no more than half the room left. */
+	size_t used = 0;
+	while (used < n && !s->dr.done) {
+		if (s->body.len >= SESS_SPOOL_BUF / 2)
+			spool_flush(s);
+		size_t room = (SESS_SPOOL_BUF - s->body.len) / 2;
+		size_t chunk = n - used < room ? n - used : room;
+		used += sg_data_feed(&s->dr, p + used, chunk);
+	}
 	sg_conn_drain(s->conn, used);
 	if (s->dr.done)
 		finish(s);
@@ -134,15 +223,25 @@ void cmd_data_input(struct sg_session *s)
 void store_job_work(struct sess_job *j)
 {
 	struct sg_session *s = j->s;
-	j->store_rc = sg_mail_commit_each(s->srv->mail, (const char *const *)j->logins,
-					  j->own_prefix[0] != NULL ? (const struct sg_buf *const *)j->own_prefix
-								   : NULL,
-					  j->nlogins, &j->prefix, &j->body, j->id, &j->error);
+	if (j->route != NULL) {
+		sg_route_work(j);
+		return;
+	}
+	j->store_rc = sg_mail_commit_fd_each(s->srv->mail, (const char *const *)j->logins,
+					     j->own_prefix != NULL && j->own_prefix[0] != NULL
+						     ? (const struct sg_buf *const *)j->own_prefix
+						     : NULL,
+					     j->nlogins, &j->prefix, j->body_fd, j->body_len, j->id,
+					     &j->error);
 }
 
 void store_job_done(struct sg_session *s, struct sess_job *j)
 {
-	size_t size = j->body.len;
+	if (j->route != NULL) {
+		sg_route_done(s, j);
+		return;
+	}
+	size_t size = j->body_len;
 	if (j->store_rc < 0) {
 		sg_log(SG_ERROR, "store", "sid=%s result=failed error=\"%s\"", s->id,
 		       j->error ? j->error : "?");

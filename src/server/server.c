@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,11 +24,14 @@
 #include "http/http.h"
 #include "http/webhook.h"
 #include "sasl/jwt.h"
+#include "sasl/mechs.h"
 #include "store/events.h"
 #include "store/faults.h"
+#include "relay/relay.h"
+#include "server/route.h"
 #include "server/proxy_accept.h"
 #include "server/session.h"
-#include "server/throttle.h"
+#include "store/throttle.h"
 #include "smtp/reply.h"
 #include "store/cred.h"
 #include "store/mail.h"
@@ -82,7 +86,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		close(fd);
 		return;
 	}
-	if (atomic_fetch_add(&srv->nsessions, 1) >= srv->cfg.max_connections) {
+	if (atomic_fetch_add(&srv->nsessions, 1) >= srv->max_connections) {
 		atomic_fetch_sub(&srv->nsessions, 1);
 		sg_log(SG_WARN, "refused", "client=%s reason=max_connections", ip);
 		if (l->cfg->proxy_protocol)
@@ -210,6 +214,84 @@ static int open_listener(const struct sg_listener_cfg *lc, int *fd_r, char *err,
 	return 0;
 }
 
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct sg_listener *l = arg;
+	l->paused = false;
+	if (!l->loop->stopping)
+		evconnlistener_enable(l->evl);
+}
+
+/* accept() failed. Out of descriptors (EMFILE, ENFILE) or kernel memory, the
+ * pending connection stays queued and the listener would fire again at once:
+ * stop accepting on this loop for ACCEPT_PAUSE_MS instead of spinning, and
+ * say so at most once per ACCEPT_LOG_MS for the whole server. The clients
+ * wait in the backlog and are served when descriptors come back. */
+#define ACCEPT_PAUSE_MS 250
+#define ACCEPT_LOG_MS 10000
+
+static void on_accept_error(struct evconnlistener *evl, void *arg)
+{
+	struct sg_listener *l = arg;
+	struct sg_server *srv = l->loop->srv;
+	int err = EVUTIL_SOCKET_ERROR();
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
+		sg_log(SG_WARN, "accept", "listener=%s error=\"%s\"", l->cfg->name, strerror(err));
+		return;
+	}
+	evconnlistener_disable(evl);
+	l->paused = true;
+	struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+	evtimer_add(l->resume_ev, &tv);
+	uint64_t n = atomic_fetch_add(&srv->accept_pauses, 1) + 1;
+	uint64_t now = sg_now_ms(), last = atomic_load(&srv->accept_pause_logged_ms);
+	if ((last == 0 || now - last >= ACCEPT_LOG_MS) &&
+	    atomic_compare_exchange_strong(&srv->accept_pause_logged_ms, &last, now))
+		sg_log(SG_WARN, "accept_paused",
+		       "listener=%s error=\"%s\" pause_ms=%d pauses=%llu sessions=%u max_connections=%u",
+		       l->cfg->name, strerror(err), ACCEPT_PAUSE_MS, (unsigned long long)n,
+		       atomic_load(&srv->nsessions), srv->max_connections);
+}
+
+/* Every session needs a socket and, in DATA, a spool file; the stores, the
+ * worker threads' databases and the HTTP side need their own. Raise the soft
+ * RLIMIT_NOFILE to what max_connections needs, or lower the connection limit
+ * to what the limit allows, and say which. */
+#define FDS_PER_SESSION 2
+#define FDS_RESERVED 64
+
+static void fit_nofile(struct sg_server *srv)
+{
+	struct sg_config *c = &srv->cfg;
+	srv->max_connections = c->max_connections;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	rlim_t reserved = FDS_RESERVED + (rlim_t)c->loops * (c->workers * 4 + c->nlisteners + 4);
+	rlim_t need = (rlim_t)c->max_connections * FDS_PER_SESSION + reserved;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+		rlim_t soft = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+		if (soft > rl.rlim_cur) {
+			struct rlimit nl = {soft, rl.rlim_max};
+			if (setrlimit(RLIMIT_NOFILE, &nl) == 0) {
+				sg_log(SG_INFO, "limits", "nofile_soft=%llu (raised from %llu for max_connections=%u)",
+				       (unsigned long long)soft, (unsigned long long)rl.rlim_cur,
+				       c->max_connections);
+				rl.rlim_cur = soft;
+			}
+		}
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+		rlim_t usable = rl.rlim_cur > reserved + FDS_PER_SESSION ? rl.rlim_cur - reserved : FDS_PER_SESSION;
+		srv->max_connections = (unsigned)(usable / FDS_PER_SESSION);
+		sg_log(SG_WARN, "limits",
+		       "max_connections=%u lowered from %u: RLIMIT_NOFILE is %llu (hard %llu), %d descriptors "
+		       "per session and %llu reserved; raise it (ulimit -n, LimitNOFILE=) to allow more",
+		       srv->max_connections, c->max_connections, (unsigned long long)rl.rlim_cur,
+		       (unsigned long long)rl.rlim_max, FDS_PER_SESSION, (unsigned long long)reserved);
+	}
+}
+
 static int attach_listener(struct sg_loop *loop, struct sg_listener *l, int fd, char *err,
 			   size_t errsize)
 {
@@ -224,6 +306,8 @@ static int attach_listener(struct sg_loop *loop, struct sg_listener *l, int fd, 
 			close(dfd);
 		return -1;
 	}
+	evconnlistener_set_error_cb(l->evl, on_accept_error);
+	l->resume_ev = evtimer_new(loop->base, on_accept_resume, l);
 	return 0;
 }
 
@@ -325,8 +409,10 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 		.max_messages_per_inbox = c->max_messages_per_inbox,
 		.max_message_age = c->max_message_age,
 		.data_dir = c->data_dir,
+		.throttle = srv->throttle,
 		.tls_cert = c->http_tls ? c->tls_cert : NULL,
 		.tls_key = c->http_tls ? c->tls_key : NULL,
+		.relay = sg_route_http(srv),
 	};
 	if (sg_http_start(&hc, srv->creds, srv->mail, srv->events, srv->faults, &srv->metrics, &srv->http,
 			  &error) < 0) {
@@ -404,8 +490,9 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 	struct sg_privs privs;
 	if (root && sg_privs_resolve(c->user, &privs, err, errsize) < 0)
 		return -1;
-	if (setup_tls(srv, err, errsize) < 0)
+	if (setup_tls(srv, err, errsize) < 0 || sg_route_setup(srv, err, errsize) < 0)
 		return -1;
+	fit_nofile(srv);
 	evthread_use_pthreads();
 	srv->nloops = c->loops;
 	srv->loops = sg_calloc(srv->nloops, sizeof(*srv->loops));
@@ -460,20 +547,25 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		sg_log(SG_INFO, "privileges", "user=%s uid=%u", privs.name, (unsigned)privs.uid);
 	}
 	char path[1100];
+	/* DATA bodies are streamed to unnamed files here (cmd_data.c) */
+	snprintf(path, sizeof(path), "%s/spool", c->data_dir);
+	if (mkdir_private(path, err, errsize) < 0)
+		return -1;
 	snprintf(path, sizeof(path), "%s/smtpgate.db", c->data_dir);
 	if (sg_cred_open(path, &srv->creds, &error) < 0) {
 		snprintf(err, errsize, "account database %s: %s", path, error);
 		return -1;
 	}
 	sg_cred_set_auth_cache(srv->creds, c->auth_cache_ttl_ms, 4096);
+	if (sg_scram_fake_key_load(c->data_dir, &error) < 0) {
+		snprintf(err, errsize, "%s/%s: %s", c->data_dir, SG_SCRAM_FAKE_KEY_FILE, error);
+		return -1;
+	}
 	if (sg_mail_open(c->data_dir, &srv->mail, &error) < 0) {
 		snprintf(err, errsize, "mail store: %s", error);
 		return -1;
 	}
-	if (setup_oauth(srv, err, errsize) < 0 || setup_sandbox(srv, err, errsize) < 0)
-		return -1;
-	for (unsigned k = 0; k < srv->nloops; k++)
-		srv->loops[k].pool = sg_pool_new(srv->loops[k].base, c->workers);
+	/* one throttle for every password check: SMTP AUTH and HTTP Basic */
 	struct sg_throttle_cfg tc = {
 		.ip_threshold = c->throttle_ip_threshold,
 		.account_threshold = c->throttle_account_threshold,
@@ -482,8 +574,15 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		.base_delay_ms = c->auth_fail_delay_ms,
 		.max_delay_ms = c->throttle_max_delay_ms,
 		.max_entries = 100000,
+		.ipv6_prefix = c->ipv6_prefix,
+		.repeat_window_ms = c->throttle_repeat_window_ms,
 	};
 	srv->throttle = sg_throttle_new(&tc);
+	if (setup_oauth(srv, err, errsize) < 0 || sg_route_start(srv, err, errsize) < 0 ||
+	    setup_sandbox(srv, err, errsize) < 0)
+		return -1;
+	for (unsigned k = 0; k < srv->nloops; k++)
+		srv->loops[k].pool = sg_pool_new(srv->loops[k].base, c->workers);
 	return 0;
 }
 
@@ -573,9 +672,12 @@ static void loop_deinit(struct sg_loop *loop)
 	sg_proxy_wait_cancel_all(loop);
 	while (loop->sessions != NULL)
 		sess_free(loop->sessions);
-	for (size_t i = 0; i < loop->nlisteners; i++)
+	for (size_t i = 0; i < loop->nlisteners; i++) {
 		if (loop->listeners[i].evl != NULL)
 			evconnlistener_free(loop->listeners[i].evl);
+		if (loop->listeners[i].resume_ev != NULL)
+			event_free(loop->listeners[i].resume_ev);
+	}
 	if (loop->stop_ev != NULL)
 		event_free(loop->stop_ev);
 	if (loop->stop_timer != NULL)
@@ -596,6 +698,7 @@ void sg_server_deinit(struct sg_server *srv)
 	srv->loops = NULL;
 	sg_http_stop(&srv->http);
 	sg_webhook_stop(&srv->webhook);
+	sg_relay_free(&srv->relay);
 	sg_events_close(&srv->events);
 	sg_faults_close(&srv->faults);
 	sg_throttle_free(&srv->throttle);

@@ -24,6 +24,7 @@ struct sg_throttle;
 struct sg_events;
 struct sg_faults;
 struct sg_http;
+struct sg_relay;
 
 struct sg_loop;
 struct sg_proxy_wait;
@@ -32,6 +33,8 @@ struct sg_listener {
 	struct sg_loop *loop;
 	const struct sg_listener_cfg *cfg;
 	struct evconnlistener *evl;
+	struct event *resume_ev;      /* accept paused after EMFILE/ENFILE */
+	bool paused;
 };
 
 /* One event loop per core (thread), each accepting on its own duplicate of
@@ -64,6 +67,7 @@ struct sg_server {
 	struct sg_faults *faults;
 	struct sg_http *http;
 	struct sg_webhook *webhook;
+	struct sg_relay *relay;       /* delivery = relay or a smarthost set (server/route.c) */
 	struct sg_metrics metrics;
 	struct sg_loop *loops;
 	unsigned nloops;
@@ -74,6 +78,9 @@ struct sg_server {
 	size_t oauth_key_len;
 	void *jwks;
 	struct event *sigterm_ev, *sigint_ev;
+	unsigned max_connections;     /* cfg.max_connections, lowered to fit RLIMIT_NOFILE */
+	atomic_uint_fast64_t accept_pauses;
+	atomic_uint_fast64_t accept_pause_logged_ms;
 };
 
 /* Set up everything (stores, TLS, listeners bound). -1 with a message. */

@@ -159,6 +159,7 @@ static bool apply_fault(struct sg_session *s, enum sg_fault_stage stage, const c
 	}
 }
 
+static void on_deadline(evutil_socket_t fd, short what, void *arg);
 /* AUTH rules scoped to a login (issue 14 item 4). The global AUTH rules are
  * checked at the AUTH command, before any login is known; the scoped ones
  * once per exchange, as soon as a step of the mechanism reveals the login
@@ -240,7 +241,8 @@ struct sg_session *sess_new(struct sg_listener *lst, int fd, const char *ip, uns
 	/* 12,288 octets with the CRLF: 12,286 before it */
 	s->line_size = 12286 + 1 > srv->cfg.max_line + 1 ? 12286 + 1 : srv->cfg.max_line + 1;
 	s->line = sg_malloc(s->line_size + 1);
-	sg_buf_init(&s->body, srv->cfg.max_message_size);
+	sg_buf_init(&s->body, SESS_SPOOL_BUF);
+	s->spool_fd = -1;
 	bool implicit = lst->cfg->role == SG_ROLE_SUBMISSIONS;
 	s->conn = sg_conn_new(s->loop->base, fd, implicit ? srv->tls : NULL, &conn_cbs, s);
 	if (s->conn == NULL) {
@@ -251,6 +253,7 @@ struct sg_session *sess_new(struct sg_listener *lst, int fd, const char *ip, uns
 		return NULL;
 	}
 	s->life_ev = evtimer_new(s->loop->base, on_life_timeout, s);
+	s->deadline_ev = evtimer_new(s->loop->base, on_deadline, s);
 	struct timeval tv = {srv->cfg.timeout_session_ms / 1000, (srv->cfg.timeout_session_ms % 1000) * 1000};
 	evtimer_add(s->life_ev, &tv);
 	sg_log(SG_INFO, "connect", "sid=%s listener=%s role=%s client=%s port=%u", s->id,
@@ -276,6 +279,8 @@ void sess_free(struct sg_session *s)
 		sg_conn_free(&s->conn);
 		if (s->life_ev != NULL)
 			evtimer_del(s->life_ev);
+		if (s->deadline_ev != NULL)
+			evtimer_del(s->deadline_ev);
 		if (s->delay_ev != NULL)
 			evtimer_del(s->delay_ev);
 		if (s->fault_ev != NULL)
@@ -291,6 +296,8 @@ void sess_free(struct sg_session *s)
 		event_free(s->delay_ev);
 	if (s->life_ev != NULL)
 		event_free(s->life_ev);
+	if (s->deadline_ev != NULL)
+		event_free(s->deadline_ev);
 	if (s->fault_ev != NULL)
 		event_free(s->fault_ev);
 	if (s->fault_line != NULL)
@@ -384,8 +391,11 @@ void sess_reset_txn(struct sg_session *s)
 	s->nrcpts = 0;
 	for (size_t i = 0; i < s->nowners; i++)
 		free(s->owners[i]);
+	free(s->owners);
+	s->owners = NULL;
 	s->nowners = 0;
 	sg_buf_reset(&s->body);
+	sess_spool_close(s);
 	if (s->state & (ST_MAIL | ST_RCPT | ST_DATA))
 		s->state = ST_READY;
 }
@@ -494,9 +504,63 @@ static void run_command(struct sg_session *s, char *line, size_t len, bool fault
 	sess_error(s, SG_R_SYNTAX);
 }
 
+/* Per-line deadline (Postfix's smtpd_per_record_deadline): a command line
+ * must be complete within timeout_command_ms of its first byte, and every
+ * line of a message within timeout_data_ms; further bytes of the same line
+ * do not restart the timer (the connection's idle timeout, which they do
+ * restart, only bounds the pauses between lines). A client trickling one
+ * byte every few seconds is cut after one timeout, not after the session's. */
+static bool line_pending(struct sg_session *s)
+{
+	if (s->state & (ST_HANDSHAKE | ST_CLOSING))
+		return false;
+	if (s->state & ST_DATA)
+		return sg_data_mid_line(&s->dr) || sg_conn_input_len(s->conn) > 0;
+	return sg_conn_input_len(s->conn) > 0;
+}
+
+static void update_deadline(struct sg_session *s)
+{
+	if (!s->srv->cfg.command_deadline || s->conn == NULL)
+		return;
+	if (!line_pending(s)) {
+		if (s->deadline_armed)
+			evtimer_del(s->deadline_ev);
+		s->deadline_armed = false;
+		return;
+	}
+	if (s->deadline_armed)
+		return;
+	unsigned ms = (s->state & ST_DATA) ? s->srv->cfg.timeout_data_ms : s->srv->cfg.timeout_command_ms;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(s->deadline_ev, &tv);
+	s->deadline_armed = true;
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct sg_session *s = arg;
+	s->deadline_armed = false;
+	if ((s->state & (ST_BUSY | ST_CLOSING)) || s->delay_ev != NULL || s->fault_ev != NULL)
+		return; /* a worker or a delay holds the input, not the client */
+	if (!line_pending(s))
+		return;
+	sg_log(SG_INFO, "timeout", "sid=%s client=%s state=%#x reason=line_deadline", s->id, s->client_ip,
+	       s->state);
+	sess_close(s, SG_R_TIMEOUT);
+}
+
+static void read_input(struct sg_session *s);
+
 static void on_read(void *ctx)
 {
 	struct sg_session *s = ctx;
+	read_input(s);
+	update_deadline(s);
+}
+
+static void read_input(struct sg_session *s)
+{
 	/* Process as many pipelined commands as are buffered; replies are
 	 * queued and leave in one write (RFC 2920). */
 	while (!(s->state & (ST_BUSY | ST_CLOSING | ST_HANDSHAKE)) && s->delay_ev == NULL &&

@@ -44,6 +44,8 @@ enum sess_state {
 struct sess_rcpt {
 	char addr[257];
 	char owner[256];                /* mx: the inbox it goes to ("" when authenticated) */
+	unsigned notify;        /* RFC 3461 NOTIFY (relay/queue.h SG_NOTIFY_*), 0 = not given */
+	char orcpt[520];        /* ORCPT, xtext-decoded "type;address", "" = not given */
 };
 
 struct sess_job {
@@ -61,11 +63,13 @@ struct sess_job {
 	int store_rc;
 	char id[64];
 	const char *error;
-	char *logins[64];
+	char **logins;                  /* inboxes; as many as the transaction's owners */
 	size_t nlogins;
 	struct sg_buf prefix;
-	struct sg_buf *own_prefix[64];  /* mx: logins[i]'s own block (its recipients only) */
-	struct sg_buf body;
+	struct sg_buf **own_prefix;     /* mx: logins[i]'s own block (its recipients only) */
+	int body_fd;                    /* the DATA spool (owned: closed by sess_job_free) */
+	size_t body_len;
+	struct sg_route *route;         /* relay mode (server/route.c), else NULL */
 };
 
 struct sg_session {
@@ -95,6 +99,10 @@ struct sg_session {
 	unsigned auth_failures;
 	bool error_challenge;           /* an error challenge was sent: failure counted */
 	unsigned error_delay_ms;
+	uint64_t auth_gen;              /* store generation when the account was last checked */
+	uint8_t auth_fp[32];            /* what the authentication rests on (sess_account_fp) */
+	uint8_t auth_tag[16];           /* keyed hash of this exchange's client bytes */
+	bool auth_tag_set;
 	/* abuse counters */
 	unsigned errors;
 	/* transaction */
@@ -103,17 +111,26 @@ struct sg_session {
 	unsigned long long declared_size;
 	struct sess_rcpt *rcpts;
 	size_t nrcpts;
-	char *owners[64];               /* inboxes (mx, unauthenticated) */
+	int dsn_ret;                    /* RFC 3461 RET: 0 not given, 1 FULL, 2 HDRS (set by MAIL) */
+	char dsn_envid[101];            /* ENVID, xtext-decoded (at most 100 octets) */
+	char **owners;                  /* inboxes (mx, unauthenticated), at most one per RCPT */
 	size_t nowners;
 	unsigned txn_seq;
 	struct sg_data_reader dr;
+	/* DATA is streamed: at most SESS_SPOOL_BUF octets in memory, the rest
+	 * written to an unnamed spool file as it arrives (cmd_data.c). */
 	struct sg_buf body;
+	int spool_fd;                   /* -1 outside DATA */
+	size_t spooled;                 /* octets written to the spool */
+	int spool_errno;                /* a spool write failed: 451 at the end */
 	/* I/O */
 	char *line;
 	size_t line_size;
 	struct sess_job *job;           /* in flight on the pool, or NULL */
 	struct event *delay_ev;         /* failed-AUTH delay */
 	struct event *life_ev;          /* whole-session limit */
+	struct event *deadline_ev;      /* the line being read must be complete by then */
+	bool deadline_armed;
 	enum sg_reply_id delayed_reply;
 	bool delayed_close;
 	bool quit;
@@ -145,6 +162,10 @@ bool sess_tls(const struct sg_session *s);
 void sess_auth_event(struct sg_session *s, const char *mech, const char *login, const char *result,
 		     const char *reason, bool injected);
 const char *sess_log_login(const struct sg_session *s);
+/* The state an authenticated session rests on: the account's id, login and
+ * password hash, hashed into fp. 1 (enabled account), 0 (deleted or
+ * disabled), -1 (store error). Any thread. */
+int sess_account_fp(struct sg_cred_store *creds, const char *login, uint8_t fp[32]);
 
 void cmd_ehlo(struct sg_session *s, char *args);
 void cmd_helo(struct sg_session *s, char *args);
@@ -174,5 +195,9 @@ void sess_job_free(struct sess_job *j);
 size_t auth_offered(struct sg_session *s, const struct sg_mech **out, size_t max);
 
 enum { JOB_AUTH_STEP = 1, JOB_STORE = 2 };
+
+#define SESS_SPOOL_BUF (64 * 1024)
+/* Close the transaction's spool file, if any. */
+void sess_spool_close(struct sg_session *s);
 
 #endif

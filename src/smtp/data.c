@@ -52,6 +52,11 @@ static void text(struct sg_data_reader *r, uint8_t c)
 	}
 }
 
+bool sg_data_mid_line(const struct sg_data_reader *r)
+{
+	return r->st != DR_BOL;
+}
+
 size_t sg_data_feed(struct sg_data_reader *r, const uint8_t *p, size_t n)
 {
 	size_t i = 0;

@@ -34,6 +34,9 @@ struct sg_data_reader {
 };
 
 void sg_data_init(struct sg_data_reader *r, struct sg_buf *out, size_t max_size, bool normalize_lf);
+/* Is the reader inside a line (some of it read, its CRLF not yet)? For the
+ * per-line deadline: a line must be complete within the data timeout. */
+bool sg_data_mid_line(const struct sg_data_reader *r);
 /* Consume input; returns how many bytes were used. When r->done is set, the
  * rest of the input (not consumed) belongs to the next command. */
 size_t sg_data_feed(struct sg_data_reader *r, const uint8_t *p, size_t n);

@@ -66,6 +66,15 @@ static int exec_sql(sqlite3 *db, const char *sql)
 	return 0;
 }
 
+/* Close a connection with its kept statements (prep_cached). */
+static void close_db(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	while ((st = sqlite3_next_stmt(db, NULL)) != NULL)
+		sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
 static sqlite3 *conn_open(const char *path, const char **error_r)
 {
 	sqlite3 *db = NULL;
@@ -192,7 +201,7 @@ static void sqlite_close(struct sg_cred_store *base)
 	while (s->idle != NULL) {
 		struct conn *c = s->idle;
 		s->idle = c->next;
-		sqlite3_close(c->db);
+		close_db(c->db);
 		free(c);
 	}
 	pthread_mutex_destroy(&s->lock);
@@ -212,6 +221,32 @@ static sqlite3_stmt *prep(sqlite3 *db, const char *sql)
 	return st;
 }
 
+/* The read-only lookups of the SMTP path (RCPT, MAIL, AUTH) are prepared once per
+ * connection and kept (a connection is used by one thread at a time, so this is a
+ * per-thread cache): parsing the SQL was a third of a plain session's user-space
+ * instructions (issue 12). prep_cached() finds a kept statement by its SQL text among
+ * the connection's statements that are not running; release() resets it for the next
+ * use. close_db() finalizes them before the connection closes. The verifier query is
+ * not kept (its row holds key material). */
+static sqlite3_stmt *prep_cached(sqlite3 *db, const char *sql)
+{
+	for (sqlite3_stmt *st = sqlite3_next_stmt(db, NULL); st != NULL; st = sqlite3_next_stmt(db, st))
+		if (!sqlite3_stmt_busy(st) && sqlite3_stmt_readonly(st) && strcmp(sqlite3_sql(st), sql) == 0)
+			return st;
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+		sg_log(SG_ERROR, "cred_db", "prepare failed error=\"%s\"", sqlite3_errmsg(db));
+		return NULL;
+	}
+	return st;
+}
+
+static void release(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
 static void bind_text(sqlite3_stmt *st, int i, const char *v)
 {
 	sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
@@ -221,7 +256,7 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
  * row with an integer column: 1 (row, *out set), 0 (no row), -1. */
 static int query_int(sqlite3 *db, const char *sql, const char *a, const char *b, int64_t *out)
 {
-	sqlite3_stmt *st = prep(db, sql);
+	sqlite3_stmt *st = prep_cached(db, sql);
 	if (st == NULL)
 		return -1;
 	if (a != NULL)
@@ -239,7 +274,7 @@ static int query_int(sqlite3 *db, const char *sql, const char *a, const char *b,
 		sg_log(SG_ERROR, "cred_db", "query failed error=\"%s\"", sqlite3_errmsg(db));
 		ret = -1;
 	}
-	sqlite3_finalize(st);
+	release(st);
 	return ret;
 }
 
@@ -282,25 +317,25 @@ static int lookup_on(sqlite3 *db, const char *login, enum sg_cred_kind kind,
 	if (login == NULL || !sg_cred_norm_domain(login, norm, sizeof(norm)) ||
 	    sg_cred_validate_login(norm, NULL) != 0)
 		return 0;
-	sqlite3_stmt *st = prep(db, "SELECT id, login, disabled FROM accounts WHERE login = ?1");
+	sqlite3_stmt *st = prep_cached(db, "SELECT id, login, disabled FROM accounts WHERE login = ?1");
 	if (st == NULL)
 		return -1;
 	bind_text(st, 1, norm);
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE) {
-		sqlite3_finalize(st);
+		release(st);
 		return 0;
 	}
 	if (rc != SQLITE_ROW) {
 		sg_log(SG_ERROR, "cred_db", "lookup failed error=\"%s\"", sqlite3_errmsg(db));
-		sqlite3_finalize(st);
+		release(st);
 		return -1;
 	}
 	struct sg_account a = {0};
 	a.id = sqlite3_column_int64(st, 0);
 	sg_strlcpy(a.login, (const char *)sqlite3_column_text(st, 1), sizeof(a.login));
 	a.disabled = sqlite3_column_int(st, 2) != 0;
-	sqlite3_finalize(st);
+	release(st);
 	if (acct != NULL)
 		*acct = a;
 	if (kind == SG_CRED_NONE || v == NULL)
@@ -364,7 +399,7 @@ static int sqlite_owns_address(struct sg_cred_store *base, const char *login, co
 	struct conn *c = conn_get(s);
 	if (c == NULL)
 		return -1;
-	sqlite3_stmt *st = prep(c->db, "SELECT 1 FROM addresses JOIN accounts ON accounts.id = addresses.account_id"
+	sqlite3_stmt *st = prep_cached(c->db, "SELECT 1 FROM addresses JOIN accounts ON accounts.id = addresses.account_id"
 				       " WHERE accounts.login = ?1 AND addresses.address IN (?2, ?3) LIMIT 1");
 	int ret = -1;
 	if (st != NULL) {
@@ -373,7 +408,7 @@ static int sqlite_owns_address(struct sg_cred_store *base, const char *login, co
 		bind_text(st, 3, catchall);
 		int rc = sqlite3_step(st);
 		ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
-		sqlite3_finalize(st);
+		release(st);
 	}
 	conn_put(s, c);
 	return ret;
@@ -382,7 +417,7 @@ static int sqlite_owns_address(struct sg_cred_store *base, const char *login, co
 /* Text query returning one login: 1/0/-1. */
 static int query_login(sqlite3 *db, const char *sql, const char *arg, char *login_r, size_t size)
 {
-	sqlite3_stmt *st = prep(db, sql);
+	sqlite3_stmt *st = prep_cached(db, sql);
 	if (st == NULL)
 		return -1;
 	bind_text(st, 1, arg);
@@ -395,11 +430,12 @@ static int query_login(sqlite3 *db, const char *sql, const char *arg, char *logi
 		sg_log(SG_ERROR, "cred_db", "query failed error=\"%s\"", sqlite3_errmsg(db));
 		ret = -1;
 	}
-	sqlite3_finalize(st);
+	release(st);
 	return ret;
 }
 
-static int sqlite_find_owner(struct sg_cred_store *base, const char *address, char *login_r, size_t size)
+static int find_owner(struct sg_cred_store *base, const char *address, bool catchall_too,
+		      char *login_r, size_t size)
 {
 	struct cred_sqlite *s = SQ(base);
 	char addr[512];
@@ -417,10 +453,21 @@ static int sqlite_find_owner(struct sg_cred_store *base, const char *address, ch
 	int ret = query_login(c->db, q_addr, addr, login_r, size);
 	if (ret == 0)
 		ret = query_login(c->db, q_login, addr, login_r, size);
-	if (ret == 0)
+	if (ret == 0 && catchall_too)
 		ret = query_login(c->db, q_addr, catchall, login_r, size);
 	conn_put(s, c);
 	return ret;
+}
+
+static int sqlite_find_owner(struct sg_cred_store *base, const char *address, char *login_r, size_t size)
+{
+	return find_owner(base, address, true, login_r, size);
+}
+
+static int sqlite_find_exact_owner(struct sg_cred_store *base, const char *address, char *login_r,
+				   size_t size)
+{
+	return find_owner(base, address, false, login_r, size);
 }
 
 static int sqlite_domain_is_local(struct sg_cred_store *base, const char *domain)
@@ -457,6 +504,8 @@ static int write_verifiers(sqlite3 *db, int64_t id, const struct sg_cred_derived
 		return -1;
 	int ret = 0;
 	for (size_t i = 0; i < SG_CRED_N_KINDS && ret == 0; i++) {
+		if (d->v[i].kind == SG_CRED_NONE)
+			continue; /* a legacy verifier not asked for */
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, id);
 		bind_text(st, 2, sg_cred_kind_name(sg_cred_all_kinds[i]));
@@ -833,6 +882,7 @@ static const struct sg_cred_ops sqlite_ops = {
 	.lookup = sqlite_lookup,
 	.owns_address = sqlite_owns_address,
 	.find_owner = sqlite_find_owner,
+	.find_exact_owner = sqlite_find_exact_owner,
 	.domain_is_local = sqlite_domain_is_local,
 	.add = sqlite_add,
 	.set_password = sqlite_set_password,

@@ -32,15 +32,24 @@ int sg_mail_commit(struct sg_mail_store *s, const char *const *logins, size_t n,
 		   const struct sg_buf *prefix, const struct sg_buf *body, char id_r[SG_MAIL_ID_MAX],
 		   const char **error_r);
 
+/* The same with the body in a file (the DATA spool): body_len bytes read
+ * with pread from offset 0 of body_fd, which stays open (the caller closes
+ * it). Memory use does not depend on the message size. */
+int sg_mail_commit_fd(struct sg_mail_store *s, const char *const *logins, size_t n,
+		      const struct sg_buf *prefix, int body_fd, size_t body_len,
+		      char id_r[SG_MAIL_ID_MAX], const char **error_r);
+
 /* The same with a header block per inbox (prefixes[i] for logins[i]; NULL
  * = prefix for all): inboxes whose block equals the first's share one file
  * (hard links), the others get their own copy. On mx each owner's copy
- * names only its own recipients (issue 10 item 15). In the client's top
- * header section, fields named X-Smtpgate-* are stored renamed
- * X-Client-Smtpgate-*: only the server's own block has X-Smtpgate-* fields. */
-int sg_mail_commit_each(struct sg_mail_store *s, const char *const *logins,
-			const struct sg_buf *const *prefixes, size_t n, const struct sg_buf *prefix,
-			const struct sg_buf *body, char id_r[SG_MAIL_ID_MAX], const char **error_r);
+ * names only its own recipients (issue 10 item 15). Every commit stores
+ * the fields of the client's top header section named X-Smtpgate-* renamed
+ * X-Client-Smtpgate-*: only the server's own block has X-Smtpgate-* fields
+ * (item 16). */
+int sg_mail_commit_fd_each(struct sg_mail_store *s, const char *const *logins,
+			   const struct sg_buf *const *prefixes, size_t n,
+			   const struct sg_buf *prefix, int body_fd, size_t body_len,
+			   char id_r[SG_MAIL_ID_MAX], const char **error_r);
 
 /* Path of a stored message (for tests, the HTTP API). NULL if absent. Caller frees. */
 char *sg_mail_path(struct sg_mail_store *s, const char *login, const char *id);

@@ -163,35 +163,117 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* The client's data with every header field of its top header section
- * named X-Smtpgate-* renamed X-Client-Smtpgate-* (issue 10 item 16): only
- * the server writes X-Smtpgate-* fields, in the block it puts in front. */
-static int write_body(int fd, const struct sg_buf *body)
+/* The body: in memory (buf) or len bytes of a file (fd >= 0, read from offset 0). */
+struct body_src {
+	const struct sg_buf *buf;
+	int fd;
+	size_t len;
+};
+
+/* Writes through a renamer: in the client's top header section, fields
+ * named X-Smtpgate-* become X-Client-Smtpgate-* (issue 10 item 16): only the
+ * server writes X-Smtpgate-* fields, in the block it puts in front. A small
+ * state machine, so that the body can come in chunks of any size. */
+struct renamer {
+	int fd;
+	bool in_headers, line_start;
+	size_t k;                       /* bytes of "X-Smtpgate-" matched, held */
+	uint8_t held[16];
+	uint8_t out[8192];
+	size_t olen;
+};
+
+static const char rename_tag[] = "X-Smtpgate-";
+
+static int ren_put(struct renamer *r, const uint8_t *p, size_t n)
 {
-	static const char tag[] = "X-Smtpgate-";
-	const uint8_t *p = body->data, *end = body->data + body->len;
-	const uint8_t *from = p; /* first byte not yet written */
-	bool line_start = true;
-	while (p < end) {
-		if (line_start) {
-			if (*p == '\r' || *p == '\n')
-				break; /* the empty line: end of the header section */
-			if ((size_t)(end - p) >= sizeof(tag) - 1 && strncasecmp((const char *)p, tag, sizeof(tag) - 1) == 0) {
-				if (write_all(fd, from, (size_t)(p - from)) != 0 ||
-				    write_all(fd, (const uint8_t *)"X-Client-", 9) != 0)
-					return -1;
-				from = p + 2; /* "Smtpgate-..." follows "X-Client-" */
-			}
-		}
-		line_start = *p == '\n';
-		p++;
+	if (r->olen + n > sizeof(r->out)) {
+		if (write_all(r->fd, r->out, r->olen) != 0)
+			return -1;
+		r->olen = 0;
+		if (n > sizeof(r->out))
+			return write_all(r->fd, p, n);
 	}
-	return write_all(fd, from, (size_t)(end - from));
+	memcpy(r->out + r->olen, p, n);
+	r->olen += n;
+	return 0;
+}
+
+static int ren_feed(struct renamer *r, const uint8_t *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n && r->in_headers) {
+		uint8_t c = p[i++];
+		if (r->k > 0 || r->line_start) {
+			if (r->line_start && r->k == 0 && (c == '\r' || c == '\n')) {
+				r->in_headers = false; /* the empty line */
+			} else if (((c | 0x20) == ((uint8_t)rename_tag[r->k] | 0x20))) {
+				r->held[r->k++] = c;
+				r->line_start = false;
+				if (r->k == sizeof(rename_tag) - 1) {
+					if (ren_put(r, (const uint8_t *)"X-Client-", 9) < 0 ||
+					    ren_put(r, r->held + 2, r->k - 2) < 0)
+						return -1;
+					r->k = 0;
+				}
+				continue;
+			}
+			if (r->k > 0 && ren_put(r, r->held, r->k) < 0)
+				return -1;
+			r->k = 0;
+		}
+		if (ren_put(r, &c, 1) < 0)
+			return -1;
+		r->line_start = c == '\n';
+	}
+	if (i < n) {
+		if (r->olen > 0 && write_all(r->fd, r->out, r->olen) != 0)
+			return -1;
+		r->olen = 0;
+		return write_all(r->fd, p + i, n - i);
+	}
+	return 0;
+}
+
+static int ren_end(struct renamer *r)
+{
+	if (r->k > 0 && ren_put(r, r->held, r->k) < 0)
+		return -1;
+	r->k = 0;
+	int ret = r->olen > 0 ? write_all(r->fd, r->out, r->olen) : 0;
+	r->olen = 0;
+	return ret;
+}
+
+static int write_body(int fd, const struct body_src *b)
+{
+	struct renamer r = {.fd = fd, .in_headers = true, .line_start = true};
+	if (b->fd < 0) {
+		if (b->buf == NULL || b->buf->len == 0)
+			return 0;
+		return ren_feed(&r, b->buf->data, b->buf->len) == 0 ? ren_end(&r) : -1;
+	}
+	uint8_t chunk[64 * 1024];
+	for (size_t off = 0; off < b->len;) {
+		size_t want = b->len - off < sizeof(chunk) ? b->len - off : sizeof(chunk);
+		ssize_t rd = pread(b->fd, chunk, want, (off_t)off);
+		if (rd < 0 && errno == EINTR)
+			continue;
+		if (rd <= 0) {
+			if (rd == 0)
+				errno = EIO; /* the spool is shorter than recorded */
+			return -1;
+		}
+		if (ren_feed(&r, chunk, (size_t)rd) != 0)
+			return -1;
+		off += (size_t)rd;
+	}
+	return ren_end(&r);
 }
 
 /* Write prefix+body to tmp/<id>, fsync, rename into new/<id>, fsync new/. */
 static int deliver_file(struct sg_mail_store *s, const char *login, const char *id,
-			const struct sg_buf *prefix, const struct sg_buf *body, bool *exists,
+			const struct sg_buf *prefix, const struct body_src *body, bool *exists,
 			const char **error_r)
 {
 	char *tmp = sg_asprintf("%s/%s/tmp/%s", s->mail_dir, login, id);
@@ -206,7 +288,7 @@ static int deliver_file(struct sg_mail_store *s, const char *login, const char *
 		goto out;
 	}
 	if ((prefix != NULL && prefix->len > 0 && write_all(fd, prefix->data, prefix->len) != 0) ||
-	    (body != NULL && body->len > 0 && write_body(fd, body) != 0) ||
+	    write_body(fd, body) != 0 ||
 	    fsync(fd) != 0) {
 		sg_set_err(error_r, sg_errf("cannot write %s: %s", tmp, strerror(errno)));
 		close(fd);
@@ -252,16 +334,9 @@ static void make_id(char id[SG_MAIL_ID_MAX])
 	snprintf(id, SG_MAIL_ID_MAX, "%" PRId64 ".%s", sg_time(), hex);
 }
 
-int sg_mail_commit(struct sg_mail_store *s, const char *const *logins, size_t n,
-		   const struct sg_buf *prefix, const struct sg_buf *body, char id_r[SG_MAIL_ID_MAX],
-		   const char **error_r)
-{
-	return sg_mail_commit_each(s, logins, NULL, n, prefix, body, id_r, error_r);
-}
-
-int sg_mail_commit_each(struct sg_mail_store *s, const char *const *logins,
-			const struct sg_buf *const *prefixes, size_t n, const struct sg_buf *prefix,
-			const struct sg_buf *body, char id_r[SG_MAIL_ID_MAX], const char **error_r)
+static int commit(struct sg_mail_store *s, const char *const *logins, size_t n,
+		  const struct sg_buf *const *prefixes, const struct sg_buf *prefix,
+		  const struct body_src *body, char id_r[SG_MAIL_ID_MAX], const char **error_r)
 {
 	if (prefixes != NULL && n > 0)
 		prefix = prefixes[0];
@@ -345,6 +420,30 @@ int sg_mail_commit_each(struct sg_mail_store *s, const char *const *logins,
 	}
 	free(first);
 	return ret;
+}
+
+int sg_mail_commit(struct sg_mail_store *s, const char *const *logins, size_t n,
+		   const struct sg_buf *prefix, const struct sg_buf *body, char id_r[SG_MAIL_ID_MAX],
+		   const char **error_r)
+{
+	struct body_src b = {.buf = body, .fd = -1};
+	return commit(s, logins, n, NULL, prefix, &b, id_r, error_r);
+}
+
+int sg_mail_commit_fd(struct sg_mail_store *s, const char *const *logins, size_t n,
+		      const struct sg_buf *prefix, int body_fd, size_t body_len,
+		      char id_r[SG_MAIL_ID_MAX], const char **error_r)
+{
+	return sg_mail_commit_fd_each(s, logins, NULL, n, prefix, body_fd, body_len, id_r, error_r);
+}
+
+int sg_mail_commit_fd_each(struct sg_mail_store *s, const char *const *logins,
+			   const struct sg_buf *const *prefixes, size_t n,
+			   const struct sg_buf *prefix, int body_fd, size_t body_len,
+			   char id_r[SG_MAIL_ID_MAX], const char **error_r)
+{
+	struct body_src b = {.fd = body_fd, .len = body_len};
+	return commit(s, logins, n, prefixes, prefix, &b, id_r, error_r);
 }
 
 /* Find the file of a message: new/<id>, cur/<id>, cur/<id>:2,... */

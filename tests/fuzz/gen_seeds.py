@@ -120,6 +120,9 @@ mechanisms = SCRAM-SHA-256 PLAIN
 put("config", "minimal", "hostname = mx.example.test\n")
 put("config", "bad", "[listener a]\nrole = nope\nlisten = [::1]:99999\n")
 put("config", "ipv6", "[listener s]\nrole = submissions\nlisten = [::1]:4465\n")
+put("config", "mechs", "legacy_verifiers = ntlm, cram-md5\nauth_mechanisms = SCRAM-SHA-256 PLAIN NTLM\n"
+    "channel_binding = no\n[listener s]\nrole = submission\nchannel_binding = yes\n"
+    "[listener t]\nauth_mechanisms = SCRAM-SHA-1-PLUS,CRAM-MD5\n")
 
 # ---- jwt: flags + token
 def jws(header, claims, alg_sign):
@@ -166,7 +169,11 @@ for n, (h, c) in {"sign_basic": ({"alg": "HS256"}, claims),
                   "sign_aud_array": ({"alg": "HS256", "typ": "JWT"}, dict(claims, aud=["a", "smtp"], nbf=FUZZ_NOW)),
                   "sign_float_exp": ({"alg": "HS256"}, dict(claims, exp=1.8e9)),
                   "sign_no_exp": ({"alg": "HS256"}, {k: v for k, v in claims.items() if k != "exp"}),
-                  "sign_email": ({"alg": "HS256"}, dict(claims, email="Alice@Example.TEST"))}.items():
+                  "sign_email": ({"alg": "HS256"}, dict(claims, email="Alice@Example.TEST")),
+                  # issue 10 item 22: dates whose difference with "now" overflowed
+                  "sign_exp_int64_min": ({"alg": "HS256"}, dict(claims, exp=-2**63)),
+                  "sign_nbf_negative": ({"alg": "HS256"}, dict(claims, nbf=-1)),
+                  "sign_iat_int64_max": ({"alg": "HS256"}, dict(claims, iat=2**63 - 1))}.items():
     put("jwt", n, bytes([4 | (1 if "email" in n else 0)]) + json.dumps(h).encode() + b"\x00" + json.dumps(c).encode())
 keys = os.path.join(HERE, "keys")
 if os.path.exists(os.path.join(keys, "rsa.pem")):
@@ -286,6 +293,36 @@ for n, v in {"none": b"\x00\x01\x00\x00\x00", "authzid": b"\x00\x01\x00\x00\x00a
              "raw_layer": b"\x01\x05\x04\x00\xff\x00\x0c\x00\x00",
              "raw_token": b"\x02\x60\x82\x02\x00\x06\x09\x2a\x86\x48\x86\xf7\x12\x01\x02\x02\x01\x00"}.items():
     put("mech_gssapi", n, v)
+# DKIM (fuzz_dkim.c): flags (bit 0: RSA key, bit 1: canonicalisation only) + message.
+for n, v in {"simple": b"From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nbody\r\n",
+             "folded": b"From: \"A\"\r\n <a@example.org>\r\nTo: b@x,\r\n\tc@x\r\nSubject:  a \t b  \r\n"
+                       b"List-Id: <l.x>\r\nTo: d@x\r\n\r\n\r\n x  \t y \r\n\r\n\r\nlast",
+             "no_body": b"From: a@example.org",
+             "no_from": b"To: b@x\r\n\r\nFrom: in the body\r\n",
+             "two_from": b"From: a@x\r\nFROM : b@x\r\n\r\n",
+             "bare_lf": b"From: a@x\nSubject: s\n\nl1 \nl2\r\r\n\n",
+             "garbage": b"no colon line\r\n continuation\r\nFrom: a@x\r\n\r\n\x00\xff\r"}.items():
+    put("dkim", n, b"\x00" + v)
+put("dkim", "rsa", b"\x01From: a@example.org\r\nSubject: rsa\r\n\r\nbody\r\n")
+put("dkim", "canon_only", b"\x02B : Y\t\r\n\tZ  \r\n\r\n C \r\nD \t E\r\n\r\n\r\n")
+# DSN (fuzz_dsn.c): flags (bit 0 RET=HDRS, bits 1-2 recipients - 1) + NUL-separated fields
+# reporting_mta, envid, from, postmaster, orcpt, final_rcpt, action, status, remote_mta,
+# diagnostic, then the original message.
+ORIG = b"From: a@example.org\r\nSubject: s\r\n\r\nbody\r\n"
+def dsn(flags, *fields):
+    return bytes([flags]) + b"\x00".join(f.encode() if isinstance(f, str) else f for f in fields)
+put("dsn", "failed", dsn(0, "mx.example.org", "ENV+2B1", "a@example.org", "MAILER-DAEMON@mx",
+                         "rfc822;b+2Bx@example.net", "b+x@example.net", "failed", "5.1.1",
+                         "smarthost.example.net", "smtp; 550 5.1.1 unknown", ORIG))
+put("dsn", "delayed_hdrs", dsn(3, "mx", "", "a@x", "pm@mx", "", "b@x", "delayed", "4.4.1", "",
+                               "451 later", ORIG))
+put("dsn", "utf8", dsn(4, "mx", "", "δ@παράδειγμα", "pm@mx", "utf-8;用户@例子", "用户@例子.广告",
+                       "failed", "5.1.1", "h", "smtp; 550", "Subject: Grüße\r\n\r\nx"))
+put("dsn", "inject", dsn(0, "mx\r\nBcc: x", "e\r\n", "a@x\r\nBcc: v@x", "pm\n", "x\r\n--b",
+                         "b\r\n\r\n--=_sg-dsn-", "failed", "5.0.0", "r\rX", "d\r\nX-Evil: 1",
+                         ORIG))
+put("dsn", "bad_status", dsn(0, "mx", "", "a@x", "pm", "", "b@x", "failed", "5.1", "", "", ""))
+put("dsn", "null_sender", dsn(0, "mx", "", "", "pm", "", "b@x", "failed", "5.1.1", "", "", ""))
 # PROXY protocol header (fuzz_proxy.c): what the load balancer sends first.
 PP2_SIG = bytes([0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A])
 

@@ -351,15 +351,16 @@ class Lifecycle(unittest.TestCase):
             t0 = time.monotonic()
             rc = srv.stop()
             self.assertEqual(rc, 0, "exit status after SIGTERM")
-            self.assertLess(time.monotonic() - t0, 5)
+            self.assertLess(time.monotonic() - t0, 5)   # the harness's own bound (STOP_TIMEOUT)
 
     def test_idle_clients_time_out(self):
         with Server(users=[ALICE], settings={"timeout_command_ms": 1000}) as srv:
+            t0 = time.monotonic()
             with srv.raw("mx") as c:                  # says nothing after the greeting
-                t0 = time.monotonic()
-                r = c.read_reply(timeout=8)
+                r = c.read_reply(timeout=15)
                 self.assertEqual(r.code, 421, r)
-                self.assertTrue(c.closed(3))
+                self.assertTrue(c.closed(10))
+                # 1 s timeout: only "it fired" matters, with room for a loaded machine
                 self.assertLess(time.monotonic() - t0, 6)
             with srv.raw("submissions") as c:         # stops in the middle of an AUTH exchange
                 c.ehlo()
@@ -386,7 +387,7 @@ class ServeDefaults(unittest.TestCase):
         for role, port in zip(("mx", "submission", "submissions"), self.PORTS):
             self.assertRegex(r.stdout, r"(?s)%s\s.*default 127\.0\.0\.1:%d" % (role, port))
         self.assertIn("default 127.0.0.1:%d" % self.HTTP_PORT, r.stdout)
-        self.assertIn("default ./smtpgate-data", r.stdout)
+        self.assertIn("else ./smtpgate-data", r.stdout)
 
     def test_serve_without_arguments(self):
         """Binds the real default ports: only when all four are free (a `make run` or a

@@ -38,6 +38,7 @@ import tempfile
 import time
 import unittest
 
+import harness
 from starttls_proxy import StartTlsProxy
 from harness import (ALICE, BOB, DAVE, R_AUTH_BAD, R_AUTH_OK, ServerTestCase, headers,
                      make_message, queued_id, require_tool, unb64)
@@ -317,7 +318,9 @@ class MechClients(MechClientBase):
         with open(secret, "w") as f:
             f.write(OAUTH_SECRET)
         os.chmod(secret, 0o600)
-        cls.SETTINGS = {"ntlm_allow_v1": "yes", "oauth_secret_file": secret}
+        # -PLUS is opt-in (issue 16): this class tests it, so it enables it
+        cls.SETTINGS = {"ntlm_allow_v1": "yes", "oauth_secret_file": secret,
+                        "channel_binding": "yes"}
 
     def expired_token(self, login):
         now = int(time.time())
@@ -482,7 +485,7 @@ class MechClients(MechClientBase):
         n = len(self.auth_log("SCRAM-SHA-256", "fail"))
         rc, out, _ = self.msmtp("SCRAM-SHA-256", ALICE.login, "not-the-password")
         self.assert_scram_refused(rc, out)
-        time.sleep(0.3)
+        harness.wait_until(lambda: len(self.auth_log("SCRAM-SHA-256", "fail")) > n)
         self.assertEqual(len(self.auth_log("SCRAM-SHA-256", "fail")), n + 1,
                          "no event=auth mech=SCRAM-SHA-256 result=fail after msmtp got e=; log:\n"
                          + "\n".join(self.srv.log_lines()[-8:]))
@@ -585,7 +588,7 @@ class MechClients(MechClientBase):
         rc, out, _ = self.curl("XOAUTH2", ALICE.login, token=self.expired_token(ALICE.login),
                                listener="xoauth2only")
         self.assertEqual(rc, 67, transcript(out))
-        time.sleep(0.3)
+        harness.wait_until(lambda: len(self.auth_log("XOAUTH2", "fail")) > n)
         self.assertEqual(len(self.auth_log("XOAUTH2", "fail")), n + 1,
                          "no event=auth mech=XOAUTH2 result=fail after curl got the error "
                          "challenge; log:\n" + "\n".join(self.srv.log_lines()[-6:]))
@@ -614,8 +617,8 @@ class MechClients(MechClientBase):
         self.assertEqual(rc, 0, transcript(out))
         self.assert_in_output(R_AUTH_OK, out)
         self.assertTrue([c for c in challenges(out) if c.startswith(b"v=")], transcript(out))
-        time.sleep(0.1)
-        lines = self.auth_log(mech, "ok")
+        lines = harness.wait_until(lambda: (lambda l: l if len(l) > n else None)(
+            self.auth_log(mech, "ok"))) or self.auth_log(mech, "ok")
         self.assertEqual(len(lines), n + 1, "server log: no new event=auth mech=%s result=ok" % mech)
         self.assertIn("login=%s " % user.login, lines[-1])
         if tls:
@@ -714,6 +717,10 @@ class ExternalClients(MechClientBase):
         cls.make_client("ca", "alias", "al@example.test")
         cls.make_client("ca", "nobody", "nobody@example.test")
         cls.make_client("rogue", "forged", "alice@example.test")
+        # issue 10 items 8 and 26: purpose and catch-all
+        cls.make_client("ca", "serveronly", "alice@example.test", eku="serverAuth")
+        cls.make_client("ca", "noeku", "alice@example.test", eku=None)
+        cls.make_client("ca", "catchall", "boss@alice-corp.test")   # alice owns @alice-corp.test
         cls.SETTINGS = {"tls_client_ca": os.path.join(cls.pki, "ca.pem")}
 
     @classmethod
@@ -725,14 +732,15 @@ class ExternalClients(MechClientBase):
                 "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=cls.pki)
 
     @classmethod
-    def make_client(cls, ca, name, email):
+    def make_client(cls, ca, name, email, eku="clientAuth"):
         openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                 "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=%s client" % name,
                 cwd=cls.pki)
         ext = os.path.join(cls.pki, name + ".ext")
         with open(ext, "w") as f:
-            f.write("subjectAltName=email:%s\nextendedKeyUsage=clientAuth\n"
-                    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n" % email)
+            f.write("subjectAltName=email:%s\n%s"
+                    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                    % (email, "extendedKeyUsage=%s\n" % eku if eku else ""))
         openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
                 "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-out", name + ".pem",
                 "-days", "2", "-extfile", ext, cwd=cls.pki)
@@ -781,6 +789,30 @@ class ExternalClients(MechClientBase):
         offers = re.findall(r"^<-- 250-AUTH (.*)$", out, re.M)
         self.assertTrue(offers, transcript(out))
         self.assertNotIn("EXTERNAL", offers[-1].split())
+
+    def test_msmtp_external_catchall_is_no_identity(self):
+        # issue 10 item 8: alice owns @alice-corp.test to receive the domain's mail; a verified
+        # certificate for boss@alice-corp.test must not make its holder alice
+        before = self.srv.messages(ALICE.login)
+        rc, out, _ = self.external("catchall", ALICE.login, sender=ALICE.login)
+        self.assert_refused(rc, out, R_AUTH_BAD, ALICE.login, before)
+        fails = self.auth_log("EXTERNAL", "fail")
+        self.assertIn("reason=no_account_for_certificate", fails[-1])
+        self.assertIn("login=boss@alice-corp.test ", fails[-1])
+
+    def test_msmtp_external_extended_key_usage(self):
+        # issue 10 items 8/26: a certificate whose extended key usage leaves out clientAuth
+        # (here: a server certificate) is no client identity: EXTERNAL is not offered
+        rc, out, _ = self.external("serveronly", ALICE.login)
+        self.assertNotEqual(rc, 0, transcript(out))
+        self.assert_not_in_output(R_AUTH_OK, out)
+        offers = re.findall(r"^<-- 250-AUTH (.*)$", out, re.M)
+        self.assertTrue(offers, transcript(out))
+        self.assertNotIn("EXTERNAL", offers[-1].split())
+        # without the extension (any use allowed, RFC 5280 4.2.1.12) it is one
+        rc, out, subject = self.external("noeku", ALICE.login)
+        self.assertEqual(rc, 0, transcript(out))
+        self.assert_stored(ALICE.login, out, "EXTERNAL", subject)
 
     def test_no_certificate_no_external(self):
         # without a certificate EXTERNAL is not offered, and the other mechanisms still work

@@ -23,6 +23,13 @@ from sec_util import PLAIN_SUBMISSION, connect, make_client_pki, median, proc_st
 
 R_421_ERRORS = "421 4.7.0 %s Too many errors, closing connection"
 WRONG = "Wr0ng-Passw0rd-xyz"
+_guesses = iter(range(10 ** 9))
+
+
+def guess():
+    """A different wrong password each time: the same wrong password retried counts once
+    (issue 16 item 2), a guessing attacker sends different ones."""
+    return "%s-%d" % (WRONG, next(_guesses))
 
 
 def authed(srv, name="submission", src="127.0.0.1", user=ALICE):
@@ -104,7 +111,7 @@ class Throttling(unittest.TestCase):
             # and the other address has its own counter: a wrong password there is a 535
             with connect(srv, "submission", src="127.0.0.3") as o:
                 o.ehlo()
-                assert_reply(o.auth_plain(ALICE.login, WRONG), R_AUTH_BAD, "127.0.0.3")
+                assert_reply(o.auth_plain(ALICE.login, guess()), R_AUTH_BAD, "127.0.0.3")
             self.assertIn("result=throttled", srv.log())
 
     def test_account_hammered_owner_not_locked_out(self):
@@ -115,12 +122,12 @@ class Throttling(unittest.TestCase):
                 with connect(srv, "submission", src=src) as c:
                     c.ehlo()
                     for _ in range(2):
-                        assert_reply(c.auth_plain(ALICE.login, WRONG), R_AUTH_BAD)
-                    assert_reply(c.auth_plain(ALICE.login, WRONG), R_AUTH_BAD)
+                        assert_reply(c.auth_plain(ALICE.login, guess()), R_AUTH_BAD)
+                    assert_reply(c.auth_plain(ALICE.login, guess()), R_AUTH_BAD)
                     assert_reply(c.read_reply(), R_421_ERRORS % srv.hostname)
                 with connect(srv, "submission", src=src) as c:
                     c.ehlo()
-                    assert_reply(c.auth_plain(ALICE.login, WRONG), R_TEMP_AUTH, src)
+                    assert_reply(c.auth_plain(ALICE.login, guess()), R_TEMP_AUTH, src)
             for src in ("127.0.0.2", "127.0.0.5"):
                 with connect(srv, "submission", src=src) as o:
                     o.ehlo()
@@ -143,7 +150,7 @@ class Throttling(unittest.TestCase):
                 try:
                     with connect(srv, "submission", src="127.0.2.%d" % (k + 1), timeout=30) as c:
                         c.ehlo()
-                        out.append(c.auth_plain(ALICE.login, WRONG).code)
+                        out.append(c.auth_plain(ALICE.login, guess()).code)
                 except Exception as e:
                     out.append(repr(e))
             threads = [threading.Thread(target=waiter, args=(k,)) for k in range(16)]
@@ -192,7 +199,7 @@ class Throttling(unittest.TestCase):
             for k in range(5):
                 with connect(srv, "submission", src="127.0.1.%d" % (k + 1)) as c:
                     c.ehlo()
-                    assert_reply(c.auth_plain(ALICE.login, WRONG), R_AUTH_BAD,
+                    assert_reply(c.auth_plain(ALICE.login, guess()), R_AUTH_BAD,
                                  "address %d" % (k + 1))
                     delays += fail_delays(srv, srv.sid_of(c))
             # server-side delays (its log): base delay, then the maximum past the threshold
@@ -208,7 +215,7 @@ class Throttling(unittest.TestCase):
                 self.assertLess(dt, 1.5, "owner's AUTH took %.2fs (the maximum delay is 2 s)" % dt)
             with connect(srv, "submission", src="127.0.1.101") as o:     # other accounts: base
                 o.ehlo()
-                assert_reply(o.auth_plain(BOB.login, WRONG), R_AUTH_BAD)
+                assert_reply(o.auth_plain(BOB.login, guess()), R_AUTH_BAD)
                 d = fail_delays(srv, srv.sid_of(o))
                 self.assertEqual(len(d), 1, d)
                 self.assertLess(d[0], 1.0, "bob's failure delayed by alice's account counter")
@@ -236,9 +243,9 @@ class Throttling(unittest.TestCase):
             self.assertLess(d3, 0.8 - 0.01, "after the window the delay should start again at "
                             "0.2s, got %.3fs (d1=%.3f d2=%.3f)" % (d3, d1, d2))
             # two failures in the new window: under the threshold of 3, so no 454 yet
-            assert_reply(c.auth_plain(ALICE.login, WRONG), R_AUTH_BAD,
+            assert_reply(c.auth_plain(ALICE.login, guess()), R_AUTH_BAD,
                          "fourth failure overall, second in the window")
-            assert_reply(c.auth_plain(ALICE.login, WRONG), R_AUTH_BAD, "third in the window")
+            assert_reply(c.auth_plain(ALICE.login, guess()), R_AUTH_BAD, "third in the window")
             assert_reply(c.auth_plain(ALICE.login, ALICE.password), R_TEMP_AUTH, "throttled")
             time.sleep(3.0)                                  # cooling-off period over
             assert_reply(c.auth_plain(ALICE.login, ALICE.password), R_AUTH_OK,
@@ -251,9 +258,9 @@ class Throttling(unittest.TestCase):
             # the limit per connection: 3 attempts, the 3rd 535 is followed by 421 and close
             with connect(srv, "submission", src="127.0.0.3") as c:
                 c.ehlo()
-                assert_reply(c.auth_plain(ALICE.login, WRONG), R_AUTH_BAD)
-                assert_reply(c.auth_login(BOB.login, WRONG), R_AUTH_BAD)
-                assert_reply(c.auth_plain(ALICE.login, WRONG), R_AUTH_BAD)
+                assert_reply(c.auth_plain(ALICE.login, guess()), R_AUTH_BAD)
+                assert_reply(c.auth_login(BOB.login, guess()), R_AUTH_BAD)
+                assert_reply(c.auth_plain(ALICE.login, guess()), R_AUTH_BAD)
                 assert_reply(c.read_reply(), R_421_ERRORS % srv.hostname)
                 self.assertTrue(c.closed(3), "connection still open after the 421")
             # aborts and malformed exchanges count too
@@ -261,7 +268,7 @@ class Throttling(unittest.TestCase):
                 c.ehlo()
                 assert_reply(c.cmd("AUTH PLAIN *"), "501 5.7.0")
                 assert_reply(c.cmd("AUTH PLAIN ####"), R_BAD_BASE64)
-                assert_reply(c.auth_plain(ALICE.login, WRONG), R_AUTH_BAD)
+                assert_reply(c.auth_plain(ALICE.login, guess()), R_AUTH_BAD)
                 assert_reply(c.read_reply(), R_421_ERRORS % srv.hostname)
                 self.assertTrue(c.closed(3))
             # brute force across connections from one address: 454 once 10 failures are in
