@@ -217,13 +217,13 @@ async function desktop(browser, ctx) {
     // 3 + 6: the links message: link list, and a click in the preview opens a popup
     await openBySubject(page, S.links);
     await page.click('#v-views button[data-view="links"]');
+    await until(async () => (await page.$$('#v-linklist li')).length > 0, 5000);
     const links = await page.$$eval('#v-linklist li', (l) => l.map((e) => e.textContent));
     check('views.link_list', links.length === 2 && links[0].includes(cfg.target_url) && links[0].includes('the target page') &&
       links[1].includes('javascript:') && links[1].includes('not clickable'), links);
     await page.click('#v-views button[data-view="check"]');
     await until(async () => !(await page.textContent('#v-check-summary')).startsWith('Checking'), 5000);
-    result.html_check = { summary: await page.textContent('#v-check-summary'),
-      items: await page.$$eval('#v-checklist li', (l) => l.map((e) => e.textContent)) };
+    const plain = await page.textContent('#v-check-summary');
     await page.click('#v-views button[data-view="html"]');
     const go = inner.locator('#go');
     await go.waitFor({ timeout: 10000 });
@@ -266,6 +266,14 @@ async function desktop(browser, ctx) {
     // 7: tags: add, shown on the row, filter by it, remove
     await search(page, '');
     await openBySubject(page, S.weekly);
+    await page.click('#v-views button[data-view="check"]');
+    await until(async () => (await page.$$('#v-checklist li')).length > 0, 5000);
+    const feats = await page.$$eval('#v-checklist li', (l) => l.map((e) => [e.dataset.feature, e.textContent]));
+    const flex = feats.find((f) => f[0] === 'css-display-flex');
+    check('views.html_check', plain.startsWith('Nothing found') && flex && flex[1].includes('outlook-windows') &&
+      feats.some((f) => f[0] === 'css-position') && (await page.textContent('#v-check-summary')).startsWith(feats.length + ' feature'),
+    { plain, feats });
+    await page.click('#v-views button[data-view="html"]');
     await page.fill('#tag-input', 'project-x');
     await page.press('#tag-input', 'Enter');
     const row = page.locator('#messages li:not(.empty)', { hasText: S.weekly });

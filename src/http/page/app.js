@@ -92,6 +92,12 @@ function clearSessionView() {
   $('retention').hidden = true;
   $('tag-filter').hidden = true;
   $('notify').hidden = true;
+  for (const id of ['queue-total', 'queue-error', 'v-release-status']) if ($(id)) $(id).textContent = '';
+  if ($('queue')) $('queue').tBodies[0].textContent = '';
+  if ($('tab-queue')) $('tab-queue').hidden = true;
+  if ($('tabbtn-queue')) $('tabbtn-queue').hidden = true;
+  if ($('v-release')) $('v-release').hidden = true;
+  if (typeof relayUi !== 'undefined') { clearInterval(relayUi.timer); relayUi.timer = null; relayUi.enabled = false; }
   selectTab('mail', true);
   setPane('inboxes');
   setWidth('');
@@ -506,6 +512,8 @@ function closeMessage() {
   for (const id of ['v-subject', 'v-meta', 'v-text', 'v-source', 'v-raw', 'v-headers', 'v-atts', 'v-tags',
     'v-linklist', 'v-checklist', 'v-check-summary'])
     $(id).textContent = '';
+  delete $('v-linklist').dataset.for;
+  delete $('v-checklist').dataset.for;
   if ($('tab-mail').dataset.pane === 'view') setPane('list');
 }
 
@@ -559,6 +567,7 @@ function showPart(which) {
   for (const p of PARTS) $(p === 'headers' ? 'v-headers-box' : 'v-' + p).hidden = p !== which;
   if (which === 'raw' && state.message && !$('v-raw').dataset.loaded) loadRaw(state.message);
   if (which === 'check' && state.message) loadCheck(state.message);
+  if (which === 'links' && state.message) loadLinks(state.message);
 }
 
 for (const b of document.querySelectorAll('#v-views button[data-view]'))
@@ -582,41 +591,83 @@ async function loadRaw(id) {
   $('v-raw').dataset.loaded = '1';
 }
 
-// The HTML check needs the server's data file (GET .../html-check); without
-// that endpoint the panel says so.
+// GET one of a message's analyses (links, html-check): the JSON, or null
+// (with the reason in why.text) when the server has no such endpoint.
+async function analysis(id, what, why) {
+  const r = await api('/api/v1/messages/' + encodeURIComponent(id) + '/' + what);
+  const body = await r.json().catch(() => ({}));
+  if (r.ok) return body;
+  why.text = r.status === 404 && body.error !== 'no such message' ? 'not offered by this server'
+    : (body.error || ('HTTP ' + r.status));
+  return null;
+}
+
+// The HTML check: the message's HTML and CSS features that common mail
+// clients lack, from the data file shipped with the server.
 async function loadCheck(id) {
   const list = $('v-checklist');
   const sum = $('v-check-summary');
   if (list.dataset.for === id) return;
   list.textContent = '';
   sum.textContent = 'Checking\u2026';
+  const why = {};
   let data;
   try {
-    const r = await api('/api/v1/messages/' + encodeURIComponent(id) + '/html-check');
-    if (r.status === 404 || r.status === 405) {
-      sum.textContent = r.status === 404 && (await r.clone().json().catch(() => ({}))).error === 'no such message'
-        ? 'The message is gone.' : 'This server has no HTML check.';
-      return;
-    }
-    data = await r.json();
-    if (!r.ok) { sum.textContent = data.error || ('HTTP ' + r.status); return; }
+    data = await analysis(id, 'html-check', why);
   } catch (e) {
     if (!(e instanceof Stale)) sum.textContent = e.message;
     return;
   }
   if (state.message !== id) return;
+  if (!data) { sum.textContent = 'No HTML check: ' + why.text + '.'; return; }
   list.dataset.for = id;
-  const items = data.features || data.issues || [];
-  sum.textContent = items.length
-    ? items.length + ' feature' + (items.length === 1 ? '' : 's') + ' that some mail clients do not support:'
-    : 'No feature found that common mail clients lack.';
+  const items = data.features || [];
+  const hasHtml = state.detail && state.detail.html !== null && state.detail.html !== undefined;
+  sum.textContent = !hasHtml ? 'The message has no HTML part.'
+    : items.length ? items.length + ' feature' + (items.length === 1 ? '' : 's') +
+      ' of this message that some mail clients do not support:'
+      : 'Nothing found that common mail clients lack.';
+  if (data.note) sum.textContent += ' (' + data.note + ')';
   for (const f of items) {
     const li = el('li');
-    li.appendChild(el('strong', '', f.title || f.name || f.feature || '?'));
-    const clients = f.unsupported || f.clients || [];
-    if (clients.length) li.appendChild(el('span', 'muted', ' \u2014 not in ' + clients.join(', ')));
-    if (typeof f.count === 'number') li.appendChild(el('span', 'muted', ' (' + f.count + '\u00d7)'));
+    li.dataset.feature = f.id || '';
+    li.appendChild(el('strong', '', f.title || f.id || '?'));
+    if (typeof f.count === 'number') li.appendChild(el('span', 'muted', ' \u00d7' + f.count));
+    if (f.unsupported && f.unsupported.length) li.appendChild(el('div', '', 'not supported: ' + f.unsupported.join(', ')));
+    if (f.partial && f.partial.length) li.appendChild(el('div', 'muted', 'partly supported: ' + f.partial.join(', ')));
     list.appendChild(li);
+  }
+}
+
+// The link list: every link of the message with its target, from the
+// server (HTML and text parts), or from the HTML here when the server does
+// not offer it. Nothing is fetched.
+async function loadLinks(id) {
+  const ll = $('v-linklist');
+  if (ll.dataset.for === id) return;
+  const why = {};
+  let links = null;
+  try {
+    const data = await analysis(id, 'links', why);
+    if (data) links = data.links.map((l) => ({ href: l.url, text: l.text, source: l.source }));
+  } catch (e) {
+    if (e instanceof Stale) return;
+  }
+  if (state.message !== id) return;
+  if (!links) {
+    const d = state.detail;
+    links = d && d.html !== null && d.html !== undefined ? messageLinks(parseHtml(d.html)) : [];
+  }
+  ll.dataset.for = id;
+  ll.textContent = '';
+  if (!links.length) ll.appendChild(el('li', 'muted', 'No links.'));
+  for (const l of links) {
+    const li = el('li');
+    li.appendChild(el('div', 'href', l.href));
+    if (l.text && l.text !== l.href) li.appendChild(el('div', 'muted', '\u201c' + l.text + '\u201d'));
+    if (l.source === 'text') li.appendChild(el('div', 'muted small', 'in the text part'));
+    if (!LINK_OK.test(l.href.trim())) li.appendChild(el('div', 'error', 'not http(s) or mailto: not clickable in the preview'));
+    ll.appendChild(li);
   }
 }
 
@@ -723,17 +774,8 @@ async function openMessage(id) {
   frame.srcdoc = frameDoc(hasHtml ? m.html : '<p style="color:#778">(no HTML part)</p>');
   if (hasHtml) highlight($('v-source'), m.html);
   else $('v-source').textContent = '(no HTML part)';
-  const ll = $('v-linklist');
-  ll.textContent = '';
-  const links = hasHtml ? messageLinks(parseHtml(m.html)) : [];
-  if (!links.length) ll.appendChild(el('li', 'muted', 'No links.'));
-  for (const l of links) {
-    const li = el('li');
-    li.appendChild(el('div', 'href', l.href));
-    if (l.text && l.text !== l.href) li.appendChild(el('div', 'muted', '\u201c' + l.text + '\u201d'));
-    if (!l.ok) li.appendChild(el('div', 'error', 'not http(s) or mailto: not clickable in the preview'));
-    ll.appendChild(li);
-  }
+  $('v-linklist').textContent = '';
+  delete $('v-linklist').dataset.for;
   delete $('v-checklist').dataset.for;
   $('v-text').textContent = m.text !== null && m.text !== undefined ? m.text : '(no text part)';
   const hd = $('v-headers');
