@@ -252,6 +252,12 @@ class BrowserTest(unittest.TestCase):
         started = [u for u in self.res["requests"] if "pixel.gif" in u]
         stopped = [u for u in self.res["failed"] if "pixel.gif" in u]
         self.assertEqual(len(started), len(stopped), (started, stopped))
+        # no external asset: every request the page made went to the server itself, except the
+        # blocked pixel and the link target opened in a popup
+        origin = "http://%s:%d/" % (harness.HOST, self.srv.http_port)
+        other = [u for u in self.res["requests"] if not u.startswith((origin, "data:", "about:"))
+                 and u not in (self.pixel, self.target)]
+        self.assertEqual(other, [])
 
     def test_phone_one_pane_at_a_time(self):
         """Issue 14 item 1: at 390x844 one pane at a time, no horizontal overflow, a tap opens."""
