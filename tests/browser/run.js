@@ -217,12 +217,12 @@ async function desktop(browser, ctx) {
     // 3 + 6: the links message: link list, and a click in the preview opens a popup
     await openBySubject(page, S.links);
     await page.click('#v-views button[data-view="links"]');
-    await until(async () => (await page.$$('#v-linklist li')).length > 0, 5000);
+    await until(async () => (await page.$$('#v-linklist li')).length > 0, 10000);
     const links = await page.$$eval('#v-linklist li', (l) => l.map((e) => e.textContent));
     check('views.link_list', links.length === 2 && links[0].includes(cfg.target_url) && links[0].includes('the target page') &&
       links[1].includes('javascript:') && links[1].includes('not clickable'), links);
     await page.click('#v-views button[data-view="check"]');
-    await until(async () => !(await page.textContent('#v-check-summary')).startsWith('Checking'), 5000);
+    await until(async () => !(await page.textContent('#v-check-summary')).startsWith('Checking'), 10000);
     const plain = await page.textContent('#v-check-summary');
     await page.click('#v-views button[data-view="html"]');
     const go = inner.locator('#go');
@@ -232,7 +232,7 @@ async function desktop(browser, ctx) {
     check('preview.js_link_inert', (await inner.locator('#js').getAttribute('href')) === null);
     const [popup] = await Promise.all([ctx.waitForEvent('page', { timeout: 10000 }), go.click()]);
     await popup.waitForLoadState('load', { timeout: 10000 }).catch(() => {});
-    await until(async () => popup.url() === cfg.target_url, 5000);
+    await until(async () => popup.url() === cfg.target_url, 10000);
     const ptitle = await popup.title().catch(() => '');
     const opener = await popup.evaluate(() => window.opener === null).catch((e) => String(e));
     check('preview.popup_opens_target', popup.url() === cfg.target_url && ptitle === 'Target page' && opener === true,
@@ -267,7 +267,7 @@ async function desktop(browser, ctx) {
     await search(page, '');
     await openBySubject(page, S.weekly);
     await page.click('#v-views button[data-view="check"]');
-    await until(async () => (await page.$$('#v-checklist li')).length > 0, 5000);
+    await until(async () => (await page.$$('#v-checklist li')).length > 0, 10000);
     const feats = await page.$$eval('#v-checklist li', (l) => l.map((e) => [e.dataset.feature, e.textContent]));
     const flex = feats.find((f) => f[0] === 'css-display-flex');
     check('views.html_check', plain.startsWith('Nothing found') && flex && flex[1].includes('outlook-windows') &&
@@ -277,22 +277,22 @@ async function desktop(browser, ctx) {
     await page.fill('#tag-input', 'project-x');
     await page.press('#tag-input', 'Enter');
     const row = page.locator('#messages li:not(.empty)', { hasText: S.weekly });
-    await until(async () => (await row.locator('.chip').count()) === 1, 5000);
+    await until(async () => (await row.locator('.chip').count()) === 1, 10000);
     check('tags.add_show', (await page.locator('#v-tags .chip .tname').allTextContents()).join() === 'project-x' &&
       (await row.locator('.chip .tname').textContent()) === 'project-x');
     await page.evaluate(() => { document.getElementById('count').textContent = ''; });
     await row.locator('.chip .tname').click();
-    await until(() => page.$eval('#count', (e) => e.textContent !== ''), 5000);
+    await until(() => page.$eval('#count', (e) => e.textContent !== ''), 10000);
     check('tags.filter', JSON.stringify(await rowSubjects(page)) === JSON.stringify([S.weekly]) &&
       (await page.textContent('#count')).startsWith('1 match') && (await page.isVisible('#tag-filter')),
     { rows: await rowSubjects(page), count: await page.textContent('#count') });
     await page.click('#tag-filter .chip .rm');
-    await until(async () => (await rowSubjects(page)).length === all.length, 5000);
+    await until(async () => (await rowSubjects(page)).length === all.length, 10000);
     await page.click('#v-tags .chip .rm');
-    await until(async () => (await row.locator('.chip').count()) === 0, 5000);
+    await until(async () => (await row.locator('.chip').count()) === 0, 10000);
     check('tags.remove', (await page.locator('#v-tags .chip').count()) === 0 && (await row.locator('.chip').count()) === 0);
     await page.click('#v-unread');
-    await until(async () => (await row.count()) === 1 && (await row.getAttribute('class')).includes('unread'), 5000);
+    await until(async () => (await row.count()) === 1 && (await row.getAttribute('class')).includes('unread'), 10000);
     check('read.mark_unread', (await row.count()) === 1 && (await row.getAttribute('class')).includes('unread'));
 
     // 4: keyboard only
@@ -303,7 +303,7 @@ async function desktop(browser, ctx) {
     const a1 = await active(page);
     check('keys.tab_reaches_inbox', a1.role === 'option' && a1.list === 'inboxes' && a1.login === cfg.alice.login, a1);
     await page.keyboard.press('Enter');
-    await until(async () => (await active(page)).list === 'messages', 5000);
+    await until(async () => (await active(page)).list === 'messages', 10000);
     const order = await rowSubjects(page);
     // the focus lands on the open message's row (or the first)
     const onRow = await page.$$eval('#messages li:not(.empty)', (l) => Math.max(0, l.findIndex((e) => e.classList.contains('on'))));
@@ -320,7 +320,7 @@ async function desktop(browser, ctx) {
     check('keys.jk_arrows', seen.map((s) => order.indexOf(s.subj)).join() === want.join(), { seen: seen.map((s) => s.subj), want });
     const target = order[want[want.length - 1]];
     await page.keyboard.press('Enter');
-    await until(async () => (await page.textContent('#v-subject')) === target, 5000);
+    await until(async () => (await page.textContent('#v-subject')) === target, 10000);
     check('keys.enter_opens', (await page.textContent('#v-subject')) === target, target);
     // to the message to delete, then Delete: asked first
     const di = order.indexOf(S.del);
@@ -334,7 +334,7 @@ async function desktop(browser, ctx) {
       (await rowSubjects(page)).includes(S.del), page.sgDialogs);
     page.sgDialogAnswer = true;
     await page.keyboard.press('Delete');
-    await until(async () => !(await rowSubjects(page)).includes(S.del), 5000);
+    await until(async () => !(await rowSubjects(page)).includes(S.del), 10000);
     check('keys.delete_confirmed', page.sgDialogs.length === 2 && !(await rowSubjects(page)).includes(S.del) &&
       (await active(page)).list === 'messages', { dialogs: page.sgDialogs, rows: await rowSubjects(page) });
 
@@ -342,7 +342,7 @@ async function desktop(browser, ctx) {
     await ctx.grantPermissions(['notifications'], { origin: new URL(cfg.url).origin });
     check('notify.no_request_before_click', (await page.evaluate(() => window.__sgPerm.length)) === 0);
     await page.click('#notify');
-    await until(async () => (await page.textContent('#notify')) === 'Notifications on', 5000);
+    await until(async () => (await page.textContent('#notify')) === 'Notifications on', 10000);
     check('notify.request_on_click', (await page.evaluate(() => window.__sgPerm.length)) === 1);
     await need('send_notify');
     const notes = await until(async () => { const n = await page.evaluate(() => window.__sgNotes); return n.length ? n : null; }, 15000);
@@ -457,7 +457,7 @@ async function admin(browser, ctx) {
     await openBySubject(page, S.links);
     await page.click('#tabs button[data-tab="faults"]');
     const fired = (id) => page.textContent('#faults tr[data-id="' + id + '"] td.fired').catch(() => null);
-    await until(async () => (await fired(cfg.rule_bob)) !== null, 5000);
+    await until(async () => (await fired(cfg.rule_bob)) !== null, 10000);
     const before = await fired(cfg.rule_bob);
     check('faults.both_rules_shown', (await page.locator('#faults tr[data-id="' + cfg.rule_alice + '"]').count()) === 1);
     await need('fire_fault');
@@ -478,7 +478,7 @@ async function admin(browser, ctx) {
     await page.click('#logout');
     await page.waitForSelector('#login:not([hidden])');
     await signIn(page, cfg.bob);
-    await until(async () => (await page.textContent('#whoami')) === cfg.bob.login, 5000);
+    await until(async () => (await page.textContent('#whoami')) === cfg.bob.login, 10000);
     await sleep(500);
     const dump = await page.evaluate(() => ({
       app: document.getElementById('app').textContent,

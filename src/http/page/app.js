@@ -490,7 +490,7 @@ document.addEventListener('keydown', (ev) => {
   if (t && (t.tagName === 'INPUT' || t.tagName === 'SELECT' || t.tagName === 'TEXTAREA')) return;
   if (ev.key === '/' && !$('tab-mail').hidden) {
     ev.preventDefault();
-    if ($('tab-mail').dataset.pane !== 'view') setPane('list');
+    setPane('list');
     $('search').focus();
     $('search').select();
   } else if ((ev.key === 'j' || ev.key === 'k') && !$('tab-mail').hidden && !(t && t.getAttribute('role') === 'option')) {
@@ -794,6 +794,9 @@ async function openMessage(id) {
     atts.appendChild(li);
   }
   showPart(hasHtml ? 'html' : 'text');
+  // one pane at a time (narrow screen): the row that had the focus is gone
+  const a = document.activeElement;
+  if (a && $('messages').contains(a) && getComputedStyle($('list-pane')).display === 'none') $('view').focus();
   loadInboxes();
 }
 
