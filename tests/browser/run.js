@@ -12,14 +12,15 @@
 // them by name (a check that never ran is missing, which fails too).
 // Talks to the test over stdin/stdout: "need <action>" lines are answered
 // with "ok"; the last line is "result {json}".
-// Environment: SG_CONFIG (JSON, see test_browser.py), SG_OUT (screenshot
+// The configuration (JSON, see test_browser.py) is the answer to "need config",
+// asked once the browser runs. Environment: SG_OUT (screenshot
 // dir), SG_CHROMIUM (default /usr/bin/chromium).
 'use strict';
 const path = require('path');
 const readline = require('readline');
 const { chromium } = require('playwright-core');
 
-const cfg = JSON.parse(process.env.SG_CONFIG);
+let cfg = null; // from the test once the browser is up ("need config")
 const out = process.env.SG_OUT;
 const result = { checks: {}, errors: {}, console: [], requests: [], finished: [], failed: [] };
 
@@ -44,6 +45,7 @@ async function need(what) {
   process.stdout.write('need ' + what + '\n');
   const l = await nextLine();
   if (!l.startsWith('ok')) throw new Error('the test could not ' + what + ': ' + l);
+  return l.slice(2).trim();
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -518,6 +520,8 @@ async function main() {
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   try {
+    // the test seeds the server while the browser starts
+    cfg = JSON.parse(await need('config'));
     // desktop and admin share a context (each its own page, so its own
     // sessionStorage); the phone has its own (touch, mobile viewport)
     const desk = await newContext(browser);

@@ -141,54 +141,64 @@ class BrowserTest(unittest.TestCase):
         cls.target = "http://%s:%d/target.html" % (harness.HOST, port)
         cls.pixel = "http://%s:%d/pixel.gif" % (harness.HOST, port)
         cls.marker = "browser-marker-%d" % n
-        # a failed attempt for the auth log
-        s = srv.smtp("submission")
-        try:
-            th.login_once(s, ALICE.login, "not-the-password")
-            raise AssertionError("a wrong password was accepted")
-        except smtplib.SMTPAuthenticationError:
-            pass
-        s.quit()
-        mm = th.mime_message
-        for subj, kw in (
-                ("del", dict(text="to be deleted from the keyboard")),
-                ("links", dict(html='<p style="font-size:20px">Open <a id="go" href="%s">the target page</a>'
-                                    ' or <a id="js" href="javascript:alert(1)">a script link</a>.</p>'
-                                    % cls.target, text="links")),
-                ("invoice", dict(text="quarterly figures for the harbour",
-                                 attachment=("invoice.pdf", "application/pdf", b"%PDF-1.4 test\n"))),
-                ("weekly", dict(html='<div style="display: flex"><p style="position: relative">the blue harbour'
-                                     ' project</p></div>', text="the blue harbour project"))):
-            th.smtp_send(srv, ALICE, BOB.login, mm(ALICE.login, BOB.login, subjects[subj], **kw))
-        admin = th.bearer()
-        r = th.request(srv.http_port, "POST", "/api/v1/faults", auth=admin, body={
-            "stage": "auth", "login": BOB.login, "reply": "454 4.7.0 Bob fault", "times": 1})
-        assert r.status == 201, r
-        rule_bob = r.json()["id"]
-        r = th.request(srv.http_port, "POST", "/api/v1/faults", auth=admin, body={
-            "stage": "auth", "login": ALICE.login, "listener": "nowhere", "reply": "451 4.3.0 Alice only rule"})
-        assert r.status == 201, r
-        rule_alice = r.json()["id"]
-
-        cfg = {"url": "http://%s:%d/" % (harness.HOST, srv.http_port),
-               "alice": {"login": ALICE.login, "password": ALICE.password},
-               "bob": {"login": BOB.login, "password": BOB.password},
-               "token": th.ADMIN_TOKEN, "subjects": subjects, "marker": cls.marker,
-               "target_url": cls.target, "rule_bob": rule_bob, "rule_alice": rule_alice}
-        env = dict(os.environ, SG_CONFIG=json.dumps(cfg), SG_OUT=OUT, SG_CHROMIUM=CHROMIUM)
+        # the browser starts while the server is seeded; it asks for the configuration
+        env = dict(os.environ, SG_OUT=OUT, SG_CHROMIUM=CHROMIUM)
         t0 = time.monotonic()
         node = subprocess.Popen(["node", os.path.join(BROWSER_DIR, "run.js")], cwd=BROWSER_DIR, env=env,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, bufsize=1)
         killer = threading.Timer(150, node.kill)
         killer.start()
+        try:
+            # a failed attempt for the auth log
+            s = srv.smtp("submission")
+            try:
+                th.login_once(s, ALICE.login, "not-the-password")
+                raise AssertionError("a wrong password was accepted")
+            except smtplib.SMTPAuthenticationError:
+                pass
+            s.quit()
+            mm = th.mime_message
+            for subj, kw in (
+                    ("del", dict(text="to be deleted from the keyboard")),
+                    ("links", dict(html='<p style="font-size:20px">Open <a id="go" href="%s">the target page</a>'
+                                        ' or <a id="js" href="javascript:alert(1)">a script link</a>.</p>'
+                                        % cls.target, text="links")),
+                    ("invoice", dict(text="quarterly figures for the harbour",
+                                     attachment=("invoice.pdf", "application/pdf", b"%PDF-1.4 test\n"))),
+                    ("weekly", dict(html='<div style="display: flex"><p style="position: relative">the blue harbour'
+                                         ' project</p></div>', text="the blue harbour project"))):
+                th.smtp_send(srv, ALICE, BOB.login, mm(ALICE.login, BOB.login, subjects[subj], **kw))
+            admin = th.bearer()
+            r = th.request(srv.http_port, "POST", "/api/v1/faults", auth=admin, body={
+                "stage": "auth", "login": BOB.login, "reply": "454 4.7.0 Bob fault", "times": 1})
+            assert r.status == 201, r
+            rule_bob = r.json()["id"]
+            r = th.request(srv.http_port, "POST", "/api/v1/faults", auth=admin, body={
+                "stage": "auth", "login": ALICE.login, "listener": "nowhere", "reply": "451 4.3.0 Alice only rule"})
+            assert r.status == 201, r
+            rule_alice = r.json()["id"]
+
+            cfg = {"url": "http://%s:%d/" % (harness.HOST, srv.http_port),
+                   "alice": {"login": ALICE.login, "password": ALICE.password},
+                   "bob": {"login": BOB.login, "password": BOB.password},
+                   "token": th.ADMIN_TOKEN, "subjects": subjects, "marker": cls.marker,
+                   "target_url": cls.target, "rule_bob": rule_bob, "rule_alice": rule_alice}
+        except BaseException:
+            killer.cancel()
+            node.kill()
+            node.communicate()
+            raise
         cls.fault_reply = None
         try:
             for line in node.stdout:
                 line = line.strip()
                 if line.startswith("need "):
                     what = line[5:]
-                    if what == "send_live":
+                    answer = ""
+                    if what == "config":
+                        answer = json.dumps(cfg)
+                    elif what == "send_live":
                         html = ('<h1>Hello from the browser test</h1><p>%s</p><img src="%s">'
                                 '<script>document.body.setAttribute("data-pwned", "1")</script>'
                                 % (cls.marker, cls.pixel))
@@ -203,7 +213,7 @@ class BrowserTest(unittest.TestCase):
                         except smtplib.SMTPAuthenticationError as e:
                             cls.fault_reply = e.smtp_code
                         s.close()
-                    node.stdin.write("ok\n")
+                    node.stdin.write("ok %s\n" % answer)
                     node.stdin.flush()
                 elif line.startswith("result "):
                     cls.res = json.loads(line[len("result "):])
