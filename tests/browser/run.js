@@ -324,6 +324,8 @@ async function desktop(browser, ctx) {
     await page.keyboard.press('Enter');
     await until(async () => (await page.textContent('#v-subject')) === target, 10000);
     check('keys.enter_opens', (await page.textContent('#v-subject')) === target, target);
+    const sel = await page.$$eval('#messages li[aria-selected="true"] .subj', (l) => l.map((e) => e.textContent));
+    check('keys.aria_selected', JSON.stringify(sel) === JSON.stringify([target]), sel);
     // to the message to delete, then Delete: asked first
     const di = order.indexOf(S.del);
     while ((await active(page)).subj !== S.del && order.indexOf((await active(page)).subj) < di) await page.keyboard.press('j');

@@ -290,7 +290,7 @@ class BrowserTest(unittest.TestCase):
     def test_keyboard_empty_states_live_faults(self):
         """Issue 14 item 6 (the brief's item 4)."""
         self.checks("keys.slash_focuses_search", "keys.tab_reaches_inbox",
-                    "keys.enter_on_inbox_focuses_messages", "keys.jk_arrows", "keys.enter_opens",
+                    "keys.enter_on_inbox_focuses_messages", "keys.jk_arrows", "keys.enter_opens", "keys.aria_selected",
                     "keys.delete_asks", "keys.delete_confirmed", "empty.inbox_sentence",
                     "search.empty_sentence", "faults.live_counter", "faults.both_rules_shown",
                     "auth.injected_once")

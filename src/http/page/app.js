@@ -292,6 +292,7 @@ function focusRow(ul, li) {
 
 function makeRow(ul, li, open) {
   li.setAttribute('role', 'option');
+  li.setAttribute('aria-selected', li.classList.contains('on') ? 'true' : 'false');
   li.tabIndex = -1;
   li.addEventListener('click', () => { setTabStop(ul, li); open(); });
   li.addEventListener('focus', () => setTabStop(ul, li));
@@ -359,7 +360,10 @@ async function selectInbox(login, keyboard, stay) {
     state.next = null;
     closeMessage();
   }
-  for (const li of rows($('inboxes'))) li.classList.toggle('on', li.dataset.login === login);
+  for (const li of rows($('inboxes'))) {
+    li.classList.toggle('on', li.dataset.login === login);
+    li.setAttribute('aria-selected', li.dataset.login === login ? 'true' : 'false');
+  }
   $('delete-all').disabled = login === ALL;
   if (!stay) setPane('list');
   await loadMessages(false);
@@ -750,6 +754,7 @@ async function openMessage(id) {
   state.detail = m;
   for (const li of rows($('messages'))) {
     li.classList.toggle('on', li.dataset.id === id);
+    li.setAttribute('aria-selected', li.dataset.id === id ? 'true' : 'false');
     // the server marks a message read when it is opened
     if (li.dataset.id === id) li.classList.remove('unread');
   }
