@@ -659,6 +659,41 @@ static void put_state(struct sg_http_req *r, struct sg_http_resp *resp, const ch
 	send_json(resp, 200, out);
 }
 
+/* GET /api/v1/messages/{id}/spam: spamd's score (spamd_address; off by
+ * default: {"enabled": false}). */
+static void spam_score(struct sg_http_req *r, struct sg_http_resp *resp, const char *login,
+		       const char *id)
+{
+	const struct sg_http_ctx *ctx = sg_http_ctx(r->h);
+	if (ctx->spamd_address[0] == '\0') {
+		send_json(resp, 200, json_pack("{s:s,s:b}", "id", id, "enabled", 0));
+		return;
+	}
+	int fd = sg_mail_open_message(ctx->mail, login, id);
+	if (fd < 0) {
+		sg_http_error(resp, 404, "no such message");
+		return;
+	}
+	double score = 0, threshold = 0;
+	bool spam = false;
+	const char *err = NULL;
+	int rc = sg_spamd_check(ctx->spamd_address, fd, &score, &threshold, &spam, &err);
+	close(fd);
+	if (rc < 0) {
+		sg_http_error(resp, 502, err != NULL ? err : "spamd failed");
+		return;
+	}
+	json_t *o = json_pack("{s:s,s:b}", "id", id, "enabled", 1);
+	if (rc == 1) {
+		json_object_set_new(o, "score", json_real(score));
+		json_object_set_new(o, "threshold", json_real(threshold));
+		json_object_set_new(o, "spam", json_boolean(spam));
+	} else {
+		json_object_set_new(o, "note", json_string(err != NULL ? err : "not scored"));
+	}
+	send_json(resp, 200, o);
+}
+
 /* GET /api/v1/search?q=&limit=&before=   every inbox the caller may see */
 static void search_route(struct sg_http_req *r, struct sg_http_resp *resp)
 {
@@ -694,7 +729,8 @@ static void message_route(struct sg_http_req *r, struct sg_http_resp *resp, cons
 	if (sub[0] == '\0' ? !allow(r, resp, "GET, DELETE")
 	    : strcmp(sub, "raw") == 0 || strncmp(sub, "attachments/", 12) == 0 ? !allow(r, resp, "GET")
 	    : strcmp(sub, "tags") == 0 || strcmp(sub, "read") == 0		 ? !allow(r, resp, "PUT")
-	    : strcmp(sub, "links") == 0 || strcmp(sub, "html-check") == 0	 ? !allow(r, resp, "GET")
+	    : strcmp(sub, "links") == 0 || strcmp(sub, "html-check") == 0 || strcmp(sub, "spam") == 0
+		? !allow(r, resp, "GET")
 										 : false)
 		return;
 	char login[256];
@@ -716,6 +752,8 @@ static void message_route(struct sg_http_req *r, struct sg_http_resp *resp, cons
 			sg_search_set_read(ctx->search, login, id, true);
 		add_state(ctx, o, login, id);
 		send_json(resp, 200, o);
+	} else if (strcmp(sub, "spam") == 0) {
+		spam_score(r, resp, login, id);
 	} else if (strcmp(sub, "links") == 0 || strcmp(sub, "html-check") == 0) {
 		json_t *o = strcmp(sub, "links") == 0 ? sg_msg_links_json(ctx->mail, login, id)
 						      : sg_msg_htmlcheck_json(ctx->mail, login, id);

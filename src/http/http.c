@@ -1305,6 +1305,8 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 	h->ctx.accept_any = cfg->accept_any;
 	h->ctx.max_messages_per_inbox = cfg->max_messages_per_inbox;
 	h->ctx.max_message_age = cfg->max_message_age;
+	if (cfg->spamd_address != NULL)
+		sg_strlcpy(h->ctx.spamd_address, cfg->spamd_address, sizeof(h->ctx.spamd_address));
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->watchdog_cv, NULL);
 	sg_random(h->cache_salt, sizeof(h->cache_salt));

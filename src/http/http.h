@@ -41,6 +41,7 @@ struct sg_http_config {
 	bool accept_any;           /* auth_accept_any is on (shown by GET /api/v1/me) */
 	unsigned max_messages_per_inbox; /* retention (0 = none), run by a background thread */
 	unsigned max_message_age;  /* seconds (0 = none) */
+	const char *spamd_address; /* HOST:PORT of spamd for GET .../spam; NULL or "" = off */
 	const struct sg_http_relay *relay; /* NULL: no queue API, release disabled */
 	struct sg_throttle *throttle; /* shared with SMTP: HTTP Basic is throttled and logged alike */
 };

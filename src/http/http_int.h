@@ -53,6 +53,7 @@ struct sg_http_ctx {
 	struct sg_search *search;    /* the full-text index, NULL without */
 	bool accept_any;
 	unsigned max_messages_per_inbox, max_message_age;
+	char spamd_address[128];     /* "" = no spam score */
 	struct sg_indexer *indexer;
 	struct sg_http_relay relay;   /* control == NULL: no relay (api_queue.c) */
 };
@@ -121,6 +122,12 @@ int sg_msg_index(struct sg_mail_store *mail, struct sg_search *search, const cha
  * found in its HTML). json_t * or NULL when absent. Bounded like a view. */
 void *sg_msg_links_json(struct sg_mail_store *mail, const char *login, const char *id);
 void *sg_msg_htmlcheck_json(struct sg_mail_store *mail, const char *login, const char *id);
+
+/* --- spamd.c --- */
+/* Ask spamd at addr (HOST:PORT) to score the message open on msg_fd. 1
+ * scored, 0 not sent (too large: *error_r says why), -1 error (*error_r). */
+int sg_spamd_check(const char *addr, int msg_fd, double *score, double *threshold, bool *spam,
+		   const char **error_r);
 
 /* --- index.c: the background indexer --- */
 struct sg_indexer;

@@ -67,6 +67,7 @@ static const struct key global_keys[] = {
 	{"max_message_age", UINT(max_message_age, 0, 3650u * 86400u)},
 	{"webhook_url", STR(webhook_url)},
 	{"webhook_allow_remote", BOOL(webhook_allow_remote)},
+	{"spamd_address", STR(spamd_address)},
 	{"fault", K_STR, 0, 0, 0, 0}, /* special: repeatable */
 	{"workers", UINT(workers, 1, 256)},
 	{"sender_policy", K_STR, 0, 0, 0, 0}, /* special: enforce | off */

@@ -117,6 +117,7 @@ struct sg_config {
 	unsigned max_message_age;     /* retention, seconds: 0 = no limit */
 	char webhook_url[512];        /* "" = none */
 	bool webhook_allow_remote;
+	char spamd_address[128];      /* "" = off; e.g. 127.0.0.1:783 */
 	/* fault-injection rules from the config file ("fault = stage=auth reply=...") */
 	size_t nfaults;
 	char faults[SG_MAX_FAULTS][256];

@@ -408,6 +408,7 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 		.accept_any = c->auth_accept_any,
 		.max_messages_per_inbox = c->max_messages_per_inbox,
 		.max_message_age = c->max_message_age,
+		.spamd_address = c->spamd_address,
 		.data_dir = c->data_dir,
 		.throttle = srv->throttle,
 		.tls_cert = c->http_tls ? c->tls_cert : NULL,

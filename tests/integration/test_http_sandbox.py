@@ -251,5 +251,67 @@ class WebhookTest(unittest.TestCase):
                 srv.cleanup()
 
 
+class SpamdTest(unittest.TestCase):
+    """The optional spam score, with Debian's spamd started by the test on a free port."""
+
+    def test_score_from_spamd(self):
+        spamd = "/usr/sbin/spamd"
+        if not os.path.exists(spamd):
+            self.skipTest("spamd (Debian package spamd) is not installed")
+        port = harness.free_port()
+        tmp = os.path.join(os.environ.get("TMPDIR", "/tmp"), "sg-spamd-%d" % port)
+        os.makedirs(tmp, exist_ok=True)
+        proc = subprocess.Popen([spamd, "--listen=%s:%d" % (HOST, port), "--max-children=1",
+                                 "--nouser-config", "-x", "--syslog=stderr",
+                                 "--pidfile=%s/pid" % tmp],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        srv = None
+        try:
+            import socket
+            deadline = time.monotonic() + 90       # spamd loads its rules (about 10 s here)
+            while True:
+                try:
+                    socket.create_connection((HOST, port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise AssertionError("spamd did not start")
+                    time.sleep(0.3)
+            srv = start_http_server((BOB,), settings={"spamd_address": "%s:%d" % (HOST, port)})
+            gtube = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+            spam_id = None
+            for body, name in ((gtube, "spam"), ("Hello Bob, lunch tomorrow?", "ham")):
+                s = smtplib.SMTP(HOST, srv.port("mx"), timeout=60)
+                r = s.sendmail("x@elsewhere.test", [BOB.login],
+                               ("From: <x@elsewhere.test>\r\nTo: <%s>\r\nSubject: %s\r\n"
+                                "Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <%s@x.test>\r\n\r\n%s\r\n"
+                                % (BOB.login, name, name, body)).encode())
+                s.quit()
+            msgs = request(srv.http_port, "GET", "/api/v1/inboxes/%s/messages" % q(BOB.login),
+                           auth=bearer()).json()["messages"]
+            ids = {m["subject"]: m["id"] for m in msgs}
+            spam = request(srv.http_port, "GET", "/api/v1/messages/%s/spam" % ids["spam"],
+                           auth=bearer(), timeout=60).json()
+            self.assertTrue(spam["enabled"])
+            self.assertTrue(spam["spam"], spam)
+            self.assertGreaterEqual(spam["score"], spam["threshold"])
+            ham = request(srv.http_port, "GET", "/api/v1/messages/%s/spam" % ids["ham"],
+                          auth=bearer(), timeout=60).json()
+            self.assertFalse(ham["spam"], ham)
+            self.assertLess(ham["score"], ham["threshold"])
+        finally:
+            if srv is not None:
+                srv.stop()
+                probs = srv.problems()
+                srv.cleanup()
+                self.assertEqual(probs, [])
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
 if __name__ == "__main__":
     unittest.main()
