@@ -772,6 +772,7 @@ async function openMessage(id) {
   metaRow(meta, 'TLS', m.tls ? m.tls.version + ' ' + m.tls.cipher : 'none');
   metaRow(meta, 'Size', fmtSize(m.size));
   if (m.degraded && m.notes && m.notes.length) metaRow(meta, 'Note', m.notes.join('; '));
+  loadSpam(id);
   showTags(m);
   const hasHtml = m.html !== null && m.html !== undefined;
   const frame = $('v-frame');
@@ -803,6 +804,23 @@ async function openMessage(id) {
   const a = document.activeElement;
   if (a && $('messages').contains(a) && getComputedStyle($('list-pane')).display === 'none') $('view').focus();
   loadInboxes();
+}
+
+// SpamAssassin's score when the server has spamd_address (a row in the
+// meta table; nothing when it is off).
+async function loadSpam(id) {
+  let data;
+  try {
+    const r = await api('/api/v1/messages/' + encodeURIComponent(id) + '/spam');
+    data = await r.json().catch(() => ({}));
+    if (!r.ok) data = r.status === 502 ? { enabled: true, note: data.error || 'spamd failed' } : null;
+  } catch (e) {
+    return;
+  }
+  if (!data || !data.enabled || state.message !== id) return;
+  metaRow($('v-meta'), 'Spam score', typeof data.score === 'number'
+    ? data.score.toFixed(1) + ' (threshold ' + Number(data.threshold).toFixed(1) + ': ' + (data.spam ? 'spam' : 'not spam') + ')'
+    : 'not scored: ' + (data.note || '?'));
 }
 
 async function download(id, a) {
