@@ -296,6 +296,8 @@ static int sh_auth(struct sg_smarthost *h, struct sg_sh_stats *st)
 	env.host = h->cfg->host;
 	env.port = h->cfg->port;
 	env.service = "smtp";
+	/* RFC 5802 6: the gs2 flag says whether the server offered a -PLUS variant */
+	env.server_offers_plus = strstr(h->mechs, "-PLUS ") != NULL;
 	uint8_t cb[64];
 	size_t cbl = 0;
 	const char *cbt = NULL;
@@ -435,23 +437,20 @@ static void set_from_reply(struct sg_sh_result *res, const struct sh_reply *r)
 	reply_diag(r, res->diag, sizeof(res->diag));
 }
 
-static void dot_stuff(struct sg_buf *out, const uint8_t *msg, size_t len)
+/* RFC 5321 4.5.2: a line that starts with "." gets another one; *bol
+ * carries "at the beginning of a line" from one piece to the next. */
+static void dot_stuff(struct sg_buf *out, const uint8_t *msg, size_t len, bool *bol)
 {
-	/* RFC 5321 4.5.2; the message file already has CRLF line ends */
-	bool bol = true;
 	size_t run = 0;
 	for (size_t i = 0; i < len; i++) {
-		if (bol && msg[i] == '.') {
+		if (*bol && msg[i] == '.') {
 			sg_buf_append(out, msg + run, i - run);
 			sg_buf_append(out, ".", 1);
 			run = i;
 		}
-		bol = msg[i] == '\n';
+		*bol = msg[i] == '\n';
 	}
 	sg_buf_append(out, msg + run, len - run);
-	if (len < 2 || msg[len - 2] != '\r' || msg[len - 1] != '\n')
-		sg_buf_append(out, "\r\n", 2);
-	sg_buf_append(out, ".\r\n", 3);
 }
 
 static bool is_ascii(const char *s)
@@ -463,24 +462,25 @@ static bool is_ascii(const char *s)
 }
 
 static void sh_txn(struct sg_smarthost *h, const struct sg_envelope *e, const size_t *idx,
-		   size_t n, const uint8_t *msg, size_t len, struct sg_sh_result *res,
-		   struct sg_sh_stats *st);
+		   size_t n, const uint8_t *head, size_t headlen, const uint8_t *msg, size_t len,
+		   struct sg_sh_result *res, struct sg_sh_stats *st);
 
 void sg_sh_deliver(struct sg_smarthost *h, const struct sg_envelope *e, const size_t *idx,
-		   size_t n, const uint8_t *msg, size_t len, struct sg_sh_result *res,
-		   struct sg_sh_stats *st)
+		   size_t n, const uint8_t *head, size_t headlen, const uint8_t *msg, size_t len,
+		   struct sg_sh_result *res, struct sg_sh_stats *st)
 {
 	h->closing = false;
-	sh_txn(h, e, idx, n, msg, len, res, st);
+	sh_txn(h, e, idx, n, head, headlen, msg, len, res, st);
 	/* RFC 5321 3.8: after a 421 the server closes; never reuse it */
 	if (h->closing && h->c != NULL)
 		sh_drop(h);
 }
 
 static void sh_txn(struct sg_smarthost *h, const struct sg_envelope *e, const size_t *idx,
-		   size_t n, const uint8_t *msg, size_t len, struct sg_sh_result *res,
-		   struct sg_sh_stats *st)
+		   size_t n, const uint8_t *head, size_t headlen, const uint8_t *msg, size_t mlen,
+		   struct sg_sh_result *res, struct sg_sh_stats *st)
 {
+	size_t len = headlen + mlen; /* what the smarthost receives (SIZE) */
 	memset(st, 0, sizeof(*st));
 	const struct sg_relay_config *cfg = h->cfg;
 	char diag[600];
@@ -688,7 +688,13 @@ static void sh_txn(struct sg_smarthost *h, const struct sg_envelope *e, const si
 	}
 	struct sg_buf body;
 	sg_buf_init(&body, len + len / 32 + 64);
-	dot_stuff(&body, msg, len);
+	bool bol = true;
+	if (head != NULL)
+		dot_stuff(&body, head, headlen, &bol);
+	dot_stuff(&body, msg, mlen, &bol);
+	if (!bol) /* no final line end: add one (RFC 5321 4.1.1.4) */
+		sg_buf_append(&body, "\r\n", 2);
+	sg_buf_append(&body, ".\r\n", 3);
 	/* RFC 5321 4.5.3.2.3 and .6: 3 minutes per block, 10 for the final reply;
 	 * smtpc's timer runs from the write, so the longer of the two applies */
 	sg_smtpc_set_timeout(h->c, ms(cfg->timeout_final_ms));

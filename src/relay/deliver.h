@@ -60,12 +60,13 @@ struct sg_smarthost *sg_sh_new(const struct sg_relay_config *cfg, struct sg_ctls
 			       const char *helo, const atomic_bool *stop);
 void sg_sh_free(struct sg_smarthost **h);
 
-/* Deliver msg (len octets, CRLF, not dot-stuffed) for the recipients of e
- * whose index is listed in idx (n of them). res[i] receives the result of
- * recipient idx[i]. The call always produces a result for each. */
+/* Deliver head (headlen octets, e.g. a DKIM-Signature field, may be NULL)
+ * followed by msg (len octets; both CRLF, not dot-stuffed) for the
+ * recipients of e whose index is listed in idx (n of them). res[i] receives
+ * the result of recipient idx[i]. The call always produces a result for each. */
 void sg_sh_deliver(struct sg_smarthost *h, const struct sg_envelope *e, const size_t *idx,
-		   size_t n, const uint8_t *msg, size_t len, struct sg_sh_result *res,
-		   struct sg_sh_stats *st);
+		   size_t n, const uint8_t *head, size_t headlen, const uint8_t *msg, size_t len,
+		   struct sg_sh_result *res, struct sg_sh_stats *st);
 /* Close an open connection politely (QUIT) when idle. */
 void sg_sh_close(struct sg_smarthost *h);
 bool sg_sh_connected(const struct sg_smarthost *h);

@@ -476,22 +476,13 @@ static int process(struct sg_relay *r, struct sg_smarthost *sh, struct qent *ent
 		}
 		have_msg = true;
 		/* DKIM: canonicalised and signed once per attempt, for every recipient */
-		const uint8_t *out = msg.data;
-		size_t outlen = msg.len;
 		char *sig = NULL;
-		uint8_t *signed_msg = NULL;
 		const struct sg_dkim_signer *s = signer_for(r, e.from);
 		if (s != NULL) {
 			if (sg_dkim_sign(s, msg.data, msg.len, &sig, &err) < 0) {
 				sg_log(SG_WARN, "relay_dkim", "id=%s domain=%s result=unsigned error=\"%s\"",
 				       id, sg_dkim_signer_domain(s), err);
 			} else {
-				size_t sl = strlen(sig);
-				signed_msg = sg_malloc(sl + msg.len);
-				memcpy(signed_msg, sig, sl);
-				memcpy(signed_msg + sl, msg.data, msg.len);
-				out = signed_msg;
-				outlen = sl + msg.len;
 				if (e.attempts == 0)
 					sg_log(SG_INFO, "relay_dkim", "id=%s domain=%s selector=%s a=%s result=signed",
 					       id, sg_dkim_signer_domain(s), sg_dkim_signer_selector(s),
@@ -509,7 +500,8 @@ static int process(struct sg_relay *r, struct sg_smarthost *sh, struct qent *ent
 			if (e.rcpts[i].state == SG_QR_PENDING)
 				idx[k++] = i;
 		struct sg_sh_stats st;
-		sg_sh_deliver(sh, &e, idx, npend, out, outlen, res, &st);
+		sg_sh_deliver(sh, &e, idx, npend, (const uint8_t *)sig, sig != NULL ? strlen(sig) : 0,
+			      msg.data, msg.len, res, &st);
 		dsn_offered = st.dsn_offered;
 		if (st.error[0] != '\0') {
 			char ev[500];
@@ -537,7 +529,6 @@ static int process(struct sg_relay *r, struct sg_smarthost *sh, struct qent *ent
 		free(idx);
 		free(res);
 		free(sig);
-		free(signed_msg);
 	}
 	if (rec.len > 0) {
 		if (sg_queue_append(r->q, id, &rec, &err) < 0) {

@@ -68,6 +68,7 @@ class Conn:
         self.tls = False
         self.authed = False
         self.transactions = []
+        self.pipelined = False   # RCPT already buffered when MAIL was read (RFC 2920)
 
 
 class FakeSmarthost:
@@ -126,7 +127,8 @@ class FakeSmarthost:
 
     def _serve(self, s, c):
         s.settimeout(30)
-        f = [s, s.makefile("rb")]
+        f = [s]
+        buf = bytearray()     # our own line buffer: what is pipelined shows up in it
 
         def send(line):
             f[0].sendall((line + "\r\n").encode())
@@ -134,9 +136,16 @@ class FakeSmarthost:
                 raise EOFError      # RFC 5321 3.8: 421 closes the connection
 
         def readline():
-            ln = f[1].readline(70000)
-            if not ln:
-                raise EOFError
+            while b"\n" not in buf:
+                if len(buf) > 70000:
+                    raise EOFError
+                d = f[0].recv(65536)
+                if not d:
+                    raise EOFError
+                buf.extend(d)
+            i = buf.index(b"\n") + 1
+            ln = bytes(buf[:i])
+            del buf[:i]
             return ln
 
         try:
@@ -169,7 +178,8 @@ class FakeSmarthost:
                     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                     ctx.load_cert_chain(self.pki.cert, self.pki.key)
                     ts = ctx.wrap_socket(s, server_side=True)
-                    f = [ts, ts.makefile("rb")]
+                    f = [ts]
+                    del buf[:]
                     c.tls = True
                 elif verb == "AUTH":
                     import base64
@@ -185,6 +195,8 @@ class FakeSmarthost:
                     else:
                         send("504 5.5.4 unsupported")
                 elif verb == "MAIL":
+                    if bytes(buf[:4]).upper() == b"RCPT":
+                        c.pipelined = True
                     if self.require_tls and not c.tls:
                         send("530 5.7.0 Must issue a STARTTLS command first")
                         continue
@@ -224,7 +236,7 @@ class FakeSmarthost:
                     with self.lock:
                         self.data_count += 1
                         n = self.data_count
-                    buf = []
+                    lines = []
                     got = 0
                     while True:
                         ln = readline()
@@ -232,11 +244,11 @@ class FakeSmarthost:
                             break
                         if ln.startswith(b"."):
                             ln = ln[1:]
-                        buf.append(ln)
+                        lines.append(ln)
                         got += len(ln)
                         if self.mode == "disconnect_mid_data" and got > 200:
                             return
-                    txn.data = b"".join(buf)
+                    txn.data = b"".join(lines)
                     c.commands.append((time.monotonic(), "<end of data>"))
                     if self.mode == "stall_after_data":
                         time.sleep(30)

@@ -118,6 +118,44 @@ def relay_times(srv, qid, result):
     return [line_time(ln) for ln in log_lines(srv.log(), "relay", qid, "result=" + result)]
 
 
+class RelayConnections(unittest.TestCase):
+    def test_reuse_with_rset_and_pipelining(self):
+        with FakeSmarthost() as sh, relay_server(sh, relay_concurrency=1) as srv:
+            ids = [submit(srv, ["r%d@remote.test" % i], BODY) for i in range(3)]
+            self.assertTrue(wait_for(lambda: len(sh.delivered) == 3), srv.log()[-2000:])
+            for q in ids:
+                self.assertTrue(wait_for(lambda: log_lines(srv.log(), "queue_done", q)))
+            # one connection carried them, RSET before each reuse, MAIL+RCPT+DATA in one go
+            used = [c for c in sh.conns if c.transactions]
+            self.assertEqual(len(used), 1, [c.commands for c in sh.conns])
+            verbs = [l.split(" ")[0] for _, l in used[0].commands]
+            self.assertEqual(verbs.count("RSET"), 2, verbs)
+            self.assertEqual(verbs.count("EHLO"), 1)
+            self.assertTrue(used[0].pipelined)
+
+    def test_no_pipelining_offered(self):
+        with FakeSmarthost(pipelining=False) as sh, relay_server(sh) as srv:
+            sh.rcpt_reply = lambda a, n: "550 5.1.1 no" if a.startswith("bad") else None
+            submit(srv, ["bad@remote.test", "good@remote.test"], BODY)
+            self.assertTrue(wait_for(lambda: len(sh.delivered) == 1), srv.log()[-2000:])
+            self.assertEqual(sh.delivered[0].rcpts, ["good@remote.test"])
+            self.assertFalse(any(c.pipelined for c in sh.conns))
+
+    def test_delay_warning_once(self):
+        with FakeSmarthost() as sh, relay_server(sh, delay_warning_time="1s",
+                                                 relay_retry_max="1s") as srv:
+            sh.final_reply = lambda n: "451 4.3.0 later" if n <= 3 else None
+            qid = submit(srv, ["slow@remote.test"], BODY)
+            self.assertTrue(wait_for(lambda: log_lines(srv.log(), "queue_done", qid), timeout=30),
+                            srv.log()[-2000:])
+            dsns = inbox_dsns(srv, "alice")
+            self.assertEqual(len(dsns), 1, srv.log()[-2000:])
+            blocks, _ = dsn_parts(dsns[0])
+            b = [b for b in blocks if "final-recipient" in b][0]
+            self.assertEqual((b["action"], b["status"]), ("delayed", "4.3.0"))
+            self.assertIn("will-retry-until", b)
+
+
 class RelayFaults(unittest.TestCase):
     def test_421_and_451_retried_with_backoff(self):
         with FakeSmarthost() as sh, relay_server(sh, relay_retry_min="1s",

@@ -86,7 +86,7 @@ class PostfixSmarthost:
         shutil.chown(sasldb, "root", "postfix")
         os.chmod(sasldb, 0o640)
         self._write("etc/sasl/smtpd.conf", "pwcheck_method: auxprop\nauxprop_plugin: sasldb\n"
-                    "sasldb_path: %s\nmech_list: PLAIN LOGIN CRAM-MD5\n" % sasldb)
+                    "sasldb_path: %s\nmech_list: PLAIN LOGIN CRAM-MD5 SCRAM-SHA-256\n" % sasldb)
         pw = __import__("pwd").getpwnam("postfix")
         self._write("etc/main.cf", f"""
 compatibility_level = 3.6
@@ -302,7 +302,19 @@ class RelayThroughPostfix(unittest.TestCase):
             self.assertTrue(wait_for(lambda: log_lines(srv.log(), "queue_done", qid)))
             self.assertTrue(log_lines(srv.log(), "relay_dkim", qid, "result=signed"))
 
-    def test_release_and_queue_control(self):
+    def test_other_mechanisms(self):
+        # the same mechanism files as the probe, client side, against Cyrus SASL
+        for mech in ("LOGIN", "CRAM-MD5", "SCRAM-SHA-256"):
+            with self.subTest(mech=mech):
+                n0 = len(self.pf.delivered())
+                with self.server(relay_auth=mech) as srv:
+                    qid = self.send(srv, ["carol@remote.test"], BODY)
+                    self.assertTrue(wait_for(lambda: len(self.pf.delivered()) > n0, timeout=30),
+                                    srv.log()[-2000:] + self.pf.log())
+                    self.assertTrue(wait_for(lambda: log_lines(srv.log(), "queue_done", qid)))
+                    self.assertIn("auth=%s" % mech, srv.log())
+
+    def test_release_through_postfix(self):
         import urllib.request
         # delivery = capture (the sandbox) with a smarthost configured: release is on
         cap = Server(users=[ALICE], listeners={"submission": "submission"},

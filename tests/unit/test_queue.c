@@ -18,6 +18,7 @@
 #include "core/buf.h"
 #include "core/util.h"
 #include "relay/queue.h"
+#include "relay/relay_config.h"
 
 static void sample(struct sg_envelope *e)
 {
@@ -328,6 +329,86 @@ static void test_commit_load_append_remove(void **state)
 	sg_envelope_free(&e);
 }
 
+static void test_durations(void **state)
+{
+	(void)state;
+	uint64_t v;
+	assert_int_equal(sg_parse_duration_ms("90", &v), 0);
+	assert_int_equal(v, 90000);
+	assert_int_equal(sg_parse_duration_ms("500ms", &v), 0);
+	assert_int_equal(v, 500);
+	assert_int_equal(sg_parse_duration_ms("5m", &v), 0);
+	assert_int_equal(v, 300000);
+	assert_int_equal(sg_parse_duration_ms("2h", &v), 0);
+	assert_int_equal(v, 7200000);
+	assert_int_equal(sg_parse_duration_ms("5d", &v), 0);
+	assert_int_equal(v, 432000000);
+	const char *bad[] = {"", "s", "-1s", "1.5s", "1 s", "1w", "1000000000000000s", "1ss"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(sg_parse_duration_ms(bad[i], &v), -1);
+}
+
+static void test_relay_config(void **state)
+{
+	(void)state;
+	struct sg_relay_config c;
+	sg_relay_config_defaults(&c);
+	char err[600];
+	assert_int_equal(c.retry_min_ms, 60000);
+	assert_int_equal(c.lifetime_ms, 5ULL * 86400 * 1000);
+	assert_int_equal(c.tls, SG_RELAY_TLS_STARTTLS);
+	assert_int_equal(sg_relay_config_set(&c, "hostname", "x", err, sizeof(err), "f:1"), 0);
+	assert_int_equal(sg_relay_config_set(&c, "relay_host", "[::1]:2525", err, sizeof(err), "f:2"), 1);
+	assert_string_equal(c.host, "::1");
+	assert_int_equal(c.port, 2525);
+	assert_int_equal(sg_relay_config_set(&c, "relay_host", "a b:25", err, sizeof(err), "f:3"), -1);
+	assert_non_null(strstr(err, "f:3: relay_host"));
+	assert_int_equal(sg_relay_config_set(&c, "relay_host", "host:0", err, sizeof(err), "f:3"), -1);
+	assert_int_equal(sg_relay_config_set(&c, "relay_auth", "scram-sha-256", err, sizeof(err), "f:4"), 1);
+	assert_string_equal(c.auth, "SCRAM-SHA-256");
+	assert_int_equal(sg_relay_config_set(&c, "relay_auth", "MAGIC", err, sizeof(err), "f:5"), -1);
+	assert_non_null(strstr(err, "f:5: relay_auth: unknown mechanism 'MAGIC'"));
+	/* SCRAM needs a user and a password file, with their lines */
+	assert_int_equal(sg_relay_config_check(&c, true, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "f:4: relay_auth = SCRAM-SHA-256 needs relay_user"));
+	assert_int_equal(sg_relay_config_set(&c, "relay_user", "u", err, sizeof(err), "f:6"), 1);
+	assert_int_equal(sg_relay_config_check(&c, true, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "needs relay_password_file"));
+	assert_int_equal(sg_relay_config_set(&c, "relay_password_file", "/nonexistent/pw", err,
+					     sizeof(err), "f:7"), -1);
+	assert_non_null(strstr(err, "f:7: relay_password_file: cannot read /nonexistent/pw"));
+	char path[] = "/tmp/sg-test-relay-pw-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "s3cret\r\n", 8), 8);
+	close(fd);
+	assert_int_equal(sg_relay_config_set(&c, "relay_password_file", path, err, sizeof(err), "f:8"), 1);
+	assert_string_equal(c.password, "s3cret");
+	assert_int_equal(sg_relay_config_check(&c, true, err, sizeof(err)), 0);
+	/* PLAIN in clear is refused */
+	assert_int_equal(sg_relay_config_set(&c, "relay_auth", "PLAIN", err, sizeof(err), "f:9"), 1);
+	assert_int_equal(sg_relay_config_set(&c, "relay_tls", "none", err, sizeof(err), "f:10"), 1);
+	assert_int_equal(sg_relay_config_check(&c, true, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "in clear"));
+	/* an empty password file is refused */
+	fd = open(path, O_WRONLY | O_TRUNC);
+	close(fd);
+	assert_int_equal(sg_relay_config_set(&c, "relay_password_file", path, err, sizeof(err), "f:11"), -1);
+	unlink(path);
+	sg_relay_config_wipe(&c);
+	assert_int_equal(c.password[0], 0);
+	/* delivery = relay without a smarthost */
+	sg_relay_config_defaults(&c);
+	assert_int_equal(sg_relay_config_set(&c, "delivery", "relay", err, sizeof(err), "f:12"), 1);
+	assert_int_equal(sg_relay_config_check(&c, true, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "f:12: delivery = relay needs a smarthost"));
+	assert_int_equal(sg_relay_config_set(&c, "delivery", "deliver", err, sizeof(err), "f:13"), -1);
+	assert_int_equal(sg_relay_config_set(&c, "dkim_key", "a.test sel", err, sizeof(err), "f:14"), -1);
+	assert_int_equal(sg_relay_config_set(&c, "dkim_key", "a.test sel /nonexistent", err, sizeof(err), "f:15"), -1);
+	assert_int_equal(sg_relay_config_set(&c, "relay_retry_min", "0", err, sizeof(err), "f:16"), -1);
+	assert_int_equal(sg_relay_config_set(&c, "relay_concurrency", "0", err, sizeof(err), "f:17"), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -335,6 +416,8 @@ int main(void)
 		cmocka_unit_test(test_torn_tail),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_notify),
+		cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_relay_config),
 		cmocka_unit_test_setup_teardown(test_commit_load_append_remove, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
