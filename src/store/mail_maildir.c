@@ -9,11 +9,20 @@
  * first creation the inbox directory and its parent are fsync'd too. If any
  * inbox fails, the copies already placed are removed again so that a retry
  * by the client does not deliver twice.
+ *
+ * Group commit of new/ (issue 12): a rename is durable once an fsync of new/ that
+ * started after it has returned. Commits running in parallel on the workers share
+ * those fsyncs: a commit that has renamed its file joins the directory's waiters;
+ * if no fsync of that directory is running it takes every waiter registered so far
+ * (itself included) and runs one, otherwise it waits and the next round covers it.
+ * So one fsync covers every rename done while the previous one ran, and each commit
+ * still returns only after an fsync begun after its own rename (or its error).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,9 +35,27 @@
 #include "store/cred.h"
 #include "store/mail.h"
 
+struct dir_waiter {
+	struct dir_waiter *next;
+	bool done;
+	int err;               /* errno of the fsync that covered it, 0 when it succeeded */
+};
+
+/* One directory with commits waiting for its fsync (group commit, above). */
+struct dir_sync {
+	struct dir_sync *next;
+	char *path;
+	bool running;          /* a leader is in fsync */
+	struct dir_waiter *waiting;
+	unsigned users;        /* threads inside sync_dir_grouped for it */
+};
+
 struct sg_mail_store {
 	char *data_dir;
 	char *mail_dir;        /* <data_dir>/mail */
+	pthread_mutex_t sync_lock;
+	pthread_cond_t sync_cond;
+	struct dir_sync *syncing;
 };
 
 static int fsync_path(const char *dir)
@@ -41,6 +68,61 @@ static int fsync_path(const char *dir)
 	close(fd);
 	errno = e;
 	return r;
+}
+
+/* fsync(dir) covering this thread's rename into it, shared with the commits of other
+ * threads (group commit, see the top of the file). 0, or -1 with errno. */
+static int sync_dir_grouped(struct sg_mail_store *s, const char *dir)
+{
+	struct dir_waiter me = {0};
+	pthread_mutex_lock(&s->sync_lock);
+	struct dir_sync *d = s->syncing;
+	while (d != NULL && strcmp(d->path, dir) != 0)
+		d = d->next;
+	if (d == NULL) {
+		d = sg_calloc(1, sizeof(*d));
+		d->path = sg_strdup(dir);
+		d->next = s->syncing;
+		s->syncing = d;
+	}
+	d->users++;
+	me.next = d->waiting;
+	d->waiting = &me;
+	while (!me.done) {
+		if (d->running) {
+			pthread_cond_wait(&s->sync_cond, &s->sync_lock);
+			continue;
+		}
+		/* lead one round for everyone registered so far */
+		struct dir_waiter *batch = d->waiting;
+		d->waiting = NULL;
+		d->running = true;
+		pthread_mutex_unlock(&s->sync_lock);
+		int r = fsync_path(dir);
+		int e = r == 0 ? 0 : errno != 0 ? errno : EIO;
+		pthread_mutex_lock(&s->sync_lock);
+		for (struct dir_waiter *w = batch, *next; w != NULL; w = next) {
+			next = w->next;
+			w->err = e;
+			w->done = true;
+		}
+		d->running = false;
+		pthread_cond_broadcast(&s->sync_cond);
+	}
+	if (--d->users == 0) {
+		struct dir_sync **pp = &s->syncing;
+		while (*pp != d)
+			pp = &(*pp)->next;
+		*pp = d->next;
+		free(d->path);
+		free(d);
+	}
+	pthread_mutex_unlock(&s->sync_lock);
+	if (me.err != 0) {
+		errno = me.err;
+		return -1;
+	}
+	return 0;
 }
 
 /* mkdir 0700; *created set when this call made it. EEXIST of a directory is fine. */
@@ -81,6 +163,8 @@ int sg_mail_open(const char *data_dir, struct sg_mail_store **store_r, const cha
 	struct sg_mail_store *s = sg_calloc(1, sizeof(*s));
 	s->data_dir = sg_strdup(data_dir);
 	s->mail_dir = mail_dir;
+	pthread_mutex_init(&s->sync_lock, NULL);
+	pthread_cond_init(&s->sync_cond, NULL);
 	*store_r = s;
 	return 0;
 }
@@ -91,6 +175,8 @@ void sg_mail_close(struct sg_mail_store **store)
 	if (s == NULL)
 		return;
 	*store = NULL;
+	pthread_mutex_destroy(&s->sync_lock);
+	pthread_cond_destroy(&s->sync_cond);
 	free(s->data_dir);
 	free(s->mail_dir);
 	free(s);
@@ -232,7 +318,7 @@ static int deliver_file(struct sg_mail_store *s, const char *login, const char *
 		unlink(tmp);
 		goto out;
 	}
-	if (fsync_path(newdir) != 0) {
+	if (sync_dir_grouped(s, newdir) != 0) {
 		sg_set_err(error_r, sg_errf("cannot fsync %s: %s", newdir, strerror(errno)));
 		unlink(dst);
 		goto out;
@@ -295,7 +381,7 @@ static int commit(struct sg_mail_store *s, const char *const *logins, size_t n,
 		char *dst = sg_asprintf("%s/%s/new/%s", s->mail_dir, logins[i], id);
 		char *newdir = sg_asprintf("%s/%s/new", s->mail_dir, logins[i]);
 		if (link(first, dst) == 0) {
-			if (fsync_path(newdir) != 0) {
+			if (sync_dir_grouped(s, newdir) != 0) {
 				sg_set_err(error_r, sg_errf("cannot fsync %s: %s", newdir, strerror(errno)));
 				unlink(dst);
 				ret = -1;
