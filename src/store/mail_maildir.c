@@ -56,6 +56,11 @@ struct sg_mail_store {
 	pthread_mutex_t sync_lock;
 	pthread_cond_t sync_cond;
 	struct dir_sync *syncing;
+	/* inboxes whose tmp/, new/ and cur/ this process has made sure of (direct-mapped;
+	 * under sync_lock): a commit to them skips the 4 mkdir + 4 stat of ensure_inbox.
+	 * An inbox is forgotten when a commit to it fails, so a directory removed behind
+	 * the server's back costs one 451 and is made again on the retry. */
+	char *known[64];
 };
 
 static int fsync_path(const char *dir)
@@ -125,6 +130,37 @@ static int sync_dir_grouped(struct sg_mail_store *s, const char *dir)
 	return 0;
 }
 
+static size_t known_slot(const char *login)
+{
+	size_t h = 5381;
+	for (const unsigned char *p = (const unsigned char *)login; *p != '\0'; p++)
+		h = h * 33 + *p;
+	return h % 64;
+}
+
+static bool inbox_known(struct sg_mail_store *s, const char *login)
+{
+	pthread_mutex_lock(&s->sync_lock);
+	const char *k = s->known[known_slot(login)];
+	bool known = k != NULL && strcmp(k, login) == 0;
+	pthread_mutex_unlock(&s->sync_lock);
+	return known;
+}
+
+static void inbox_remember(struct sg_mail_store *s, const char *login, bool known)
+{
+	size_t i = known_slot(login);
+	pthread_mutex_lock(&s->sync_lock);
+	if (known) {
+		free(s->known[i]);
+		s->known[i] = sg_strdup(login);
+	} else if (s->known[i] != NULL && strcmp(s->known[i], login) == 0) {
+		free(s->known[i]);
+		s->known[i] = NULL;
+	}
+	pthread_mutex_unlock(&s->sync_lock);
+}
+
 /* mkdir 0700; *created set when this call made it. EEXIST of a directory is fine. */
 static int ensure_dir(const char *path, bool *created)
 {
@@ -175,6 +211,8 @@ void sg_mail_close(struct sg_mail_store **store)
 	if (s == NULL)
 		return;
 	*store = NULL;
+	for (size_t i = 0; i < 64; i++)
+		free(s->known[i]);
 	pthread_mutex_destroy(&s->sync_lock);
 	pthread_cond_destroy(&s->sync_cond);
 	free(s->data_dir);
@@ -354,9 +392,13 @@ static int commit(struct sg_mail_store *s, const char *const *logins, size_t n,
 			return -1;
 		}
 	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		if (inbox_known(s, logins[i]))
+			continue;
 		if (ensure_inbox(s, logins[i], error_r) != 0)
 			return -1;
+		inbox_remember(s, logins[i], true);
+	}
 	char id[SG_MAIL_ID_MAX];
 	bool exists = false;
 	int tries = 0;
@@ -419,12 +461,25 @@ static int commit(struct sg_mail_store *s, const char *const *logins, size_t n,
 	return ret;
 }
 
+/* A failed commit forgets its inboxes: the next one checks their directories again. */
+static int commit_or_forget(struct sg_mail_store *s, const char *const *logins, size_t n,
+			    const struct sg_buf *prefix, const struct body_src *body,
+			    char id_r[SG_MAIL_ID_MAX], const char **error_r)
+{
+	int r = commit(s, logins, n, prefix, body, id_r, error_r);
+	if (r != 0)
+		for (size_t i = 0; i < n; i++)
+			if (logins[i] != NULL)
+				inbox_remember(s, logins[i], false);
+	return r;
+}
+
 int sg_mail_commit(struct sg_mail_store *s, const char *const *logins, size_t n,
 		   const struct sg_buf *prefix, const struct sg_buf *body, char id_r[SG_MAIL_ID_MAX],
 		   const char **error_r)
 {
 	struct body_src b = {.buf = body, .fd = -1};
-	return commit(s, logins, n, prefix, &b, id_r, error_r);
+	return commit_or_forget(s, logins, n, prefix, &b, id_r, error_r);
 }
 
 int sg_mail_commit_fd(struct sg_mail_store *s, const char *const *logins, size_t n,
@@ -432,7 +487,7 @@ int sg_mail_commit_fd(struct sg_mail_store *s, const char *const *logins, size_t
 		      char id_r[SG_MAIL_ID_MAX], const char **error_r)
 {
 	struct body_src b = {.fd = body_fd, .len = body_len};
-	return commit(s, logins, n, prefix, &b, id_r, error_r);
+	return commit_or_forget(s, logins, n, prefix, &b, id_r, error_r);
 }
 
 /* Find the file of a message: new/<id>, cur/<id>, cur/<id>:2,... */
