@@ -16,7 +16,7 @@ deps-test:
 	@sh scripts/deps --test
 
 $(BUILD)/build.ninja:
-	meson setup $(BUILD) $(MESON_OPTS)
+	meson setup $(BUILD) --prefix=$(PREFIX) $(MESON_OPTS)
 
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -55,10 +55,32 @@ bench/haraka/node_modules/Haraka/package.json: bench/haraka/package.json
 
 bench: build
 	python3 bench/run-bench $(BUILD)
+	python3 bench/relay-bench $(BUILD)   # relay end to end vs Postfix, queue memory (issue 13)
 
 # the same with Haraka (npm install into bench/haraka/node_modules first)
 bench-haraka: build bench/haraka/node_modules/Haraka/package.json
 	python3 bench/run-bench $(BUILD)
+
+# Install the binary, the man pages, /etc/smtpgate/smtpgate.conf (never overwritten; the example
+# is smtpgate.conf.example), the systemd unit, sysusers.d and tmpfiles.d entries (docs/operations.md).
+# PREFIX (default /usr/local) applies to the build dir's first configuration; DESTDIR works.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+install: deps $(BUILD)/build.ninja
+	meson configure $(BUILD) -Dsysconfdir=$(SYSCONFDIR)
+	ninja -C $(BUILD)
+	meson install -C $(BUILD) --no-rebuild
+	@echo "then: systemd-sysusers; systemd-tmpfiles --create; systemctl daemon-reload;"
+	@echo "      systemctl enable --now smtpgate   (see docs/operations.md)"
+
+# The Debian package, built from a copy of the tracked (and new, not ignored) files in
+# build-deb/ so the checkout stays clean: build-deb/smtpgate_VERSION_ARCH.deb
+package:
+	rm -rf build-deb
+	mkdir -p build-deb/src
+	git ls-files -z --cached --others --exclude-standard | xargs -0 tar -cf - | tar -xf - -C build-deb/src
+	cd build-deb/src && dpkg-buildpackage -us -uc -b
+	@ls -l build-deb/*.deb
 
 clean:
 	rm -rf $(BUILD) build-*

@@ -20,44 +20,44 @@
 #define SG_DKIM_CLI_MAX_MSG (64u * 1024 * 1024)
 
 static const char dkim_help[] =
-	"usage: smtpgate dkim keygen DOMAIN SELECTOR [--type rsa|ed25519] [--bits N]\n"
-	"                            [--out FILE]\n"
-	"       smtpgate dkim record DOMAIN SELECTOR KEYFILE\n"
-	"       smtpgate dkim sign DOMAIN SELECTOR KEYFILE [MESSAGE|-]\n"
-	"\n"
-	"DKIM keys for relay mode (RFC 6376; Ed25519 keys: RFC 8463). The server\n"
-	"signs relayed mail whose sender domain has a 'dkim_key = DOMAIN SELECTOR\n"
-	"KEYFILE' line in its configuration; receivers check the signature with the\n"
-	"public key published in DNS at SELECTOR._domainkey.DOMAIN.\n"
-	"\n"
-	"Commands:\n"
-	"  keygen DOMAIN SELECTOR\n"
-	"        Make a new private key, write it (PEM, PKCS#8, mode 0600; an\n"
-	"        existing file is never overwritten) and print the DNS TXT record\n"
-	"        on standard output, in zone-file form, the text cut into strings\n"
-	"        of at most 255 octets (RFC 1035 3.3.14, RFC 6376 3.6.2.2).\n"
-	"  record DOMAIN SELECTOR KEYFILE\n"
-	"        Print the DNS TXT record of an existing private key.\n"
-	"  sign DOMAIN SELECTOR KEYFILE [MESSAGE]\n"
-	"        Sign MESSAGE (a file, or standard input when '-' or absent) as the\n"
-	"        server would and print it with its DKIM-Signature field first:\n"
-	"        a way to check a key and its record with any verifier.\n"
-	"\n"
-	"Options:\n"
-	"  --type rsa|ed25519  key type (default rsa: every verifier knows it;\n"
-	"                      ed25519 keys are short, but not every receiver checks\n"
-	"                      them yet, so sign with both when you use one)\n"
-	"  --bits N            RSA key size, 1024 to 4096 (default 2048)\n"
-	"  --out FILE          where to write the key (default\n"
-	"                      ./SELECTOR._domainkey.DOMAIN.pem)\n"
-	"  -h, --help          show this text\n"
-	"\n"
-	"Exit status: 0 success, 1 failure, 2 usage error.\n"
-	"\n"
-	"Example:\n"
-	"  smtpgate dkim keygen example.org mail2026 --out /etc/smtpgate/example.org.pem\n"
-	"  # publish the printed record, then in smtpgate.conf:\n"
-	"  #   dkim_key = example.org mail2026 /etc/smtpgate/example.org.pem\n";
+    "usage: smtpgate dkim keygen DOMAIN SELECTOR [--type rsa|ed25519] [--bits N]\n"
+    "                            [--out FILE]\n"
+    "       smtpgate dkim record DOMAIN SELECTOR KEYFILE\n"
+    "       smtpgate dkim sign DOMAIN SELECTOR KEYFILE [MESSAGE|-]\n"
+    "\n"
+    "DKIM keys for relay mode (RFC 6376; Ed25519 keys: RFC 8463). The server\n"
+    "signs relayed mail whose sender domain has a 'dkim_key = DOMAIN SELECTOR\n"
+    "KEYFILE' line in its configuration; receivers check the signature with the\n"
+    "public key published in DNS at SELECTOR._domainkey.DOMAIN.\n"
+    "\n"
+    "Commands:\n"
+    "  keygen DOMAIN SELECTOR\n"
+    "        Make a new private key, write it (PEM, PKCS#8, mode 0600; an\n"
+    "        existing file is never overwritten) and print the DNS TXT record\n"
+    "        on standard output, in zone-file form, the text cut into strings\n"
+    "        of at most 255 octets (RFC 1035 3.3.14, RFC 6376 3.6.2.2).\n"
+    "  record DOMAIN SELECTOR KEYFILE\n"
+    "        Print the DNS TXT record of an existing private key.\n"
+    "  sign DOMAIN SELECTOR KEYFILE [MESSAGE]\n"
+    "        Sign MESSAGE (a file, or standard input when '-' or absent) as the\n"
+    "        server would and print it with its DKIM-Signature field first:\n"
+    "        a way to check a key and its record with any verifier.\n"
+    "\n"
+    "Options:\n"
+    "  --type rsa|ed25519  key type (default rsa: every verifier knows it;\n"
+    "                      ed25519 keys are short, but not every receiver checks\n"
+    "                      them yet, so sign with both when you use one)\n"
+    "  --bits N            RSA key size, 1024 to 4096 (default 2048)\n"
+    "  --out FILE          where to write the key (default\n"
+    "                      ./SELECTOR._domainkey.DOMAIN.pem)\n"
+    "  -h, --help          show this text\n"
+    "\n"
+    "Exit status: 0 success, 1 failure, 2 usage error.\n"
+    "\n"
+    "Example:\n"
+    "  smtpgate dkim keygen example.org mail2026 --out /etc/smtpgate/example.org.pem\n"
+    "  # publish the printed record, then in smtpgate.conf:\n"
+    "  #   dkim_key = example.org mail2026 /etc/smtpgate/example.org.pem\n";
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -103,7 +103,7 @@ static int record_of(const char *domain, const char *selector, const char *keyfi
 }
 
 static int keygen(const char *domain, const char *selector, const char *type, const char *bits_s,
-	const char *out)
+                  const char *out)
 {
 	uint64_t bits = 2048;
 	bool ed = false;
@@ -123,7 +123,7 @@ static int keygen(const char *domain, const char *selector, const char *type, co
 
 	ERR_clear_error();
 	EVP_PKEY *key = ed ? EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")
-			   : EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits);
+	                   : EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits);
 	if (key == NULL) {
 		free(def_out);
 		return fail("keygen", "key generation failed");
@@ -134,13 +134,13 @@ static int keygen(const char *domain, const char *selector, const char *type, co
 		int e = errno;
 		EVP_PKEY_free(key);
 		fprintf(stderr, "smtpgate dkim: cannot create %s: %s%s\n", out, strerror(e),
-			e == EEXIST ? " (an existing key is never overwritten)" : "");
+		        e == EEXIST ? " (an existing key is never overwritten)" : "");
 		free(def_out);
 		return 1;
 	}
 	FILE *f = fdopen(fd, "w");
 	bool ok = f != NULL && PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) == 1 &&
-		fflush(f) == 0 && fsync(fd) == 0;
+	          fflush(f) == 0 && fsync(fd) == 0;
 	if (f != NULL)
 		ok = fclose(f) == 0 && ok;
 	else
@@ -152,12 +152,15 @@ static int keygen(const char *domain, const char *selector, const char *type, co
 		free(def_out);
 		return 1;
 	}
-	fprintf(stderr, "smtpgate dkim: wrote the private key to %s (mode 0600); publish this "
-		"record:\n", out);
+	fprintf(stderr,
+	        "smtpgate dkim: wrote the private key to %s (mode 0600); publish this "
+	        "record:\n",
+	        out);
 	int r = record_of(domain, selector, out);
 	if (r == 0)
-		fprintf(stderr, "smtpgate dkim: then add to the configuration:\n  dkim_key = %s %s %s\n",
-			domain, selector, out);
+		fprintf(stderr,
+		        "smtpgate dkim: then add to the configuration:\n  dkim_key = %s %s %s\n",
+		        domain, selector, out);
 	free(def_out);
 	return r;
 }
@@ -173,7 +176,8 @@ static int sign(const char *domain, const char *selector, const char *keyfile, c
 		in = fopen(path, "rb");
 		if (in == NULL) {
 			sg_dkim_signer_free(&s);
-			fprintf(stderr, "smtpgate dkim: cannot open %s: %s\n", path, strerror(errno));
+			fprintf(stderr, "smtpgate dkim: cannot open %s: %s\n", path,
+			        strerror(errno));
 			return 1;
 		}
 	}
@@ -193,13 +197,14 @@ static int sign(const char *domain, const char *selector, const char *keyfile, c
 	int r = 1;
 	char *hdr = NULL;
 	if (too_big)
-		fprintf(stderr, "smtpgate dkim: message larger than %u octets\n", SG_DKIM_CLI_MAX_MSG);
+		fprintf(stderr, "smtpgate dkim: message larger than %u octets\n",
+		        SG_DKIM_CLI_MAX_MSG);
 	else if (rerr)
 		fprintf(stderr, "smtpgate dkim: cannot read the message\n");
 	else if (sg_dkim_sign(s, msg.data, msg.len, &hdr, &err) < 0)
 		fail("sign", err);
 	else if (fwrite(hdr, 1, strlen(hdr), stdout) != strlen(hdr) ||
-		 fwrite(msg.data, 1, msg.len, stdout) != msg.len || fflush(stdout) != 0)
+	         fwrite(msg.data, 1, msg.len, stdout) != msg.len || fflush(stdout) != 0)
 		fprintf(stderr, "smtpgate dkim: cannot write the message\n");
 	else
 		r = 0;
@@ -239,8 +244,8 @@ int sg_cmd_dkim(int argc, char **argv)
 		}
 		int r;
 		if ((r = opt_value(argc, argv, &i, "--type", &type)) != 0 ||
-			(r = opt_value(argc, argv, &i, "--bits", &bits)) != 0 ||
-			(r = opt_value(argc, argv, &i, "--out", &out)) != 0) {
+		    (r = opt_value(argc, argv, &i, "--bits", &bits)) != 0 ||
+		    (r = opt_value(argc, argv, &i, "--out", &out)) != 0) {
 			if (r < 0)
 				return usage_error("%s needs a value", argv[i]);
 			continue;
@@ -262,10 +267,11 @@ int sg_cmd_dkim(int argc, char **argv)
 			return usage_error("%s", "keygen needs DOMAIN and SELECTOR");
 		if (!sg_dkim_valid_name(pos[1]))
 			return usage_error("invalid DOMAIN '%s' (letters, digits, hyphens, dots; "
-				"an IDN in its xn-- form)", pos[1]);
+			                   "an IDN in its xn-- form)",
+			                   pos[1]);
 		if (!sg_dkim_valid_name(pos[2]))
 			return usage_error("invalid SELECTOR '%s' (letters, digits, hyphens, dots)",
-				pos[2]);
+			                   pos[2]);
 		return keygen(pos[1], pos[2], type, bits, out);
 	}
 	if (strcmp(cmd, "record") == 0) {

@@ -7,14 +7,15 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/common.h"
 #include "core/util.h"
 #include "store/faults.h"
 
 static const char fault_help[] =
-	"usage: smtpgate fault [--data-dir DIR] add --stage STAGE ACTION [SCOPE] [WHEN]\n"
-	"       smtpgate fault [--data-dir DIR] add --spec 'stage=auth reply=535 5.7.8 ... times=2'\n"
-	"       smtpgate fault [--data-dir DIR] list\n"
-	"       smtpgate fault [--data-dir DIR] clear [ID]\n"
+	"usage: smtpgate fault add --stage STAGE ACTION [SCOPE] [WHEN] [--data-dir DIR] [--config FILE]\n"
+	"       smtpgate fault add --spec 'stage=auth reply=535 5.7.8 ... times=2'\n"
+	"       smtpgate fault list\n"
+	"       smtpgate fault clear [ID]\n"
 	"\n"
 	"Make the SMTP server fail on purpose, to see what an application does when\n"
 	"AUTH (or MAIL, RCPT, DATA...) fails. Rules live in <DIR>/smtpgate.db; a\n"
@@ -35,7 +36,10 @@ static const char fault_help[] =
 	"  --every N           every Nth time\n"
 	"  --probability P     each time with probability P (0..1)\n"
 	"\n"
-	"  --data-dir DIR      the data directory (default ./smtpgate-data)\n"
+	"  --data-dir DIR      the server's data directory (default: data_dir of --config,\n"
+	"                      else ./smtpgate-data); it must exist, with its smtpgate.db\n"
+	"  --config FILE       read data_dir from the file 'smtpgate serve' uses\n"
+	"                      (options may come before or after the command)\n"
 	"  -h, --help          this text\n"
 	"\n"
 	"Replies worth trying: 535 5.7.8 Authentication credentials invalid;\n"
@@ -113,7 +117,6 @@ static void print_rule(const struct sg_fault_rule *f)
 int sg_cmd_fault(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"data-dir", required_argument, NULL, 'd'},
 		{"stage", required_argument, NULL, 's'},
 		{"reply", required_argument, NULL, 'r'},
 		{"close", no_argument, NULL, 'c'},
@@ -128,16 +131,16 @@ int sg_cmd_fault(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *data_dir = "./smtpgate-data", *stage = NULL, *reply = NULL, *delay = NULL;
+	const char *stage = NULL, *reply = NULL, *delay = NULL;
 	const char *listener = NULL, *login = NULL, *times = NULL, *every = NULL, *prob = NULL;
 	const char *spec = NULL;
 	bool close_after = false, drop = false;
 	int c;
 	optind = 1;
-	/* getopt_long permutes: options may come before or after the command */
-	while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
+	/* getopt_long permutes: options may come before or after the command;
+	 * --config and --data-dir are taken by main() (cli/common.h) */
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'd': data_dir = optarg; break;
 		case 's': stage = optarg; break;
 		case 'r': reply = optarg; break;
 		case 'c': close_after = true; break;
@@ -231,10 +234,14 @@ int sg_cmd_fault(int argc, char **argv)
 		return usage_error("unknown command", cmd);
 	}
 
-	if (mkdir(data_dir, 0700) < 0 && errno != EEXIST) {
-		fprintf(stderr, "smtpgate fault: cannot create %s: %s\n", data_dir, strerror(errno));
+	struct sg_config *cfg = sg_calloc(1, sizeof(*cfg));
+	if (sg_cli_load_config("fault", cfg) != 0 || sg_cli_need_data_dir("fault", cfg->data_dir, true) != 0) {
+		free(cfg);
 		return 1;
 	}
+	char data_dir[sizeof(cfg->data_dir)];
+	sg_strlcpy(data_dir, cfg->data_dir, sizeof(data_dir));
+	free(cfg);
 	struct sg_faults *f = NULL;
 	if (sg_faults_open(data_dir, &f, &err) < 0) {
 		fprintf(stderr, "smtpgate fault: %s\n", err);

@@ -1221,7 +1221,10 @@ int sg_cmd_probe(int argc, char **argv)
 			break;
 		}
 	if (o.json) {
-		print_json(atts, natt, info, &o, exit_code);
+		/* the first connection only read the capabilities when mechanisms were tried
+		 * after it: not an attempt (the text report leaves it out too) */
+		size_t from = natt > 1 && a0->mech == NULL ? 1 : 0;
+		print_json(atts + from, natt - from, info, &o, exit_code);
 	} else {
 		printf("smtpgate probe: %s port %u, TLS %s%s%s\n", o.host, o.port, tls_name(o.tls),
 		       a0->job.peer[0] ? ", address " : "", a0->job.peer);

@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/common.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "server/config.h"
@@ -32,8 +34,10 @@ static const char serve_usage[] =
 	"               required.\n"
 	"\n"
 	"Options:\n"
-	"  --config FILE        read settings from FILE (INI style; see README)\n"
-	"  --data-dir DIR       accounts, inboxes and generated keys (default ./smtpgate-data)\n"
+	"  --config FILE        read settings from FILE (INI style; smtpgate.conf(5)); a\n"
+	"                       relative path in it is resolved from the file's directory\n"
+	"  --data-dir DIR       accounts, inboxes and generated keys (default: data_dir of\n"
+	"                       the config file, else ./smtpgate-data; created 0700)\n"
 	"  --listen ROLE=A:P    listen on address A, port P with ROLE; repeatable; replaces\n"
 	"                       the default listeners\n"
 	"  --hostname NAME      name used in the greeting, EHLO and Received headers\n"
@@ -61,8 +65,6 @@ static enum sg_log_level parse_level(const char *s)
 int sg_cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"data-dir", required_argument, NULL, 'd'},
 		{"listen", required_argument, NULL, 'l'},
 		{"hostname", required_argument, NULL, 'H'},
 		{"log-level", required_argument, NULL, 'L'},
@@ -74,23 +76,17 @@ int sg_cmd_serve(int argc, char **argv)
 	};
 	static struct sg_server srv;
 	struct sg_config *cfg = &srv.cfg;
-	sg_config_defaults(cfg);
 	char err[1400];
-	const char *config_file = NULL, *data_dir = NULL, *hostname = NULL, *level = NULL;
+	const char *hostname = NULL, *level = NULL;
 	const char *http = NULL;
 	bool http_open = false;
 	const char *listens[SG_MAX_LISTENERS];
 	size_t nlistens = 0;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:d:l:H:L:h", opts, NULL)) != -1) {
+	/* --config and --data-dir: taken by main() (cli/common.h), anywhere */
+	while ((c = getopt_long(argc, argv, "l:H:L:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c':
-			config_file = optarg;
-			break;
-		case 'd':
-			data_dir = optarg;
-			break;
 		case 'l':
 			if (nlistens >= SG_MAX_LISTENERS) {
 				fprintf(stderr, "smtpgate serve: too many --listen\n");
@@ -125,10 +121,9 @@ int sg_cmd_serve(int argc, char **argv)
 		fprintf(stderr, "smtpgate serve: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (config_file != NULL && sg_config_load(cfg, config_file, err, sizeof(err)) < 0) {
-		fprintf(stderr, "smtpgate serve: %s\n", err);
+	/* defaults, the config file (its relative paths from its directory), --data-dir */
+	if (sg_cli_load_config("serve", cfg) != 0)
 		return 2;
-	}
 	if (nlistens > 0) {
 		cfg->nlisteners = 0; /* --listen replaces the configured listeners */
 		for (size_t i = 0; i < nlistens; i++)
@@ -137,8 +132,6 @@ int sg_cmd_serve(int argc, char **argv)
 				return 2;
 			}
 	}
-	if (data_dir != NULL)
-		sg_strlcpy(cfg->data_dir, data_dir, sizeof(cfg->data_dir));
 	if (hostname != NULL)
 		sg_strlcpy(cfg->hostname, hostname, sizeof(cfg->hostname));
 	if (level != NULL)
@@ -149,10 +142,24 @@ int sg_cmd_serve(int argc, char **argv)
 		cfg->http_open = true;
 	sg_config_finish(cfg);
 	sg_log_open(cfg->syslog, parse_level(cfg->log_level));
+	/* The admin token is printed at the first start only: say at the later ones how to
+	 * get a new one (checked before the start, which creates the file). */
+	char *token_file = sg_asprintf("%s/admin-token.sha256", cfg->data_dir);
+	bool token_hint = strcmp(cfg->http_listen, "off") != 0 && !cfg->http_open &&
+			  access(token_file, F_OK) == 0;
+	free(token_file);
 	if (sg_server_init(&srv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "smtpgate serve: %s\n", err);
 		sg_server_deinit(&srv);
 		return 1;
+	}
+	if (token_hint) {
+		fprintf(stderr,
+			"smtpgate: HTTP admin token: printed at the first start (only its SHA-256 is "
+			"kept in %s/admin-token.sha256); for a new one: smtpgate token admin --rotate "
+			"--data-dir %s, then restart serve\n",
+			cfg->data_dir, cfg->data_dir);
+		fflush(stderr);
 	}
 	int r = sg_server_run(&srv);
 	sg_server_deinit(&srv);

@@ -5,8 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/common.h"
+#include "http/http.h"
 #include "core/privs.h"
 #include "core/secret.h"
 #include "core/util.h"
@@ -22,6 +25,7 @@ static const char token_help[] =
 	"                            [--issuer ISS] [--audience AUD]\n"
 	"       smtpgate token verify TOKEN|- [--data-dir DIR] [--config FILE]\n"
 	"                            [--issuer ISS] [--audience AUD] [--claim NAME]\n"
+	"       smtpgate token admin --rotate [--data-dir DIR] [--config FILE]\n"
 	"\n"
 	"Mint OAuth 2.0 bearer tokens that the sandbox server accepts with SASL\n"
 	"XOAUTH2 and OAUTHBEARER (RFC 7628), so that mail clients and scripts can\n"
@@ -49,14 +53,23 @@ static const char token_help[] =
 	"        wrong_audience, not_yet_valid, malformed_token, ...). '-' reads\n"
 	"        the token from standard input. Keys come from the same places as\n"
 	"        for issue, plus oauth_jwks_file (RS256, ES256); nothing is created.\n"
+	"        Like the server, it allows 60 seconds of clock skew: a token is\n"
+	"        still valid until 60 s after its \"exp\", and \"iat\" and \"nbf\" may\n"
+	"        be up to 60 s in the future.\n"
+	"  admin --rotate\n"
+	"        Make a new HTTP admin token and print it (once: only its SHA-256 is\n"
+	"        kept, in <DIR>/admin-token.sha256, replacing the old one). A running\n"
+	"        server reads that file when it starts: restart it afterwards.\n"
 	"\n"
 	"Options:\n"
 	"  --ttl SECONDS      lifetime of the token, 1 to 31622400 (default 3600)\n"
-	"  --data-dir DIR     the data directory (default ./smtpgate-data, or\n"
-	"                     data_dir from --config)\n"
+	"  --data-dir DIR     the server's data directory (default ./smtpgate-data,\n"
+	"                     or data_dir from --config); it must exist\n"
 	"  --config FILE      read data_dir, oauth_secret_file, oauth_jwks_file,\n"
 	"                     oauth_issuer, oauth_audience and oauth_login_claim from\n"
 	"                     the file 'smtpgate serve' uses; options given here win\n"
+	"                     (these two may come before or after the command)\n"
+	"  --rotate           admin: replace the admin token (required, on purpose)\n"
 	"  --issuer ISS       the \"iss\" claim (default: oauth_issuer, or none). A\n"
 	"                     server with oauth_issuer set refuses other issuers.\n"
 	"  --audience AUD     the \"aud\" claim (default: oauth_audience, or none). A\n"
@@ -95,12 +108,11 @@ static int fail(const char *what, const char *err)
 struct token_opts {
 	const char *cmd;
 	const char *arg;        /* LOGIN or TOKEN */
-	const char *data_dir;
-	const char *config;
 	const char *issuer;
 	const char *audience;
 	const char *claim;
 	const char *ttl;
+	bool rotate;
 };
 
 /* "--name VALUE" or "--name=VALUE"; 1 matched, 0 not this option, -1 missing value. */
@@ -127,8 +139,6 @@ static int parse_args(int argc, char **argv, struct token_opts *o)
 		const char *name;
 		size_t off;
 	} opts[] = {
-		{"--data-dir", offsetof(struct token_opts, data_dir)},
-		{"--config", offsetof(struct token_opts, config)},
 		{"--issuer", offsetof(struct token_opts, issuer)},
 		{"--audience", offsetof(struct token_opts, audience)},
 		{"--claim", offsetof(struct token_opts, claim)},
@@ -149,6 +159,10 @@ static int parse_args(int argc, char **argv, struct token_opts *o)
 		}
 		if (matched)
 			continue;
+		if (strcmp(argv[i], "--rotate") == 0) {
+			o->rotate = true;
+			continue;
+		}
 		if (argv[i][0] == '-' && argv[i][1] != '\0')
 			return usage_error("unknown option '%s'", argv[i]);
 		if (o->cmd == NULL)
@@ -159,7 +173,19 @@ static int parse_args(int argc, char **argv, struct token_opts *o)
 			return usage_error("unexpected argument '%s'", argv[i]);
 	}
 	if (o->cmd == NULL)
-		return usage_error("%s", "missing command (issue or verify)");
+		return usage_error("%s", "missing command (issue, verify or admin)");
+	if (strcmp(o->cmd, "admin") == 0) {
+		if (o->arg != NULL)
+			return usage_error("admin: unexpected argument '%s'", o->arg);
+		if (!o->rotate)
+			return usage_error("%s", "admin: the admin token cannot be shown again (only its "
+						 "SHA-256 is kept); --rotate makes a new one");
+		if (o->ttl != NULL || o->claim != NULL || o->issuer != NULL || o->audience != NULL)
+			return usage_error("%s", "admin takes only --rotate");
+		return -1;
+	}
+	if (o->rotate)
+		return usage_error("%s", "--rotate applies to admin only");
 	if (strcmp(o->cmd, "issue") != 0 && strcmp(o->cmd, "verify") != 0)
 		return usage_error("unknown command '%s'", o->cmd);
 	if (o->arg == NULL)
@@ -319,6 +345,33 @@ static int cmd_verify(const struct token_opts *o, struct sg_config *cfg, const c
 	return 1;
 }
 
+/* admin --rotate: a new HTTP admin token replaces the old one's hash. */
+static int cmd_admin_rotate(const char *data_dir)
+{
+	char *path = sg_asprintf("%s/admin-token.sha256", data_dir);
+	if (unlink(path) != 0 && errno != ENOENT) {
+		int r = fail(path, strerror(errno));
+		free(path);
+		return r;
+	}
+	char token[128];
+	bool created = false;
+	const char *err = NULL;
+	int r = 0;
+	if (sg_http_admin_token_init(data_dir, token, sizeof(token), &created, &err) < 0 || !created) {
+		r = fail(path, err != NULL ? err : "another process made a token meanwhile");
+	} else {
+		printf("%s\n", token);
+		fprintf(stderr, "smtpgate token: new HTTP admin token (only its SHA-256 is kept in %s); "
+				"restart a running server to use it\n",
+			path);
+		r = fflush(stdout) == 0 ? 0 : 1;
+	}
+	sg_wipe(token, sizeof(token));
+	free(path);
+	return r;
+}
+
 int sg_cmd_token(int argc, char **argv)
 {
 	struct token_opts o;
@@ -326,18 +379,21 @@ int sg_cmd_token(int argc, char **argv)
 	int r = parse_args(argc, argv, &o);
 	if (r >= 0)
 		return r;
+	/* --config and --data-dir: taken by main() (cli/common.h), anywhere */
 	struct sg_config *cfg = sg_calloc(1, sizeof(*cfg));
-	sg_config_defaults(cfg);
-	if (o.config != NULL) {
-		char err[512];
-		if (sg_config_load(cfg, o.config, err, sizeof(err)) != 0) {
-			fprintf(stderr, "smtpgate token: %s\n", err);
-			free(cfg);
-			return 1;
-		}
+	if (sg_cli_load_config("token", cfg) != 0) {
+		free(cfg);
+		return 1;
 	}
 	sg_config_finish(cfg);
-	const char *data_dir = o.data_dir != NULL ? o.data_dir : cfg->data_dir;
+	const char *data_dir = cfg->data_dir;
+	/* never a new, empty data directory: verify with only configured keys needs none */
+	bool keys_elsewhere = cfg->oauth_secret_file[0] != '\0' || cfg->oauth_jwks_file[0] != '\0';
+	if ((strcmp(o.cmd, "verify") != 0 || !keys_elsewhere) &&
+	    sg_cli_need_data_dir("token", data_dir, strcmp(o.cmd, "issue") == 0) != 0) {
+		free(cfg);
+		return 1;
+	}
 	char perr[256];
 	int owner = sg_privs_become_owner(data_dir, perr, sizeof(perr));
 	if (owner < 0) {
@@ -349,6 +405,8 @@ int sg_cmd_token(int argc, char **argv)
 		r = usage_error("%s", "--data-dir is empty");
 	else if (strcmp(o.cmd, "issue") == 0)
 		r = cmd_issue(&o, cfg, data_dir);
+	else if (strcmp(o.cmd, "admin") == 0)
+		r = cmd_admin_rotate(data_dir);
 	else
 		r = cmd_verify(&o, cfg, data_dir);
 	free(cfg);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/common.h"
 #include "core/privs.h"
 #include "core/secret.h"
 #include "core/util.h"
@@ -21,20 +22,22 @@ static const char user_help[] =
 	"usage: smtpgate user [--config FILE] [--data-dir DIR] COMMAND [ARGS]\n"
 	"\n"
 	"Manage the accounts of the credential store, <DIR>/smtpgate.db (SQLite).\n"
-	"Passwords are never stored: setting one derives every verifier the\n"
-	"authentication mechanisms need (yescrypt for PLAIN and LOGIN, the HMAC-MD5\n"
-	"key state for CRAM-MD5, SCRAM-SHA-1 and SCRAM-SHA-256 keys, the NT hash for\n"
-	"NTLM). A running server notices changes made here at its next lookup.\n"
+	"Passwords are never stored: setting one derives the verifiers the\n"
+	"authentication mechanisms need (yescrypt for PLAIN and LOGIN, SCRAM-SHA-1\n"
+	"and SCRAM-SHA-256 keys; the NT hash for NTLM and the HMAC-MD5 key state for\n"
+	"CRAM-MD5 only with legacy verifiers, see --legacy-verifiers). A running\n"
+	"server notices changes made here at its next lookup.\n"
 	"\n"
 	"Commands:\n"
-	"  add LOGIN [--address ADDR]... [--password-stdin]\n"
+	"  add LOGIN [--address ADDR]... [--password-stdin] [--legacy-verifiers LIST]\n"
 	"        Create an account. LOGIN is 1 to 255 bytes without spaces, control\n"
 	"        characters or '/', and not '.' or '..'. A LOGIN that is an address\n"
 	"        (user@domain) owns that address and receives mail for it. Each\n"
 	"        --address adds an address the account may send as and receives\n"
 	"        mail for: user@domain, or @domain for every address of a domain.\n"
-	"  passwd LOGIN [--password-stdin]\n"
-	"        Set a new password (every verifier is derived again).\n"
+	"  passwd LOGIN [--password-stdin] [--legacy-verifiers LIST]\n"
+	"        Set a new password (every verifier is derived again; legacy ones\n"
+	"        no longer wanted are removed).\n"
 	"  disable LOGIN\n"
 	"        Refuse authentication for the account (the SMTP reply does not say\n"
 	"        why); its addresses still receive mail.\n"
@@ -52,15 +55,26 @@ static const char user_help[] =
 	"        away. An address belongs to at most one account.\n"
 	"\n"
 	"Options:\n"
-	"  --config FILE      read data_dir from this configuration file (the one\n"
-	"                     'smtpgate serve' uses); --data-dir overrides it\n"
-	"  --data-dir DIR     the data directory (default ./smtpgate-data; created\n"
-	"                     with mode 0700 when missing)\n"
+	"  --config FILE      read data_dir and scram_iterations from this\n"
+	"                     configuration file (the one 'smtpgate serve' uses; a\n"
+	"                     relative data_dir is resolved from its directory);\n"
+	"                     --data-dir overrides it\n"
+	"  --data-dir DIR     the data directory (default ./smtpgate-data). Only\n"
+	"                     'add' creates a missing one (mode 0700); the other\n"
+	"                     commands refuse a missing one, naming the path.\n"
+	"                     Both options may come before or after the command.\n"
 	"  --password-stdin   read the password as one line from standard input (a\n"
 	"                     trailing CR LF or LF is removed). Without it, the\n"
 	"                     password is asked twice on the terminal with echo off;\n"
 	"                     when standard input is not a terminal this option is\n"
 	"                     required.\n"
+	"  --legacy-verifiers LIST\n"
+	"                     also store the fast, unsalted verifiers that NTLM and\n"
+	"                     CRAM-MD5 need: 'ntlm', 'cram-md5', both, or 'none'.\n"
+	"                     Default: legacy_verifiers of --config (none). A stolen\n"
+	"                     database is cracked at MD4/MD5 speed from them; the\n"
+	"                     server offers those mechanisms only with the same\n"
+	"                     setting (docs/mechanisms.md).\n"
 	"  -h, --help         show this text\n"
 	"\n"
 	"Exit status: 0 success, 1 failure (the message says why), 2 usage error.\n"
@@ -182,8 +196,12 @@ static int get_password(bool from_stdin, char *pw)
 
 /* ---- commands ---- */
 
-static int open_store(const char *data_dir, struct sg_cred_store **s)
+static int open_store(const char *data_dir, bool create, struct sg_cred_store **s)
 {
+	/* only `user add` makes a new data directory and store: the others on a
+	 * missing one would work on an empty store that no server reads */
+	if (!create && sg_cli_need_data_dir("user", data_dir, true) != 0)
+		return 1;
 	if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
 		fprintf(stderr, "smtpgate user: cannot create %s: %s\n", data_dir, strerror(errno));
 		return 1;
@@ -207,7 +225,16 @@ static void list_cb(void *ctx, const struct sg_account *a, const char *addresses
 	printf("%s\t%s\t%s\n", a->login, a->disabled ? "disabled" : "enabled", addresses);
 }
 
-/* add / passwd: LOGIN [--address ADDR]... [--password-stdin] */
+/* --legacy-verifiers LIST (overrides legacy_verifiers of --config) */
+static int set_legacy(const char *v)
+{
+	const char *bad = NULL;
+	if (sg_cred_legacy_parse(v, &cred_params.legacy, &bad) < 0)
+		return usage_error("--legacy-verifiers: unknown verifier '%s' (ntlm, cram-md5, none)", bad);
+	return 0;
+}
+
+/* add / passwd: LOGIN [--address ADDR]... [--password-stdin] [--legacy-verifiers LIST] */
 static int cmd_set_password(struct sg_cred_store *s, bool add, int argc, char **argv)
 {
 	const char *login = NULL;
@@ -218,6 +245,13 @@ static int cmd_set_password(struct sg_cred_store *s, bool add, int argc, char **
 	for (int i = 1; i < argc && ret == 0; i++) {
 		if (strcmp(argv[i], "--password-stdin") == 0) {
 			from_stdin = true;
+		} else if (strcmp(argv[i], "--legacy-verifiers") == 0 ||
+			   strncmp(argv[i], "--legacy-verifiers=", 19) == 0) {
+			const char *v = argv[i][18] == '=' ? argv[i] + 19 : i + 1 < argc ? argv[++i] : NULL;
+			if (v == NULL)
+				ret = usage_error("%s needs a value", "--legacy-verifiers");
+			else
+				ret = set_legacy(v);
 		} else if (add && strcmp(argv[i], "--address") == 0) {
 			if (i + 1 >= argc)
 				ret = usage_error("%s needs a value", "--address");
@@ -310,24 +344,12 @@ static int user_main(const char *data_dir, int sub_argc, char **sub_argv);
 
 int sg_cmd_user(int argc, char **argv)
 {
-	const char *data_dir = NULL, *config = NULL;
+	/* --config and --data-dir: taken by main() (cli/common.h), anywhere */
 	int i = 1;
 	for (; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			fputs(user_help, stdout);
 			return 0;
-		} else if (strcmp(argv[i], "--config") == 0) {
-			if (i + 1 >= argc)
-				return usage_error("%s needs a value", "--config");
-			config = argv[++i];
-		} else if (strncmp(argv[i], "--config=", 9) == 0) {
-			config = argv[i] + 9;
-		} else if (strcmp(argv[i], "--data-dir") == 0) {
-			if (i + 1 >= argc)
-				return usage_error("%s needs a value", "--data-dir");
-			data_dir = argv[++i];
-		} else if (strncmp(argv[i], "--data-dir=", 11) == 0) {
-			data_dir = argv[i] + 11;
 		} else if (argv[i][0] == '-') {
 			return usage_error("unknown option '%s'", argv[i]);
 		} else {
@@ -343,17 +365,13 @@ int sg_cmd_user(int argc, char **argv)
 		}
 	/* defaults, then the config file, then the command line */
 	struct sg_config *cfg = sg_calloc(1, sizeof(*cfg));
-	sg_config_defaults(cfg);
-	if (config != NULL) {
-		char err[512];
-		if (sg_config_load(cfg, config, err, sizeof(err)) != 0) {
-			fprintf(stderr, "smtpgate user: %s\n", err);
-			free(cfg);
-			return 1;
-		}
+	if (sg_cli_load_config("user", cfg) != 0) {
+		free(cfg);
+		return 1;
 	}
-	char *dir = sg_strdup(data_dir != NULL ? data_dir : cfg->data_dir);
+	char *dir = sg_strdup(cfg->data_dir);
 	cred_params.scram_iterations = cfg->sasl.scram_iterations;
+	cred_params.legacy = cfg->legacy_verifiers;
 	free(cfg);
 	int ret = user_main(dir, argc - i, argv + i);
 	free(dir);
@@ -376,7 +394,7 @@ static int user_main(const char *data_dir, int sub_argc, char **sub_argv)
 		return usage_error("%s", "list takes no arguments");
 
 	struct sg_cred_store *s = NULL;
-	int ret = open_store(data_dir, &s);
+	int ret = open_store(data_dir, strcmp(cmd, "add") == 0, &s);
 	if (ret != 0)
 		return ret;
 	if (strcmp(cmd, "add") == 0 || strcmp(cmd, "passwd") == 0) {

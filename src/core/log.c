@@ -274,6 +274,52 @@ void sg_log(enum sg_log_level lvl, const char *event, const char *fmt, ...)
 		t->len += o;
 }
 
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629 section 4: no
+ * overlong forms, no surrogates, nothing above U+10FFFF), or 0. */
+static size_t utf8_seq(const unsigned char *p)
+{
+	if (p[0] < 0x80)
+		return 1;
+	size_t n;
+	unsigned cp;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		n = 2;
+		cp = p[0] & 0x1fu;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		cp = p[0] & 0x0fu;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		cp = p[0] & 0x07u;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3fu);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* Octets written raw: printable ASCII and well-formed UTF-8 other than the
+ * C1 controls and the Unicode line and paragraph separators (which some log
+ * viewers treat as line ends). Everything else is escaped as \xHH. */
+static size_t printable_seq(const unsigned char *p)
+{
+	if (p[0] < 0x20 || p[0] == 0x7f)
+		return 0;
+	size_t n = utf8_seq(p);
+	if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)
+		return 0; /* U+0080..U+009F */
+	if (n == 3 && p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
+		return 0; /* U+2028, U+2029 */
+	return n;
+}
+
 const char *sg_log_value(const char *in, char *out, size_t outsize)
 {
 	if (outsize < 8) {
@@ -284,28 +330,34 @@ const char *sg_log_value(const char *in, char *out, size_t outsize)
 	if (in == NULL)
 		in = "";
 	bool quote = *in == '\0';
-	for (const char *p = in; *p != '\0' && !quote; p++)
-		if (*p == ' ' || *p == '"' || *p == '=' || (unsigned char)*p < 0x20 || *p == 0x7f)
+	for (const unsigned char *p = (const unsigned char *)in; *p != '\0' && !quote;) {
+		size_t n = printable_seq(p);
+		if (n == 0 || *p == ' ' || *p == '"' || *p == '=')
 			quote = true;
+		p += n > 0 ? n : 1;
+	}
 	size_t o = 0, lim = outsize - 5;
 	if (quote)
 		out[o++] = '"';
-	for (const unsigned char *p = (const unsigned char *)in; *p != '\0'; p++) {
-		if (o + 4 >= lim) {
+	for (const unsigned char *p = (const unsigned char *)in; *p != '\0';) {
+		size_t n = printable_seq(p);
+		size_t need = n == 0 ? 4 : *p == '"' || *p == '\\' ? 2 : n;
+		if (o + need + 2 >= lim) {
 			out[o++] = '.';
 			out[o++] = '.';
 			break;
 		}
-		if (*p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\') {
-			if (*p == '"' || *p == '\\') {
-				out[o++] = '\\';
-				out[o++] = (char)*p;
-			} else {
-				snprintf(out + o, 5, "\\x%02x", *p);
-				o += 4;
-			}
+		if (n == 0) {
+			snprintf(out + o, 5, "\\x%02x", *p);
+			o += 4;
+			p++;
+		} else if (*p == '"' || *p == '\\') {
+			out[o++] = '\\';
+			out[o++] = (char)*p++;
 		} else {
-			out[o++] = (char)*p;
+			memcpy(out + o, p, n);
+			o += n;
+			p += n;
 		}
 	}
 	if (quote)

@@ -42,10 +42,26 @@ struct sg_dkim_signer {
  * RFC 6376 8.15), so that a second From added in transit breaks the
  * signature. List-* are those of RFC 2369, RFC 2919 and RFC 8058. */
 static const char *const sg_dkim_signed_headers[] = {
-	"from", "to", "cc", "subject", "date", "message-id", "reply-to", "in-reply-to",
-	"references", "mime-version", "content-type", "content-transfer-encoding", "list-id",
-	"list-help", "list-unsubscribe", "list-unsubscribe-post", "list-subscribe", "list-post",
-	"list-owner", "list-archive",
+    "from",
+    "to",
+    "cc",
+    "subject",
+    "date",
+    "message-id",
+    "reply-to",
+    "in-reply-to",
+    "references",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "list-id",
+    "list-help",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "list-subscribe",
+    "list-post",
+    "list-owner",
+    "list-archive",
 };
 #define SG_DKIM_N_SIGNED (sizeof(sg_dkim_signed_headers) / sizeof(sg_dkim_signed_headers[0]))
 
@@ -184,8 +200,8 @@ void sg_dkim_canon_body(const uint8_t *body, size_t len, sg_dkim_sink *sink, voi
 /* ---- the header section ---- */
 
 struct sg_dkim_field {
-	size_t off, len;  /* the raw field, without its final line end */
-	size_t name_len;  /* name without trailing WSP */
+	size_t off, len; /* the raw field, without its final line end */
+	size_t name_len; /* name without trailing WSP */
 };
 
 struct sg_dkim_msg {
@@ -205,7 +221,7 @@ static void msg_free(struct sg_dkim_msg *m)
  * signed. The section ends at the first empty line; without one, the whole
  * message is header and the body is empty. */
 static int parse_headers(const uint8_t *msg, size_t len, struct sg_dkim_msg *m,
-	const char **error_r)
+                         const char **error_r)
 {
 	size_t pos = 0;
 	bool open = false; /* the last field may take continuation lines */
@@ -225,7 +241,7 @@ static int parse_headers(const uint8_t *msg, size_t len, struct sg_dkim_msg *m,
 		if (next > SG_DKIM_MAX_HEADER_BYTES) {
 			msg_free(m);
 			sg_set_err(error_r, sg_errf("header section longer than %d octets",
-				SG_DKIM_MAX_HEADER_BYTES));
+			                            SG_DKIM_MAX_HEADER_BYTES));
 			return -1;
 		}
 		if (is_wsp(msg[pos])) {
@@ -241,16 +257,19 @@ static int parse_headers(const uint8_t *msg, size_t len, struct sg_dkim_msg *m,
 				if (name_len > 0) {
 					if (m->n == SG_DKIM_MAX_HEADERS) {
 						msg_free(m);
-						sg_set_err(error_r, sg_errf("more than %d header fields",
-							SG_DKIM_MAX_HEADERS));
+						sg_set_err(error_r,
+						           sg_errf("more than %d header fields",
+						                   SG_DKIM_MAX_HEADERS));
 						return -1;
 					}
 					if (m->n == m->alloc) {
 						m->alloc = m->alloc ? m->alloc * 2 : 32;
 						m->f = sg_realloc(m->f, m->alloc * sizeof(*m->f));
 					}
-					m->f[m->n++] = (struct sg_dkim_field){
-						.off = pos, .len = content_end - pos, .name_len = name_len};
+					m->f[m->n++] =
+					    (struct sg_dkim_field){.off = pos,
+					                           .len = content_end - pos,
+					                           .name_len = name_len};
 					open = true;
 				}
 			}
@@ -300,8 +319,8 @@ static void digest_final(EVP_MD_CTX **ctx, uint8_t out[32])
 }
 
 static void hash_parsed(const uint8_t *msg, size_t len, const struct sg_dkim_msg *m,
-	const char *const *h_names, size_t n_names, const char *sig_field, uint8_t hh_r[32],
-	uint8_t bh_r[32])
+                        const char *const *h_names, size_t n_names, const char *sig_field,
+                        uint8_t hh_r[32], uint8_t bh_r[32])
 {
 	EVP_MD_CTX *ctx;
 	if (bh_r != NULL) {
@@ -348,7 +367,7 @@ static void hash_parsed(const uint8_t *msg, size_t len, const struct sg_dkim_msg
 }
 
 int sg_dkim_hashes(const uint8_t *msg, size_t len, const char *const *h_names, size_t n_names,
-	const char *sig_field, uint8_t hh_r[32], uint8_t bh_r[32], const char **error_r)
+                   const char *sig_field, uint8_t hh_r[32], uint8_t bh_r[32], const char **error_r)
 {
 	struct sg_dkim_msg m;
 	if (parse_headers(msg, len, &m, error_r) < 0)
@@ -376,7 +395,7 @@ bool sg_dkim_valid_name(const char *s)
 			continue;
 		}
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			    c == '-'))
+		      c == '-'))
 			return false;
 		if (++label > 63)
 			return false;
@@ -395,23 +414,25 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
 }
 
 int sg_dkim_signer_load(struct sg_dkim_signer **s_r, const char *domain, const char *selector,
-	const char *keyfile, const char **error_r)
+                        const char *keyfile, const char **error_r)
 {
 	*s_r = NULL;
 	if (!sg_dkim_valid_name(domain)) {
 		sg_set_err(error_r, sg_errf("invalid DKIM domain '%.100s' (letters, digits, "
-			"hyphens and dots; an IDN as its xn-- form)", domain));
+		                            "hyphens and dots; an IDN as its xn-- form)",
+		                            domain));
 		return -1;
 	}
 	if (!sg_dkim_valid_name(selector)) {
 		sg_set_err(error_r, sg_errf("invalid DKIM selector '%.100s' (letters, digits, "
-			"hyphens and dots)", selector));
+		                            "hyphens and dots)",
+		                            selector));
 		return -1;
 	}
 	int fd = open(keyfile, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
-		sg_set_err(error_r, sg_errf("cannot open DKIM key %.200s: %s", keyfile,
-			strerror(errno)));
+		sg_set_err(error_r,
+		           sg_errf("cannot open DKIM key %.200s: %s", keyfile, strerror(errno)));
 		return -1;
 	}
 	struct stat st;
@@ -437,7 +458,8 @@ int sg_dkim_signer_load(struct sg_dkim_signer **s_r, const char *domain, const c
 	if (key == NULL) {
 		ERR_clear_error();
 		sg_set_err(error_r, sg_errf("DKIM key %.200s: no PEM private key (unencrypted "
-			"PKCS#8 or RSA PRIVATE KEY) could be read", keyfile));
+		                            "PKCS#8 or RSA PRIVATE KEY) could be read",
+		                            keyfile));
 		return -1;
 	}
 	enum sg_dkim_alg alg;
@@ -448,7 +470,8 @@ int sg_dkim_signer_load(struct sg_dkim_signer **s_r, const char *domain, const c
 		if (bits < 1024 || bits > 8192) {
 			EVP_PKEY_free(key);
 			sg_set_err(error_r, sg_errf("DKIM key %.200s: RSA key of %d bits (1024 to "
-				"8192 needed; 2048 recommended)", keyfile, bits));
+			                            "8192 needed; 2048 recommended)",
+			                            keyfile, bits));
 			return -1;
 		}
 		alg = SG_DKIM_RSA_SHA256;
@@ -525,13 +548,13 @@ int sg_dkim_dns_record(const struct sg_dkim_signer *s, char **txt_r, const char 
 	sg_b64_encode(pub, pub_len, p64);
 	OPENSSL_free(der);
 	*txt_r = sg_asprintf("v=DKIM1; k=%s; p=%s",
-		s->alg == SG_DKIM_ED25519_SHA256 ? "ed25519" : "rsa", p64);
+	                     s->alg == SG_DKIM_ED25519_SHA256 ? "ed25519" : "rsa", p64);
 	free(p64);
 	return 0;
 }
 
 int sg_dkim_sign_hash(const struct sg_dkim_signer *s, const uint8_t hh[32], uint8_t *sig,
-	size_t *sig_len, const char **error_r)
+                      size_t *sig_len, const char **error_r)
 {
 	size_t n = SG_DKIM_MAX_SIG;
 	int ok;
@@ -542,7 +565,7 @@ int sg_dkim_sign_hash(const struct sg_dkim_signer *s, const uint8_t hh[32], uint
 		if (ctx == NULL)
 			sg_fatal("out of memory");
 		ok = EVP_DigestSignInit(ctx, NULL, NULL, NULL, s->key) == 1 &&
-			EVP_DigestSign(ctx, sig, &n, hh, 32) == 1;
+		     EVP_DigestSign(ctx, sig, &n, hh, 32) == 1;
 		EVP_MD_CTX_free(ctx);
 	} else {
 		/* RFC 6376 3.3.1: RSASSA-PKCS1-v1_5 with SHA-256 on the hash. */
@@ -550,10 +573,10 @@ int sg_dkim_sign_hash(const struct sg_dkim_signer *s, const uint8_t hh[32], uint
 		if (pctx == NULL)
 			sg_fatal("out of memory");
 		ok = EVP_PKEY_sign_init(pctx) == 1 &&
-			EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1 &&
-			EVP_PKEY_CTX_set_signature_md(pctx, EVP_sha256()) == 1 &&
-			EVP_PKEY_sign(pctx, NULL, &n, hh, 32) == 1 && n <= SG_DKIM_MAX_SIG &&
-			EVP_PKEY_sign(pctx, sig, &n, hh, 32) == 1;
+		     EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1 &&
+		     EVP_PKEY_CTX_set_signature_md(pctx, EVP_sha256()) == 1 &&
+		     EVP_PKEY_sign(pctx, NULL, &n, hh, 32) == 1 && n <= SG_DKIM_MAX_SIG &&
+		     EVP_PKEY_sign(pctx, sig, &n, hh, 32) == 1;
 		EVP_PKEY_CTX_free(pctx);
 	}
 	if (!ok) {
@@ -592,7 +615,7 @@ static void fold_str(struct sg_dkim_fold *f, const char *w)
 }
 
 int sg_dkim_sign_at(const struct sg_dkim_signer *s, const uint8_t *msg, size_t len, int64_t now,
-	char **header_r, const char **error_r)
+                    char **header_r, const char **error_r)
 {
 	struct sg_dkim_msg m;
 	*header_r = NULL;
@@ -604,7 +627,7 @@ int sg_dkim_sign_at(const struct sg_dkim_signer *s, const uint8_t *msg, size_t l
 	if (n_from != 1) {
 		msg_free(&m);
 		sg_set_err(error_r, n_from == 0 ? "no From header field; not signed"
-						: "more than one From header field; not signed");
+		                                : "more than one From header field; not signed");
 		return -1;
 	}
 
@@ -692,7 +715,7 @@ int sg_dkim_sign_at(const struct sg_dkim_signer *s, const uint8_t *msg, size_t l
 }
 
 int sg_dkim_sign(const struct sg_dkim_signer *s, const uint8_t *msg, size_t len, char **header_r,
-	const char **error_r)
+                 const char **error_r)
 {
 	return sg_dkim_sign_at(s, msg, len, sg_time(), header_r, error_r);
 }

@@ -31,7 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SG_DKIM_MAX_HEADERS 1000
+#define SG_DKIM_MAX_HEADERS      1000
 #define SG_DKIM_MAX_HEADER_BYTES (1024 * 1024)
 
 struct sg_dkim_signer;
@@ -40,7 +40,7 @@ struct sg_dkim_signer;
  * domain and selector. The file must be a regular file; the key must be
  * RSA of at least 1024 bits or Ed25519. 0 or -1 with *error_r set. */
 int sg_dkim_signer_load(struct sg_dkim_signer **s_r, const char *domain, const char *selector,
-	const char *keyfile, const char **error_r);
+                        const char *keyfile, const char **error_r);
 /* A valid domain or selector: dot-separated labels of letters, digits and
  * hyphens, at most 63 octets each and 253 in all (A-labels for IDNs). */
 bool sg_dkim_valid_name(const char *s);
@@ -53,12 +53,12 @@ void sg_dkim_signer_free(struct sg_dkim_signer **s);
  * lines of at most 78 octets, to prepend to the message unchanged. 0, or -1
  * with *error_r set (no From, too many headers, signing failure). */
 int sg_dkim_sign(const struct sg_dkim_signer *s, const uint8_t *msg, size_t len, char **header_r,
-	const char **error_r);
+                 const char **error_r);
 
 /* Same with an explicit signature time (t=), for tests; sg_dkim_sign uses
  * the current time. */
 int sg_dkim_sign_at(const struct sg_dkim_signer *s, const uint8_t *msg, size_t len, int64_t now,
-	char **header_r, const char **error_r);
+                    char **header_r, const char **error_r);
 
 /* The signer's domain and selector (for log lines). */
 const char *sg_dkim_signer_domain(const struct sg_dkim_signer *s);
@@ -92,12 +92,12 @@ void sg_dkim_canon_body(const uint8_t *body, size_t len, sg_dkim_sink *sink, voi
  * body hash (bh=) in bh_r when not NULL. 0 or -1 with *error_r (header
  * section over the caps). */
 int sg_dkim_hashes(const uint8_t *msg, size_t len, const char *const *h_names, size_t n_names,
-	const char *sig_field, uint8_t hh_r[32], uint8_t bh_r[32], const char **error_r);
+                   const char *sig_field, uint8_t hh_r[32], uint8_t bh_r[32], const char **error_r);
 /* Sign a SHA-256 header hash with the signer's key: RSASSA-PKCS1-v1_5 with
  * SHA-256, or Ed25519 over the 32 hash octets (RFC 8463 3). sig needs
  * SG_DKIM_MAX_SIG octets. 0 or -1. */
 #define SG_DKIM_MAX_SIG 1024
 int sg_dkim_sign_hash(const struct sg_dkim_signer *s, const uint8_t hh[32], uint8_t *sig,
-	size_t *sig_len, const char **error_r);
+                      size_t *sig_len, const char **error_r);
 
 #endif

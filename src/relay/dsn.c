@@ -106,16 +106,27 @@ static void put_text(struct sg_buf *b, const char *s, bool utf8)
 	}
 }
 
-/* An address as it is: control octets become '?'. For a To: field and the
- * human-readable text. */
-static void put_addr_raw(struct sg_buf *b, const char *s, bool utf8)
+/* RFC 5322 3.2.3 atext, '.' and '@': what an angle-addr of the From and
+ * To fields may hold here. */
+static bool addr_char(uint8_t c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~.@", c) != NULL);
+}
+
+/* An address as it is: control octets become '?'. In an angle-addr of the
+ * From and To fields (in_angle) every ASCII octet that is not atext, '.' or
+ * '@' becomes '?' too, so that an address cannot close the brackets, start
+ * a group or add a mailbox (a quoted local part loses its quotes there; the
+ * envelope, not these fields, decides where the report goes). */
+static void put_addr_raw(struct sg_buf *b, const char *s, bool utf8, bool in_angle)
 {
 	const uint8_t *p = (const uint8_t *)s;
 	size_t n = strlen(s), out = 0;
 	for (size_t i = 0; i < n && out < SG_DSN_MAX_FIELD;) {
 		uint8_t c = p[i];
 		size_t k = 1;
-		if (c < 0x20 || c == 0x7f)
+		if (c < 0x20 || c == 0x7f || (in_angle && c < 0x80 && !addr_char(c)))
 			sg_buf_append(b, "?", 1);
 		else if (c < 0x80)
 			sg_buf_append(b, &c, 1);
@@ -173,7 +184,7 @@ static void put_typed_addr(struct sg_buf *b, const char *addr)
 		put_addr_unitext(b, addr);
 	} else {
 		sg_buf_append_str(b, "rfc822;");
-		put_addr_raw(b, addr, false);
+		put_addr_raw(b, addr, false, false);
 	}
 }
 
@@ -185,7 +196,7 @@ static void put_host(struct sg_buf *b, const char *s)
 	for (const char *p = s; *p != '\0' && w < 255; p++) {
 		char c = *p;
 		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			c == '-' || c == '.' || c == '_' || c == '[' || c == ']' || c == ':') {
+		    c == '-' || c == '.' || c == '_' || c == '[' || c == ']' || c == ':') {
 			sg_buf_append(b, &c, 1);
 			w++;
 		}
@@ -198,8 +209,8 @@ static void put_host(struct sg_buf *b, const char *s)
 static void put_date(struct sg_buf *b, int64_t t)
 {
 	static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-	static const char *const months[] = {
-		"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 	time_t tt = (time_t)t;
 	struct tm tm;
 	if (t < 0 || gmtime_r(&tt, &tm) == NULL || tm.tm_year + 1900 > 9999) {
@@ -207,7 +218,7 @@ static void put_date(struct sg_buf *b, int64_t t)
 		gmtime_r(&tt, &tm);
 	}
 	sg_buf_printf(b, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday], tm.tm_mday,
-		months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	              months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 /* ---- validation ---- */
@@ -215,7 +226,7 @@ static void put_date(struct sg_buf *b, int64_t t)
 static bool valid_action(const char *a)
 {
 	static const char *const actions[] = {"failed", "delayed", "delivered", "relayed",
-		"expanded"};
+	                                      "expanded"};
 	if (a == NULL)
 		return false;
 	for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
@@ -309,23 +320,23 @@ static const char *subject_for(const struct sg_dsn_info *info)
 	return "Successful Mail Delivery Report";
 }
 
-static void put_human(struct sg_buf *b, const struct sg_dsn_info *info, bool utf8,
-	bool truncated)
+static void put_human(struct sg_buf *b, const struct sg_dsn_info *info, bool utf8, bool truncated)
 {
 	sg_buf_append_str(b, "This is the mail system at host ");
 	put_host(b, info->reporting_mta);
 	sg_buf_append_str(b, ".\r\n\r\n");
 	for (size_t i = 0; i < info->n_rcpts; i++) {
 		const struct sg_dsn_rcpt *r = &info->rcpts[i];
-		const char *what = strcmp(r->action, "failed") == 0 ? "could not be delivered to"
-			: strcmp(r->action, "delayed") == 0	      ? "has not yet been delivered to"
-			: strcmp(r->action, "delivered") == 0 ? "was delivered to"
-			: strcmp(r->action, "relayed") == 0 ? "was relayed, without further notice, to"
-							    : "was delivered to a list including";
+		const char *what =
+		    strcmp(r->action, "failed") == 0      ? "could not be delivered to"
+		    : strcmp(r->action, "delayed") == 0   ? "has not yet been delivered to"
+		    : strcmp(r->action, "delivered") == 0 ? "was delivered to"
+		    : strcmp(r->action, "relayed") == 0 ? "was relayed, without further notice, to"
+		                                        : "was delivered to a list including";
 		sg_buf_append_str(b, "Your message ");
 		sg_buf_append_str(b, what);
 		sg_buf_append_str(b, " <");
-		put_addr_raw(b, r->final_rcpt, utf8);
+		put_addr_raw(b, r->final_rcpt, utf8, false);
 		sg_buf_printf(b, "> (status %s).\r\n", r->status);
 		if (r->diagnostic != NULL) {
 			sg_buf_append_str(b, "    ");
@@ -340,11 +351,13 @@ static void put_human(struct sg_buf *b, const struct sg_dsn_info *info, bool utf
 	}
 	sg_buf_append_str(b, "\r\n");
 	if (truncated)
-		sg_buf_printf(b, "The message was larger than %d KiB: only its header section is "
-			"returned.\r\n", SG_DSN_MAX_ORIG / 1024);
+		sg_buf_printf(b,
+		              "The message was larger than %d KiB: only its header section is "
+		              "returned.\r\n",
+		              SG_DSN_MAX_ORIG / 1024);
 	else if (info->ret_hdrs)
 		sg_buf_append_str(b, "As requested (RET=HDRS), only the header section of the "
-			"message is returned.\r\n");
+		                     "message is returned.\r\n");
 	else
 		sg_buf_append_str(b, "The message is returned below.\r\n");
 }
@@ -375,11 +388,11 @@ static void put_status(struct sg_buf *b, const struct sg_dsn_info *info, bool ut
 			bool typed = semi != NULL && semi > o && semi - o <= 32;
 			for (const char *p = o; typed && p < semi; p++)
 				typed = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-					(*p >= '0' && *p <= '9') || *p == '-';
+				        (*p >= '0' && *p <= '9') || *p == '-';
 			sg_buf_append_str(b, "Original-Recipient: ");
 			if (typed && !str_8bit(semi + 1)) {
 				sg_buf_append(b, o, (size_t)(semi - o) + 1);
-				put_addr_raw(b, semi + 1, false);
+				put_addr_raw(b, semi + 1, false, false);
 			} else {
 				put_typed_addr(b, typed ? semi + 1 : o);
 			}
@@ -396,11 +409,13 @@ static void put_status(struct sg_buf *b, const struct sg_dsn_info *info, bool ut
 		if (r->diagnostic != NULL && r->diagnostic[0] != '\0') {
 			/* diagnostic-type ";" *text (RFC 3464 2.3.6) */
 			const char *semi = strchr(r->diagnostic, ';');
-			bool typed = semi != NULL && semi > r->diagnostic && semi - r->diagnostic <= 32;
+			bool typed =
+			    semi != NULL && semi > r->diagnostic && semi - r->diagnostic <= 32;
 			for (const char *p = r->diagnostic; typed && p < semi; p++)
 				typed = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-					(*p >= '0' && *p <= '9') || *p == '-';
-			sg_buf_append_str(b, typed ? "Diagnostic-Code: " : "Diagnostic-Code: smtp; ");
+				        (*p >= '0' && *p <= '9') || *p == '-';
+			sg_buf_append_str(b,
+			                  typed ? "Diagnostic-Code: " : "Diagnostic-Code: smtp; ");
 			put_text(b, r->diagnostic, utf8);
 			sg_buf_append_str(b, "\r\n");
 		}
@@ -418,7 +433,8 @@ static void put_status(struct sg_buf *b, const struct sg_dsn_info *info, bool ut
 }
 
 int sg_dsn_build_ex(const struct sg_dsn_info *info, const uint8_t *orig, size_t orig_len,
-	char **out_r, size_t *out_len_r, struct sg_dsn_result *res, const char **error_r)
+                    char **out_r, size_t *out_len_r, struct sg_dsn_result *res,
+                    const char **error_r)
 {
 	*out_r = NULL;
 	*out_len_r = 0;
@@ -438,8 +454,12 @@ int sg_dsn_build_ex(const struct sg_dsn_info *info, const uint8_t *orig, size_t 
 	for (size_t i = 0; i < info->n_rcpts; i++) {
 		const struct sg_dsn_rcpt *r = &info->rcpts[i];
 		if (r->final_rcpt == NULL || !valid_action(r->action) || !valid_status(r->status)) {
-			sg_set_err(error_r, sg_errf("DSN: recipient %zu needs an address, an action "
-				"(failed|delayed|delivered|relayed|expanded) and a status d.d.d", i + 1));
+			sg_set_err(
+			    error_r,
+			    sg_errf(
+			        "DSN: recipient %zu needs an address, an action "
+			        "(failed|delayed|delivered|relayed|expanded) and a status d.d.d",
+			        i + 1));
 			return -1;
 		}
 	}
@@ -450,7 +470,10 @@ int sg_dsn_build_ex(const struct sg_dsn_info *info, const uint8_t *orig, size_t 
 	size_t hdr_len = header_section_len(orig, orig_len, SG_DSN_MAX_ORIG_HDRS);
 	bool truncated = orig_len > SG_DSN_MAX_ORIG;
 	bool headers_only = info->ret_hdrs || truncated;
-	bool orig_hdr_8bit = has_8bit(orig, hdr_len);
+	/* 8-bit headers in what is attached: the cut header section, or all
+	 * of the header section of a message attached whole */
+	bool orig_hdr_8bit =
+	    has_8bit(orig, headers_only ? hdr_len : header_section_len(orig, orig_len, orig_len));
 	bool orig_8bit = headers_only ? orig_hdr_8bit : has_8bit(orig, orig_len);
 
 	/* RFC 6533: any non-ASCII address or original header section makes
@@ -488,34 +511,38 @@ int sg_dsn_build_ex(const struct sg_dsn_info *info, const uint8_t *orig, size_t 
 	int64_t now = sg_time();
 
 	sg_buf_append_str(&b, "From: Mail Delivery System <");
-	put_addr_raw(&b, info->postmaster, utf8);
+	put_addr_raw(&b, info->postmaster, utf8, true);
 	sg_buf_append_str(&b, ">\r\nTo: <");
-	put_addr_raw(&b, info->from_addr, utf8);
+	put_addr_raw(&b, info->from_addr, utf8, true);
 	sg_buf_printf(&b, ">\r\nSubject: %s\r\nDate: ", subject_for(info));
 	put_date(&b, now);
 	sg_buf_printf(&b, "\r\nMessage-ID: <%s.%lld@", hex, (long long)now);
 	put_host(&b, info->reporting_mta);
 	sg_buf_append_str(&b, ">\r\nMIME-Version: 1.0\r\n"
-			      "Auto-Submitted: auto-replied\r\n");
-	sg_buf_printf(&b, "Content-Type: multipart/report; report-type=delivery-status;\r\n"
-			  "\tboundary=\"%s\"\r\n", boundary);
+	                      "Auto-Submitted: auto-replied\r\n");
+	sg_buf_printf(&b,
+	              "Content-Type: multipart/report; report-type=delivery-status;\r\n"
+	              "\tboundary=\"%s\"\r\n",
+	              boundary);
 	if (utf8 || orig_8bit)
 		sg_buf_append_str(&b, "Content-Transfer-Encoding: 8bit\r\n");
 	sg_buf_append_str(&b, "\r\nThis is a MIME-encapsulated message.\r\n");
 
 	/* 1. human-readable (RFC 3462 / 6522 2: the first part) */
-	sg_buf_printf(&b, "\r\n--%s\r\nContent-Description: Notification\r\n"
-			  "Content-Type: text/plain; charset=%s\r\n",
-		boundary, utf8 ? "utf-8" : "us-ascii");
+	sg_buf_printf(&b,
+	              "\r\n--%s\r\nContent-Description: Notification\r\n"
+	              "Content-Type: text/plain; charset=%s\r\n",
+	              boundary, utf8 ? "utf-8" : "us-ascii");
 	if (utf8)
 		sg_buf_append_str(&b, "Content-Transfer-Encoding: 8bit\r\n");
 	sg_buf_append_str(&b, "\r\n");
 	put_human(&b, info, utf8, truncated);
 
 	/* 2. machine-readable (RFC 3464 2.1, RFC 6533 6.2) */
-	sg_buf_printf(&b, "\r\n--%s\r\nContent-Description: Delivery report\r\n"
-			  "Content-Type: message/%s\r\n",
-		boundary, utf8 ? "global-delivery-status" : "delivery-status");
+	sg_buf_printf(&b,
+	              "\r\n--%s\r\nContent-Description: Delivery report\r\n"
+	              "Content-Type: message/%s\r\n",
+	              boundary, utf8 ? "global-delivery-status" : "delivery-status");
 	if (utf8)
 		sg_buf_append_str(&b, "Content-Transfer-Encoding: 8bit\r\n");
 	sg_buf_append_str(&b, "\r\n");
@@ -523,17 +550,20 @@ int sg_dsn_build_ex(const struct sg_dsn_info *info, const uint8_t *orig, size_t 
 
 	/* 3. the original (RFC 3462 / 6522 2, RFC 6533 6.3 and 6.4) */
 	if (headers_only) {
-		sg_buf_printf(&b, "\r\n--%s\r\nContent-Description: Undelivered Message Headers\r\n"
-				  "Content-Type: %s\r\n",
-			boundary, orig_hdr_8bit ? "message/global-headers" : "text/rfc822-headers");
+		sg_buf_printf(&b,
+		              "\r\n--%s\r\nContent-Description: Undelivered Message Headers\r\n"
+		              "Content-Type: %s\r\n",
+		              boundary,
+		              orig_hdr_8bit ? "message/global-headers" : "text/rfc822-headers");
 		if (orig_hdr_8bit)
 			sg_buf_append_str(&b, "Content-Transfer-Encoding: 8bit\r\n");
 		sg_buf_append_str(&b, "\r\n");
 		put_crlf_text(&b, orig, hdr_len);
 	} else {
-		sg_buf_printf(&b, "\r\n--%s\r\nContent-Description: Undelivered Message\r\n"
-				  "Content-Type: %s\r\n",
-			boundary, orig_hdr_8bit ? "message/global" : "message/rfc822");
+		sg_buf_printf(&b,
+		              "\r\n--%s\r\nContent-Description: Undelivered Message\r\n"
+		              "Content-Type: %s\r\n",
+		              boundary, orig_hdr_8bit ? "message/global" : "message/rfc822");
 		if (orig_8bit)
 			sg_buf_append_str(&b, "Content-Transfer-Encoding: 8bit\r\n");
 		sg_buf_append_str(&b, "\r\n");
@@ -555,7 +585,7 @@ int sg_dsn_build_ex(const struct sg_dsn_info *info, const uint8_t *orig, size_t 
 }
 
 int sg_dsn_build(const struct sg_dsn_info *info, const uint8_t *orig, size_t orig_len, char **out_r,
-	size_t *out_len_r, const char **error_r)
+                 size_t *out_len_r, const char **error_r)
 {
 	return sg_dsn_build_ex(info, orig, orig_len, out_r, out_len_r, NULL, error_r);
 }

@@ -53,18 +53,18 @@
 #define SG_DSN_MAX_ORIG (256 * 1024)
 /* At most this many recipients in one report, and this much output. */
 #define SG_DSN_MAX_RCPTS 1000
-#define SG_DSN_MAX_OUT (8 * 1024 * 1024)
+#define SG_DSN_MAX_OUT   (8 * 1024 * 1024)
 /* Longest address, diagnostic and other text field kept; longer is cut. */
 #define SG_DSN_MAX_FIELD 900
 
 struct sg_dsn_rcpt {
-	const char *orcpt;      /* may be NULL; the ORCPT parameter decoded from
-	                         * xtext: "addr-type;address" (RFC 3461 4.2) */
-	const char *final_rcpt; /* the address we tried */
-	const char *action;     /* failed|delayed|delivered|relayed|expanded */
-	const char *status;     /* 5.1.1 (RFC 3463) */
-	const char *remote_mta; /* may be NULL; the smarthost's host name */
-	const char *diagnostic; /* "smtp; 550 5.1.1 ..." may be NULL */
+	const char *orcpt;        /* may be NULL; the ORCPT parameter decoded from
+	                           * xtext: "addr-type;address" (RFC 3461 4.2) */
+	const char *final_rcpt;   /* the address we tried */
+	const char *action;       /* failed|delayed|delivered|relayed|expanded */
+	const char *status;       /* 5.1.1 (RFC 3463) */
+	const char *remote_mta;   /* may be NULL; the smarthost's host name */
+	const char *diagnostic;   /* "smtp; 550 5.1.1 ..." may be NULL */
 	int64_t last_attempt;     /* unix s; 0 = none */
 	int64_t will_retry_until; /* for delayed, 0 = none */
 };
@@ -82,16 +82,17 @@ struct sg_dsn_info {
 };
 
 int sg_dsn_build(const struct sg_dsn_info *info, const uint8_t *orig, size_t orig_len, char **out_r,
-	size_t *out_len_r, const char **error_r);
+                 size_t *out_len_r, const char **error_r);
 
 /* What the built message needs from the SMTP transaction that sends it. */
 struct sg_dsn_result {
-	bool body_8bit;   /* send with BODY=8BITMIME (RFC 6152) */
-	bool smtputf8;    /* send with SMTPUTF8 (RFC 6531); implies body_8bit */
-	bool truncated;   /* the original was returned as headers only by the cap */
+	bool body_8bit; /* send with BODY=8BITMIME (RFC 6152) */
+	bool smtputf8;  /* send with SMTPUTF8 (RFC 6531); implies body_8bit */
+	bool truncated; /* the original was returned as headers only by the cap */
 };
 /* sg_dsn_build, also filling *res (may be NULL). */
 int sg_dsn_build_ex(const struct sg_dsn_info *info, const uint8_t *orig, size_t orig_len,
-	char **out_r, size_t *out_len_r, struct sg_dsn_result *res, const char **error_r);
+                    char **out_r, size_t *out_len_r, struct sg_dsn_result *res,
+                    const char **error_r);
 
 #endif

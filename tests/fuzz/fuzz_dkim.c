@@ -31,8 +31,8 @@
 static struct sg_dkim_signer *ed, *rsa;
 
 static const char ed_key[] = "-----BEGIN PRIVATE KEY-----\n"
-			     "MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n"
-			     "-----END PRIVATE KEY-----\n";
+                             "MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n"
+                             "-----END PRIVATE KEY-----\n";
 
 static struct sg_dkim_signer *load(const char *pem_text, EVP_PKEY *k)
 {
@@ -97,7 +97,7 @@ static void check_field(const char *f)
 		if (crlf - line > 78)
 			sg_fuzz_fail("sign: line of %td octets", crlf - line);
 		if (memchr(line, '\n', (size_t)(crlf - line)) != NULL ||
-			memchr(line, '\r', (size_t)(crlf - line)) != NULL)
+		    memchr(line, '\r', (size_t)(crlf - line)) != NULL)
 			sg_fuzz_fail("sign: bare CR or LF in the field");
 		line = crlf + 2;
 		if (*line != '\0' && *line != '\t')
@@ -118,7 +118,7 @@ static void check_body(const uint8_t *in, size_t n)
 		if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
 			sg_fuzz_fail("body: bare LF");
 		if (p[i] == ' ' && i + 1 < a.len && (p[i + 1] == ' ' || p[i + 1] == '\r') &&
-			!(p[i + 1] == '\r' && (i + 2 >= a.len || p[i + 2] != '\n')))
+		    !(p[i + 1] == '\r' && (i + 2 >= a.len || p[i + 2] != '\n')))
 			sg_fuzz_fail("body: WSP run or WSP before a line end at %zu", i);
 	}
 	if (a.len > 0 && (a.len < 2 || p[a.len - 2] != '\r' || p[a.len - 1] != '\n'))
@@ -189,11 +189,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				sg_fuzz_fail("sign: 0 without a field");
 			check_field(f1);
 			if (sg_dkim_sign_at(s, msg, n, 1700000000, &f2, &err) != 0 ||
-				strcmp(f1, f2) != 0)
+			    strcmp(f1, f2) != 0)
 				sg_fuzz_fail("sign: a second signature differs");
 		} else if (r != -1 || f1 != NULL || err == NULL) {
 			sg_fuzz_fail("sign: %d with field %p, error %p", r, (void *)f1,
-				(const void *)err);
+			             (const void *)err);
 		}
 		free(f1);
 		free(f2);

@@ -8,9 +8,9 @@
  * one is "". Checked besides ASan/UBSan/leaks: 0 with output, or -1 with an
  * error and no output; on success every line ends with CRLF, no line is
  * longer than 998 octets outside the original, the top-level header has only
- * the fields we write, the boundary delimits exactly three parts and closes
- * once at the end, and every field line of the delivery-status part is one
- * of RFC 3464's (no input starts a line of its own).
+ * the fields we write, From and To hold one mailbox each, the boundary delimits exactly three parts
+ * and closes once at the end, and every field line of the delivery-status part is one of RFC 3464's
+ * (no input starts a line of its own).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +21,12 @@
 
 static bool known_status_field(const char *l, size_t n)
 {
-	static const char *const names[] = {"Reporting-MTA: ", "Original-Envelope-Id: ",
-		"Arrival-Date: ", "Original-Recipient: ", "Final-Recipient: ", "Action: ",
-		"Status: ", "Remote-MTA: ", "Diagnostic-Code: ", "Last-Attempt-Date: ",
-		"Will-Retry-Until: "};
+	static const char *const names[] = {"Reporting-MTA: ",   "Original-Envelope-Id: ",
+	                                    "Arrival-Date: ",    "Original-Recipient: ",
+	                                    "Final-Recipient: ", "Action: ",
+	                                    "Status: ",          "Remote-MTA: ",
+	                                    "Diagnostic-Code: ", "Last-Attempt-Date: ",
+	                                    "Will-Retry-Until: "};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (n >= strlen(names[i]) && strncmp(l, names[i], strlen(names[i])) == 0)
 			return true;
@@ -33,9 +35,11 @@ static bool known_status_field(const char *l, size_t n)
 
 static bool known_top_field(const char *l, size_t n)
 {
-	static const char *const names[] = {"From: ", "To: ", "Subject: ", "Date: ",
-		"Message-ID: ", "MIME-Version: ", "Auto-Submitted: ", "Content-Type: ",
-		"Content-Transfer-Encoding: ", "\tboundary=\""};
+	static const char *const names[] = {
+	    "From: ",           "To: ",           "Subject: ",
+	    "Date: ",           "Message-ID: ",   "MIME-Version: ",
+	    "Auto-Submitted: ", "Content-Type: ", "Content-Transfer-Encoding: ",
+	    "\tboundary=\""};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (n >= strlen(names[i]) && strncmp(l, names[i], strlen(names[i])) == 0)
 			return true;
@@ -60,6 +64,18 @@ static void check(const char *out, size_t len, size_t n_rcpts)
 		const char *e = strstr(p, "\r\n");
 		if (!known_top_field(p, (size_t)(e - p)))
 			sg_fuzz_fail("dsn: unexpected header line \"%.40s\"", p);
+		/* From and To: one mailbox, no group, whatever the addresses hold */
+		if (strncmp(p, "From: ", 6) == 0 || strncmp(p, "To: ", 4) == 0) {
+			const char *v = strchr(p, ':') + 1;
+			size_t lt = 0, gt = 0, other = 0;
+			for (const char *q = v; q < e; q++) {
+				lt += *q == '<';
+				gt += *q == '>';
+				other += *q == ',' || *q == ':' || *q == ';' || *q == '"';
+			}
+			if (lt != 1 || gt != 1 || other != 0 || e[-1] != '>')
+				sg_fuzz_fail("dsn: not one mailbox: \"%.*s\"", (int)(e - p), p);
+		}
 		p = e + 2;
 	}
 	/* the Content-Type continuation line (input never starts a line) */
@@ -137,24 +153,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n_rcpts = 1 + ((flags >> 1) & 3);
 	for (size_t i = 0; i < n_rcpts; i++)
 		r[i] = (struct sg_dsn_rcpt){
-			.orcpt = f[4],
-			.final_rcpt = f[5] != NULL ? f[5] : "",
-			.action = f[6] != NULL ? f[6] : "failed",
-			.status = f[7] != NULL ? f[7] : "5.0.0",
-			.remote_mta = f[8],
-			.diagnostic = f[9],
-			.last_attempt = 1700000000 + (int64_t)i,
-			.will_retry_until = 1700400000,
+		    .orcpt = f[4],
+		    .final_rcpt = f[5] != NULL ? f[5] : "",
+		    .action = f[6] != NULL ? f[6] : "failed",
+		    .status = f[7] != NULL ? f[7] : "5.0.0",
+		    .remote_mta = f[8],
+		    .diagnostic = f[9],
+		    .last_attempt = 1700000000 + (int64_t)i,
+		    .will_retry_until = 1700400000,
 		};
 	struct sg_dsn_info info = {
-		.reporting_mta = f[0] != NULL ? f[0] : "",
-		.envid = f[1],
-		.from_addr = f[2] != NULL ? f[2] : "x@example.org",
-		.postmaster = f[3] != NULL ? f[3] : "",
-		.arrival = 1700000000,
-		.ret_hdrs = flags & 1,
-		.rcpts = r,
-		.n_rcpts = n_rcpts,
+	    .reporting_mta = f[0] != NULL ? f[0] : "",
+	    .envid = f[1],
+	    .from_addr = f[2] != NULL ? f[2] : "x@example.org",
+	    .postmaster = f[3] != NULL ? f[3] : "",
+	    .arrival = 1700000000,
+	    .ret_hdrs = flags & 1,
+	    .rcpts = r,
+	    .n_rcpts = n_rcpts,
 	};
 	char *out = NULL;
 	size_t len = 0;
@@ -165,7 +181,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			sg_fuzz_fail("dsn: 0 without output");
 		check(out, len, n_rcpts);
 	} else if (rc != -1 || out != NULL || err == NULL) {
-		sg_fuzz_fail("dsn: %d with output %p, error %p", rc, (void *)out, (const void *)err);
+		sg_fuzz_fail("dsn: %d with output %p, error %p", rc, (void *)out,
+		             (const void *)err);
 	}
 	free(out);
 	free(orig);

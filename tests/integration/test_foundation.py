@@ -387,7 +387,7 @@ class ServeDefaults(unittest.TestCase):
         for role, port in zip(("mx", "submission", "submissions"), self.PORTS):
             self.assertRegex(r.stdout, r"(?s)%s\s.*default 127\.0\.0\.1:%d" % (role, port))
         self.assertIn("default 127.0.0.1:%d" % self.HTTP_PORT, r.stdout)
-        self.assertIn("default ./smtpgate-data", r.stdout)
+        self.assertIn("else ./smtpgate-data", r.stdout)
 
     def test_serve_without_arguments(self):
         """Binds the real default ports: only when all four are free (a `make run` or a

@@ -21,41 +21,41 @@
 #include "relay/dsn.h"
 
 static const char orig_msg[] = "From: Alice <alice@example.org>\r\n"
-			       "To: bob@example.net, carol@example.net\r\n"
-			       "Subject: the original\r\n"
-			       "Message-ID: <orig-1@example.org>\r\n"
-			       "\r\n"
-			       "The body of the original.\r\n"
-			       "SECRET-BODY-MARKER\r\n";
+                               "To: bob@example.net, carol@example.net\r\n"
+                               "Subject: the original\r\n"
+                               "Message-ID: <orig-1@example.org>\r\n"
+                               "\r\n"
+                               "The body of the original.\r\n"
+                               "SECRET-BODY-MARKER\r\n";
 
 static const struct sg_dsn_rcpt two_rcpts[] = {
-	{.orcpt = "rfc822;bob@example.net",
-		.final_rcpt = "bob@example.net",
-		.action = "failed",
-		.status = "5.1.1",
-		.remote_mta = "smarthost.example.net",
-		.diagnostic = "smtp; 550 5.1.1 <bob@example.net>: user unknown",
-		.last_attempt = 1796212800},
-	{.final_rcpt = "carol@example.net",
-		.action = "delayed",
-		.status = "4.4.1",
-		.remote_mta = "smarthost.example.net",
-		.diagnostic = "smtp; 451 4.4.1 try again later",
-		.last_attempt = 1796212800,
-		.will_retry_until = 1796644800},
+    {.orcpt = "rfc822;bob@example.net",
+     .final_rcpt = "bob@example.net",
+     .action = "failed",
+     .status = "5.1.1",
+     .remote_mta = "smarthost.example.net",
+     .diagnostic = "smtp; 550 5.1.1 <bob@example.net>: user unknown",
+     .last_attempt = 1796212800},
+    {.final_rcpt = "carol@example.net",
+     .action = "delayed",
+     .status = "4.4.1",
+     .remote_mta = "smarthost.example.net",
+     .diagnostic = "smtp; 451 4.4.1 try again later",
+     .last_attempt = 1796212800,
+     .will_retry_until = 1796644800},
 };
 
 static struct sg_dsn_info base_info(void)
 {
 	return (struct sg_dsn_info){
-		.reporting_mta = "mail.example.org",
-		.envid = "QQ314159",
-		.from_addr = "alice@example.org",
-		.postmaster = "MAILER-DAEMON@mail.example.org",
-		.arrival = 1796209200,
-		.ret_hdrs = false,
-		.rcpts = two_rcpts,
-		.n_rcpts = 2,
+	    .reporting_mta = "mail.example.org",
+	    .envid = "QQ314159",
+	    .from_addr = "alice@example.org",
+	    .postmaster = "MAILER-DAEMON@mail.example.org",
+	    .arrival = 1796209200,
+	    .ret_hdrs = false,
+	    .rcpts = two_rcpts,
+	    .n_rcpts = 2,
 	};
 }
 
@@ -68,12 +68,12 @@ struct built {
 };
 
 static void build_ok(struct built *b, const struct sg_dsn_info *info, const char *orig,
-	size_t orig_len)
+                     size_t orig_len)
 {
 	const char *err = NULL;
 	memset(b, 0, sizeof(*b));
-	int r = sg_dsn_build_ex(info, (const uint8_t *)orig, orig_len, &b->out, &b->len, &b->res,
-		&err);
+	int r =
+	    sg_dsn_build_ex(info, (const uint8_t *)orig, orig_len, &b->out, &b->len, &b->res, &err);
 	if (r != 0)
 		fail_msg("sg_dsn_build: %s", err);
 	assert_int_equal(strlen(b->out), b->len);
@@ -95,7 +95,8 @@ static void build_ok(struct built *b, const struct sg_dsn_info *info, const char
 	assert_true(GMIME_IS_MULTIPART(top));
 	GMimeContentType *ct = g_mime_object_get_content_type(top);
 	assert_true(g_mime_content_type_is_type(ct, "multipart", "report"));
-	assert_string_equal(g_mime_content_type_get_parameter(ct, "report-type"), "delivery-status");
+	assert_string_equal(g_mime_content_type_get_parameter(ct, "report-type"),
+	                    "delivery-status");
 	b->mp = (GMimeMultipart *)top;
 }
 
@@ -257,7 +258,7 @@ static void test_structure(void **state)
 	build_ok(&b, &info, orig_msg, strlen(orig_msg));
 	build_ok(&b2, &info, orig_msg, strlen(orig_msg));
 	assert_string_not_equal(g_mime_message_get_message_id(b.msg),
-		g_mime_message_get_message_id(b2.msg));
+	                        g_mime_message_get_message_id(b2.msg));
 	built_free(&b);
 	built_free(&b2);
 }
@@ -329,7 +330,8 @@ static void test_ret_hdrs_and_cap(void **state)
 	sg_buf_init(&big, 4 << 20);
 	sg_buf_append_str(&big, "From: a@example.org\r\nSubject: big\r\n\r\n");
 	while (big.len <= SG_DSN_MAX_ORIG)
-		sg_buf_append_str(&big, "SECRET-BODY-MARKER 0123456789012345678901234567890123456789\r\n");
+		sg_buf_append_str(
+		    &big, "SECRET-BODY-MARKER 0123456789012345678901234567890123456789\r\n");
 	build_ok(&b, &info, sg_buf_str(&big), big.len);
 	assert_true(b.res.truncated);
 	assert_type(part(&b, 2), "text", "rfc822-headers");
@@ -431,7 +433,8 @@ static void test_smtputf8(void **state)
 
 	/* an ASCII report with an 8-bit body: 8BITMIME, not SMTPUTF8 */
 	info = base_info();
-	orig = "From: a@example.org\r\nSubject: x\r\n\r\nGr\xc3\xbc\xc3\x9f""e\r\n";
+	orig = "From: a@example.org\r\nSubject: x\r\n\r\nGr\xc3\xbc\xc3\x9f"
+	       "e\r\n";
 	build_ok(&b, &info, orig, strlen(orig));
 	assert_true(b.res.body_8bit);
 	assert_false(b.res.smtputf8);
@@ -447,7 +450,9 @@ static void test_smtputf8(void **state)
 	r.final_rcpt = "a+b=c\\d é\xff@example.org";
 	build_ok(&b, &info, orig_msg, strlen(orig_msg));
 	blk = status_blocks(&b, &n);
-	assert_field(blk[1], "Final-Recipient: utf-8;a\\x{2B}b\\x{3D}c\\x{5C}d\\x{20}é\\x{FFFD}@example.org");
+	assert_field(
+	    blk[1],
+	    "Final-Recipient: utf-8;a\\x{2B}b\\x{3D}c\\x{5C}d\\x{20}é\\x{FFFD}@example.org");
 	free_blocks(blk, n);
 	built_free(&b);
 
@@ -470,24 +475,25 @@ static void test_smtputf8(void **state)
 /* CR/LF, NUL-free control octets and boundary-like text in every field. */
 static void test_injection(void **state)
 {
-	const char *evil = "x\r\nBcc: victim@example.com\r\n\r\n--=_sg-dsn-0\r\nContent-Type: text/html\nX-Evil: 1\rY";
+	const char *evil = "x@y>, z@w <\r\nBcc: victim@example.com\r\n\r\n--=_sg-dsn-0\r\n"
+	                   "Content-Type: text/html\nX-Evil: 1\rY";
 	struct sg_dsn_rcpt r = {
-		.orcpt = evil,
-		.final_rcpt = evil,
-		.action = "failed",
-		.status = "5.0.0",
-		.remote_mta = evil,
-		.diagnostic = evil,
-		.last_attempt = 1,
+	    .orcpt = evil,
+	    .final_rcpt = evil,
+	    .action = "failed",
+	    .status = "5.0.0",
+	    .remote_mta = evil,
+	    .diagnostic = evil,
+	    .last_attempt = 1,
 	};
 	struct sg_dsn_info info = {
-		.reporting_mta = evil,
-		.envid = evil,
-		.from_addr = evil,
-		.postmaster = evil,
-		.arrival = 1,
-		.rcpts = &r,
-		.n_rcpts = 1,
+	    .reporting_mta = evil,
+	    .envid = evil,
+	    .from_addr = evil,
+	    .postmaster = evil,
+	    .arrival = 1,
+	    .rcpts = &r,
+	    .n_rcpts = 1,
 	};
 	struct built b;
 	build_ok(&b, &info, orig_msg, strlen(orig_msg));
@@ -497,6 +503,11 @@ static void test_injection(void **state)
 	assert_null(strstr(b.out, "\r\nContent-Type: text/html"));
 	assert_null(strstr(b.out, "\r\n--=_sg-dsn-0\r\n"));
 	assert_null(header(&b, "Bcc"));
+	/* one mailbox in To and From, whatever the address holds */
+	InternetAddressList *to = g_mime_message_get_to(b.msg);
+	assert_int_equal(internet_address_list_length(to), 1);
+	InternetAddressList *from = g_mime_message_get_from(b.msg);
+	assert_int_equal(internet_address_list_length(from), 1);
 	/* the structure is intact: three parts of the right types, one
 	 * recipient block */
 	assert_type(part(&b, 0), "text", "plain");
@@ -519,8 +530,8 @@ static void test_refusals(void **state)
 	struct sg_dsn_rcpt r = two_rcpts[0];
 	info.rcpts = &r;
 	info.n_rcpts = 1;
-	static const char *const bad_status[] = {"", "5", "5.1", "3.1.1", "5.1.1.1", "5.1234.1",
-		"5.1.", "5..1", "5.1.1 ", "x.1.1"};
+	static const char *const bad_status[] = {"",         "5",    "5.1",  "3.1.1",  "5.1.1.1",
+	                                         "5.1234.1", "5.1.", "5..1", "5.1.1 ", "x.1.1"};
 	for (size_t i = 0; i < sizeof(bad_status) / sizeof(bad_status[0]); i++) {
 		r.status = bad_status[i];
 		assert_int_equal(sg_dsn_build(&info, NULL, 0, &out, &len, &err), -1);
@@ -560,8 +571,11 @@ static void test_many_recipients(void **state)
 	longdiag[4999] = '\0';
 	for (size_t i = 0; i < SG_DSN_MAX_RCPTS; i++) {
 		addrs[i] = sg_asprintf("user%zu@example.net", i);
-		rs[i] = (struct sg_dsn_rcpt){.final_rcpt = addrs[i], .action = "failed",
-			.status = "5.1.1", .diagnostic = longdiag, .orcpt = addrs[i]};
+		rs[i] = (struct sg_dsn_rcpt){.final_rcpt = addrs[i],
+		                             .action = "failed",
+		                             .status = "5.1.1",
+		                             .diagnostic = longdiag,
+		                             .orcpt = addrs[i]};
 	}
 	struct sg_dsn_info info = base_info();
 	info.rcpts = rs;
@@ -591,14 +605,10 @@ int main(void)
 {
 	g_mime_init();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_structure),
-		cmocka_unit_test(test_subjects_and_actions),
-		cmocka_unit_test(test_ret_hdrs_and_cap),
-		cmocka_unit_test(test_orcpt_envid),
-		cmocka_unit_test(test_smtputf8),
-		cmocka_unit_test(test_injection),
-		cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_many_recipients),
+	    cmocka_unit_test(test_structure),        cmocka_unit_test(test_subjects_and_actions),
+	    cmocka_unit_test(test_ret_hdrs_and_cap), cmocka_unit_test(test_orcpt_envid),
+	    cmocka_unit_test(test_smtputf8),         cmocka_unit_test(test_injection),
+	    cmocka_unit_test(test_refusals),         cmocka_unit_test(test_many_recipients),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	g_mime_shutdown();
