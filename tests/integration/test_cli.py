@@ -222,6 +222,8 @@ class AdminToken(unittest.TestCase):
             self.assertEqual(th.request(srv.http_port, "GET", "/api/v1/me",
                                         auth=th.bearer()).status, 200)
             # the token file existed at this start (the test wrote its hash): the hint
+            # printed once the server is up, which may be just after HTTP answers
+            harness.wait_until(lambda: "smtpgate token admin --rotate" in srv.log(), 20)
             self.assertIn("smtpgate token admin --rotate", srv.log())
             r = run(["token", "admin", "--rotate", "--data-dir", srv.data_dir])
             self.assertEqual(r.returncode, 0, r.stderr)

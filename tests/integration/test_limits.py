@@ -180,8 +180,8 @@ class Connections(unittest.TestCase):
         with Server(users=STD_USERS, listeners={"submission": PLAIN_SUBMISSION,
                                                 "submissions": "submissions"},
                     settings={"max_connections_per_ip": 3, "auth_fail_delay_ms": 300,
-                              "throttle_max_delay_ms": 300, "timeout_command_ms": 300,
-                              "max_errors": 2}) as srv:
+                              "throttle_max_delay_ms": 300, "timeout_command_ms": 1000,
+                              "timeout_tls_ms": 1000, "max_errors": 2}) as srv:
             def rst(c):
                 import struct
                 c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -190,9 +190,11 @@ class Connections(unittest.TestCase):
             for _ in range(2):
                 c = connect(srv, "submission")                 # QUIT
                 c.quit()
+                srv.wait_sessions_ended(timeout=60)      # one step's sessions at a time
                 c = connect(srv, "submission")                 # EOF in the middle of a line
                 c.send(b"EHL")
                 c.close()
+                srv.wait_sessions_ended(timeout=60)      # one step's sessions at a time
                 c = connect(srv, "submission")                 # reset during DATA
                 c.ehlo()
                 assert_reply(c.auth_plain(ALICE.login, ALICE.password), R_AUTH_OK)
@@ -201,18 +203,22 @@ class Connections(unittest.TestCase):
                 c.cmd("DATA")
                 c.send(b"Subject: x\r\n\r\npartial")
                 rst(c)
+                srv.wait_sessions_ended(timeout=60)      # one step's sessions at a time
                 c = connect(srv, "submission")                 # reset during the failure delay
                 c.ehlo()
                 c.send(b"AUTH PLAIN " + plain_b64("", ALICE.login, "wrong").encode() + b"\r\n")
                 time.sleep(0.05)
                 rst(c)
+                srv.wait_sessions_ended(timeout=60)      # one step's sessions at a time
                 s = socket.create_connection((HOST, srv.ports["submissions"]))
                 s.send(b"\x16\x03\x01\x00\x05hello")          # half a ClientHello
                 s.close()
+                srv.wait_sessions_ended(timeout=60)      # one step's sessions at a time
                 c = connect(srv, "submission")                 # too many errors (max_errors 2)
                 c.cmd("X")
                 c.send(b"Y\r\n")
                 c.close()
+                srv.wait_sessions_ended(timeout=60)      # one step's sessions at a time
                 c = connect(srv, "submission")                 # command timeout
                 c.closed(5)
                 c.close()
