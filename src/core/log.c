@@ -138,35 +138,35 @@ void sg_log_bind_loop(struct event_base *base)
 	t->pending = false;
 }
 
-void sg_log_unbind_loop(struct event_base *base)
+/* Write t's lines and detach it from its base (which must still exist). */
+static void unbind_thread(struct log_thread *t)
+{
+	flush_thread(t);
+	if (t->flush_ev != NULL)
+		event_free(t->flush_ev);
+	t->flush_ev = NULL;
+	t->base = NULL;
+	t->pending = false;
+}
+
+void sg_log_unbind_loop(void)
+{
+	if (log_tl != NULL && log_tl->base != NULL)
+		unbind_thread(log_tl);
+}
+
+void sg_log_unbind_base(struct event_base *base)
 {
 	size_t n = __atomic_load_n(&log_nthreads, __ATOMIC_ACQUIRE);
-	for (size_t i = 0; i < n; i++) {
-		struct log_thread *t = log_threads[i];
-		if (t->base != base)
-			continue;
-		flush_thread(t);
-		event_free(t->flush_ev);
-		t->flush_ev = NULL;
-		t->base = NULL;
-		t->pending = false;
-	}
+	for (size_t i = 0; i < n; i++)
+		if (log_threads[i]->base == base)
+			unbind_thread(log_threads[i]);
 }
 
 void sg_log_flush(void)
 {
 	if (log_tl != NULL)
 		flush_thread(log_tl);
-}
-
-void sg_log_unbind_loop(void)
-{
-	struct log_thread *t = log_tl;
-	if (t == NULL)
-		return;
-	flush_thread(t);
-	t->base = NULL;
-	t->pending = false;
 }
 
 static void at_exit(void)
