@@ -299,10 +299,12 @@ int main(int argc, char **argv)
 	SSL_CTX_set_min_proto_version(g_ctx, TLS1_2_VERSION);
 	SSL_CTX_set_mode(g_ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_options(g_ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-	SSL_CTX_set1_groups_list(g_ctx, "X25519:P-256");
+	SSL_CTX_set1_groups_list(g_ctx, "X25519:P-256:P-384");
 	SSL_CTX_set_num_tickets(g_ctx, tickets);
-	if (tickets == 0)
+	if (tickets == 0) {
+		SSL_CTX_set_options(g_ctx, SSL_OP_NO_TICKET);
 		SSL_CTX_set_session_cache_mode(g_ctx, SSL_SESS_CACHE_OFF);
+	}
 
 	g_lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;

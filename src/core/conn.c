@@ -5,6 +5,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <errno.h>
 #include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -41,6 +42,22 @@ struct sg_conn {
 	bool out_blocked;
 	struct sg_conn_info info;
 };
+
+/*
+ * Replies on a plain connection (issue 12). A bufferevent write enables EPOLLOUT,
+ * waits for the next epoll_wait and disables it again after the writev: two
+ * epoll_ctl and a loop turn per reply. Instead, while the bufferevent holds nothing
+ * unsent, replies are sent directly: those produced while a read callback runs are
+ * gathered in this thread's buffer and leave in one send(2) when the callback returns
+ * (pipelined commands: one write for their replies, RFC 2920), others (a store job's
+ * 250, a timeout's 421) are sent at once. Whatever the socket does not take goes to
+ * the bufferevent, which sends it when writable as before; from then on every reply
+ * queues behind it, so the order is kept. TLS connections always use the bufferevent.
+ */
+#define GATHER_SIZE 8192
+static __thread char gather_buf[GATHER_SIZE];
+static __thread size_t gather_len;
+static __thread struct sg_conn *gather_conn; /* whose read callback is running */
 
 static void on_read(struct bufferevent *bev, void *arg);
 static void on_write(struct bufferevent *bev, void *arg);
@@ -120,6 +137,10 @@ void sg_conn_free(struct sg_conn **pc)
 	struct sg_conn *c = *pc;
 	if (c == NULL)
 		return;
+	if (gather_conn == c) {
+		gather_conn = NULL; /* replies to a connection that is gone */
+		gather_len = 0;
+	}
 	if (c->bev != NULL)
 		bufferevent_free(c->bev); /* closes the socket; frees the SSL */
 	free(c);
@@ -162,11 +183,56 @@ static void fill_tls_info(struct sg_conn *c)
 	i->cert_verified = i->cert_identity[0] != '\0';
 }
 
+static bool direct_ok(struct sg_conn *c)
+{
+	return c->ssl == NULL && c->pending_tls == NULL && c->bev != NULL &&
+	       evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
+}
+
+/* Send directly what the socket takes now; the rest goes to the bufferevent. */
+static void send_now(struct sg_conn *c, const char *p, size_t n)
+{
+	if (direct_ok(c)) {
+		while (n > 0) {
+			ssize_t w = send(c->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				break; /* EAGAIN, or an error the bufferevent will report */
+			p += w;
+			n -= (size_t)w;
+		}
+	}
+	if (n > 0)
+		bufferevent_write(c->bev, p, n);
+}
+
+/* The gathered replies of c's read callback leave now. */
+static void gather_flush(struct sg_conn *c)
+{
+	if (gather_conn != c)
+		return;
+	size_t n = gather_len;
+	gather_conn = NULL;
+	gather_len = 0;
+	if (n > 0)
+		send_now(c, gather_buf, n);
+}
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct sg_conn *c = arg;
-	if (!c->closing && !c->paused && !c->out_blocked && c->pending_tls == NULL)
+	if (!c->closing && !c->paused && !c->out_blocked && c->pending_tls == NULL) {
+		struct sg_conn *outer = gather_conn;
+		if (outer != NULL)
+			gather_flush(outer); /* not expected: callbacks do not nest */
+		gather_conn = c;
+		gather_len = 0;
 		c->cbs->on_read(c->ctx);
+		/* c may have been freed by the callback: sg_conn_free cleared gather_conn */
+		if (gather_conn != NULL)
+			gather_flush(gather_conn);
+	}
 }
 
 bool sg_conn_output_full(struct sg_conn *c)
@@ -327,7 +393,21 @@ size_t sg_conn_input_len(struct sg_conn *c)
 
 void sg_conn_write(struct sg_conn *c, const void *p, size_t n)
 {
-	bufferevent_write(c->bev, p, n);
+	if (gather_conn == c && direct_ok(c) && gather_len + n <= sizeof(gather_buf)) {
+		memcpy(gather_buf + gather_len, p, n);
+		gather_len += n;
+		return;
+	}
+	/* not gathering, or the buffer is full: what was gathered first, keeping the order */
+	bool gathering = gather_conn == c;
+	gather_flush(c);
+	if (gathering && direct_ok(c) && n <= sizeof(gather_buf)) {
+		gather_conn = c;
+		memcpy(gather_buf, p, n);
+		gather_len = n;
+		return;
+	}
+	send_now(c, p, n);
 }
 
 void sg_conn_pause(struct sg_conn *c)
@@ -357,6 +437,7 @@ void sg_conn_set_timeout(struct sg_conn *c, unsigned ms)
 
 void sg_conn_starttls(struct sg_conn *c, struct sg_tls_ctx *tls)
 {
+	gather_flush(c); /* the 220 */
 	c->pending_tls = tls;
 	bufferevent_disable(c->bev, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
@@ -365,6 +446,7 @@ void sg_conn_starttls(struct sg_conn *c, struct sg_tls_ctx *tls)
 
 void sg_conn_shutdown(struct sg_conn *c)
 {
+	gather_flush(c);
 	c->closing = true;
 	bufferevent_disable(c->bev, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)

@@ -20,8 +20,8 @@ static enum sg_log_level log_min = SG_INFO;
  * The writer (issue 12). A line is formatted once, straight into its destination.
  * On an event-loop thread (bound by sg_log_bind_loop) lines go to that thread's buffer
  * and leave in one write(2) at the end of the loop iteration that produced them: the
- * first line of an iteration activates a one-shot event that runs after the callbacks
- * already active, i.e. before the loop waits again. Elsewhere (workers, start-up, the
+ * first line of an iteration activates the thread's flush event, which runs after the
+ * callbacks already active, i.e. before the loop waits again. Elsewhere (workers, start-up, the
  * CLI) every line is one write(2) as before. Nothing is dropped: a full buffer is
  * written at once; the buffers of every loop thread are written at exit and from the
  * handlers of fatal signals (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT: the previous
@@ -37,7 +37,8 @@ struct log_thread {
 	char buf[LOG_BUF_SIZE];
 	size_t len;
 	struct event_base *base;
-	bool pending;       /* a flush event is scheduled on base */
+	struct event *flush_ev; /* on base: writes buf */
+	bool pending;       /* flush_ev is active */
 	int64_t pending_ms; /* when it was */
 	time_t when_sec;    /* cached "YYYY-MM-DDTHH:MM:SS" of when_sec */
 	char when[32];
@@ -130,24 +131,42 @@ void sg_log_bind_loop(struct event_base *base)
 		log_tl = t;
 	}
 	flush_thread(t);
-	t->base = base;
+	if (t->flush_ev != NULL)
+		event_free(t->flush_ev);
+	t->flush_ev = event_new(base, -1, 0, on_flush, t);
+	t->base = t->flush_ev != NULL ? base : NULL;
 	t->pending = false;
+}
+
+/* Write t's lines and detach it from its base (which must still exist). */
+static void unbind_thread(struct log_thread *t)
+{
+	flush_thread(t);
+	if (t->flush_ev != NULL)
+		event_free(t->flush_ev);
+	t->flush_ev = NULL;
+	t->base = NULL;
+	t->pending = false;
+}
+
+void sg_log_unbind_loop(void)
+{
+	if (log_tl != NULL && log_tl->base != NULL)
+		unbind_thread(log_tl);
+}
+
+void sg_log_unbind_base(struct event_base *base)
+{
+	size_t n = __atomic_load_n(&log_nthreads, __ATOMIC_ACQUIRE);
+	for (size_t i = 0; i < n; i++)
+		if (log_threads[i]->base == base)
+			unbind_thread(log_threads[i]);
 }
 
 void sg_log_flush(void)
 {
 	if (log_tl != NULL)
 		flush_thread(log_tl);
-}
-
-void sg_log_unbind_loop(void)
-{
-	struct log_thread *t = log_tl;
-	if (t == NULL)
-		return;
-	flush_thread(t);
-	t->base = NULL;
-	t->pending = false;
 }
 
 static void at_exit(void)
@@ -245,7 +264,8 @@ void sg_log(enum sg_log_level lvl, const char *event, const char *fmt, ...)
 		    (t->pending && now_ms - t->pending_ms > LOG_STALE_MS))
 			flush_thread(t);
 		out = t->buf + t->len;
-		if (!t->pending && event_base_once(t->base, -1, EV_TIMEOUT, on_flush, t, NULL) == 0) {
+		if (!t->pending) {
+			event_active(t->flush_ev, EV_TIMEOUT, 0);
 			t->pending = true;
 			t->pending_ms = now_ms;
 		}
@@ -260,10 +280,8 @@ void sg_log(enum sg_log_level lvl, const char *event, const char *fmt, ...)
 	out[o++] = '\n';
 	if (out == line)
 		write_fd(line, o); /* one write per line: lines of threads never interleave */
-	else if (t->pending)
-		t->len += o;
 	else
-		write_fd(out, o); /* the flush could not be scheduled: write now */
+		t->len += o;
 }
 
 /* Length of the well-formed UTF-8 sequence at p (RFC 3629 section 4: no

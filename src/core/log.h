@@ -23,6 +23,9 @@ void sg_log_open(bool use_syslog, enum sg_log_level min);
  * written together at the end of each loop iteration (one write instead of one per
  * line; nothing is dropped, see log.c). Other threads write each line at once. */
 void sg_log_bind_loop(struct event_base *base);
+/* Before base is freed (its loop has ended): write the lines buffered for it, and the
+ * threads bound to it write each line at once from then on (sg_pool_free calls it). */
+void sg_log_unbind_base(struct event_base *base);
 /* Write this thread's buffered lines now. */
 void sg_log_flush(void);
 /* Before the bound base is freed: write the buffered lines, and log this

@@ -103,6 +103,8 @@ void sg_pool_free(struct sg_pool **pp)
 	for (unsigned i = 0; i < p->nthreads; i++)
 		pthread_join(p->threads[i], NULL);
 	on_done(-1, 0, p);
+	/* the loop has ended and its base is about to be freed (server.c loop_deinit) */
+	sg_log_unbind_base(event_get_base(p->done_ev));
 	event_free(p->done_ev);
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->cond);

@@ -47,6 +47,20 @@ int sg_tls_server_ctx_new(const char *cert_file, const char *key_file, const cha
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/* Per-handshake work that buys nothing here (issue 12). SMTP clients open a new
+	 * connection per batch and do not resume TLS sessions: no TLS 1.3 tickets (OpenSSL
+	 * mints two per handshake by default: encryption, HMAC and a session to serialize),
+	 * no TLS 1.2 tickets, no server-side session cache. X25519 is the cheapest key
+	 * exchange; P-256 stays for clients without it. One SSL_CTX serves every listener
+	 * and loop (server.c), so all of this is done once. */
+	SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	if (SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384") != 1) {
+		*error_r = ssl_error("key exchange groups");
+		SSL_CTX_free(ctx);
+		return -1;
+	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
 		*error_r = ssl_error(cert_file);
 		SSL_CTX_free(ctx);

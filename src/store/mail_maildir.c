@@ -9,11 +9,20 @@
  * first creation the inbox directory and its parent are fsync'd too. If any
  * inbox fails, the copies already placed are removed again so that a retry
  * by the client does not deliver twice.
+ *
+ * Group commit of new/ (issue 12): a rename is durable once an fsync of new/ that
+ * started after it has returned. Commits running in parallel on the workers share
+ * those fsyncs: a commit that has renamed its file joins the directory's waiters;
+ * if no fsync of that directory is running it takes every waiter registered so far
+ * (itself included) and runs one, otherwise it waits and the next round covers it.
+ * So one fsync covers every rename done while the previous one ran, and each commit
+ * still returns only after an fsync begun after its own rename (or its error).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,10 +37,33 @@
 #include "store/mail.h"
 #include "store/mail_int.h"
 
+struct dir_waiter {
+	struct dir_waiter *next;
+	bool done;
+	int err;               /* errno of the fsync that covered it, 0 when it succeeded */
+};
+
+/* One directory with commits waiting for its fsync (group commit, above). */
+struct dir_sync {
+	struct dir_sync *next;
+	char *path;
+	bool running;          /* a leader is in fsync */
+	struct dir_waiter *waiting;
+	unsigned users;        /* threads inside sync_dir_grouped for it */
+};
+
 struct mail_maildir {
 	struct sg_mail_store base;    /* first: the store seam (mail_int.h) */
 	char *data_dir;
 	char *mail_dir;        /* <data_dir>/mail */
+	pthread_mutex_t sync_lock;
+	pthread_cond_t sync_cond;
+	struct dir_sync *syncing;
+	/* inboxes whose tmp/, new/ and cur/ this process has made sure of (direct-mapped;
+	 * under sync_lock): a commit to them skips the 4 mkdir + 4 stat of ensure_inbox.
+	 * An inbox is forgotten when a commit to it fails, so a directory removed behind
+	 * the server's back costs one 451 and is made again on the retry. */
+	char *known[64];
 };
 
 #define MD(b) ((struct mail_maildir *)(b))
@@ -48,6 +80,92 @@ static int fsync_path(const char *dir)
 	close(fd);
 	errno = e;
 	return r;
+}
+
+/* fsync(dir) covering this thread's rename into it, shared with the commits of other
+ * threads (group commit, see the top of the file). 0, or -1 with errno. */
+static int sync_dir_grouped(struct mail_maildir *s, const char *dir)
+{
+	struct dir_waiter me = {0};
+	pthread_mutex_lock(&s->sync_lock);
+	struct dir_sync *d = s->syncing;
+	while (d != NULL && strcmp(d->path, dir) != 0)
+		d = d->next;
+	if (d == NULL) {
+		d = sg_calloc(1, sizeof(*d));
+		d->path = sg_strdup(dir);
+		d->next = s->syncing;
+		s->syncing = d;
+	}
+	d->users++;
+	me.next = d->waiting;
+	d->waiting = &me;
+	while (!me.done) {
+		if (d->running) {
+			pthread_cond_wait(&s->sync_cond, &s->sync_lock);
+			continue;
+		}
+		/* lead one round for everyone registered so far */
+		struct dir_waiter *batch = d->waiting;
+		d->waiting = NULL;
+		d->running = true;
+		pthread_mutex_unlock(&s->sync_lock);
+		int r = fsync_path(dir);
+		int e = r == 0 ? 0 : errno != 0 ? errno : EIO;
+		pthread_mutex_lock(&s->sync_lock);
+		for (struct dir_waiter *w = batch, *next; w != NULL; w = next) {
+			next = w->next;
+			w->err = e;
+			w->done = true;
+		}
+		d->running = false;
+		pthread_cond_broadcast(&s->sync_cond);
+	}
+	if (--d->users == 0) {
+		struct dir_sync **pp = &s->syncing;
+		while (*pp != d)
+			pp = &(*pp)->next;
+		*pp = d->next;
+		free(d->path);
+		free(d);
+	}
+	pthread_mutex_unlock(&s->sync_lock);
+	if (me.err != 0) {
+		errno = me.err;
+		return -1;
+	}
+	return 0;
+}
+
+static size_t known_slot(const char *login)
+{
+	size_t h = 5381;
+	for (const unsigned char *p = (const unsigned char *)login; *p != '\0'; p++)
+		h = h * 33 + *p;
+	return h % 64;
+}
+
+static bool inbox_known(struct mail_maildir *s, const char *login)
+{
+	pthread_mutex_lock(&s->sync_lock);
+	const char *k = s->known[known_slot(login)];
+	bool known = k != NULL && strcmp(k, login) == 0;
+	pthread_mutex_unlock(&s->sync_lock);
+	return known;
+}
+
+static void inbox_remember(struct mail_maildir *s, const char *login, bool known)
+{
+	size_t i = known_slot(login);
+	pthread_mutex_lock(&s->sync_lock);
+	if (known) {
+		free(s->known[i]);
+		s->known[i] = sg_strdup(login);
+	} else if (s->known[i] != NULL && strcmp(s->known[i], login) == 0) {
+		free(s->known[i]);
+		s->known[i] = NULL;
+	}
+	pthread_mutex_unlock(&s->sync_lock);
 }
 
 /* mkdir 0700; *created set when this call made it. EEXIST of a directory is fine. */
@@ -89,6 +207,8 @@ int sg_mail_open(const char *data_dir, struct sg_mail_store **store_r, const cha
 	s->base.ops = &maildir_ops;
 	s->data_dir = sg_strdup(data_dir);
 	s->mail_dir = mail_dir;
+	pthread_mutex_init(&s->sync_lock, NULL);
+	pthread_cond_init(&s->sync_cond, NULL);
 	*store_r = &s->base;
 	return 0;
 }
@@ -96,6 +216,10 @@ int sg_mail_open(const char *data_dir, struct sg_mail_store **store_r, const cha
 static void maildir_close(struct sg_mail_store *base)
 {
 	struct mail_maildir *s = MD(base);
+	for (size_t i = 0; i < 64; i++)
+		free(s->known[i]);
+	pthread_mutex_destroy(&s->sync_lock);
+	pthread_cond_destroy(&s->sync_cond);
 	free(s->data_dir);
 	free(s->mail_dir);
 	free(s);
@@ -316,7 +440,7 @@ static int deliver_file(struct mail_maildir *s, const char *login, const char *i
 		unlink(tmp);
 		goto out;
 	}
-	if (fsync_path(newdir) != 0) {
+	if (sync_dir_grouped(s, newdir) != 0) {
 		sg_set_err(error_r, sg_errf("cannot fsync %s: %s", newdir, strerror(errno)));
 		unlink(dst);
 		goto out;
@@ -354,9 +478,13 @@ static int commit(struct mail_maildir *s, const char *const *logins, size_t n,
 			return -1;
 		}
 	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		if (inbox_known(s, logins[i]))
+			continue;
 		if (ensure_inbox(s, logins[i], error_r) != 0)
 			return -1;
+		inbox_remember(s, logins[i], true);
+	}
 	char id[SG_MAIL_ID_MAX];
 	bool exists = false;
 	int tries = 0;
@@ -388,7 +516,7 @@ static int commit(struct mail_maildir *s, const char *const *logins, size_t n,
 			if (deliver_file(s, logins[i], id, own, body, &exists, error_r) != 0)
 				ret = -1;
 		} else if (link(first, dst) == 0) {
-			if (fsync_path(newdir) != 0) {
+			if (sync_dir_grouped(s, newdir) != 0) {
 				sg_set_err(error_r, sg_errf("cannot fsync %s: %s", newdir, strerror(errno)));
 				unlink(dst);
 				ret = -1;
@@ -426,13 +554,26 @@ static int commit(struct mail_maildir *s, const char *const *logins, size_t n,
 	return ret;
 }
 
+/* A failed commit forgets its inboxes: the next one checks their directories again. */
+static int commit_or_forget(struct mail_maildir *s, const char *const *logins, size_t n,
+			    const struct sg_buf *const *prefixes, const struct sg_buf *prefix,
+			    const struct body_src *body, char id_r[SG_MAIL_ID_MAX], const char **error_r)
+{
+	int r = commit(s, logins, n, prefixes, prefix, body, id_r, error_r);
+	if (r != 0)
+		for (size_t i = 0; i < n; i++)
+			if (logins[i] != NULL)
+				inbox_remember(s, logins[i], false);
+	return r;
+}
+
 static int maildir_commit_buf(struct sg_mail_store *base, const char *const *logins, size_t n,
 		   const struct sg_buf *prefix, const struct sg_buf *body, char id_r[SG_MAIL_ID_MAX],
 		   const char **error_r)
 {
 	struct mail_maildir *s = MD(base);
 	struct body_src b = {.buf = body, .fd = -1};
-	return commit(s, logins, n, NULL, prefix, &b, id_r, error_r);
+	return commit_or_forget(s, logins, n, NULL, prefix, &b, id_r, error_r);
 }
 
 static int maildir_commit_fd(struct sg_mail_store *base, const char *const *logins,
@@ -442,7 +583,7 @@ static int maildir_commit_fd(struct sg_mail_store *base, const char *const *logi
 {
 	struct mail_maildir *s = MD(base);
 	struct body_src b = {.fd = body_fd, .len = body_len};
-	return commit(s, logins, n, prefixes, prefix, &b, id_r, error_r);
+	return commit_or_forget(s, logins, n, prefixes, prefix, &b, id_r, error_r);
 }
 
 /* Find the file of a message: new/<id>, cur/<id>, cur/<id>:2,... */
