@@ -222,7 +222,8 @@ class AdminToken(unittest.TestCase):
             self.assertEqual(th.request(srv.http_port, "GET", "/api/v1/me",
                                         auth=th.bearer()).status, 200)
             # the token file existed at this start (the test wrote its hash): the hint
-            self.assertIn("smtpgate token admin --rotate", srv.log())
+            self.assertTrue(harness.wait_until(lambda: "smtpgate token admin --rotate" in srv.log(),
+                                               30), srv.log())
             r = run(["token", "admin", "--rotate", "--data-dir", srv.data_dir])
             self.assertEqual(r.returncode, 0, r.stderr)
             new = r.stdout.strip()
@@ -248,7 +249,9 @@ class AdminToken(unittest.TestCase):
     def test_first_start_prints_no_hint(self):
         srv = th.start_http_server((ALICE,), token=None)
         try:
+            harness.wait_until(lambda: "event=ready" in srv.log(), 30)
             log = srv.log()
+            self.assertIn("event=ready", log)
             self.assertIn("HTTP admin token (shown once", log)
             self.assertNotIn("token admin --rotate", log)
         finally:

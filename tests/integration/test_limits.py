@@ -187,13 +187,24 @@ class Connections(unittest.TestCase):
                 c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 c.close()
 
+            # Each way of ending is tried on a connection opened once the server has ended
+            # every earlier session (its event=disconnect lines): with 3 slots per address, a
+            # slot still held by a session that has not ended yet would otherwise refuse it.
+            def next_conn(name):
+                srv.wait_sessions_ended(timeout=60)
+                return connect(srv, name)
+
+            def next_sock(name):
+                srv.wait_sessions_ended(timeout=60)
+                return socket.create_connection((HOST, srv.ports[name]))
+
             for _ in range(2):
-                c = connect(srv, "submission")                 # QUIT
+                c = next_conn("submission")                 # QUIT
                 c.quit()
-                c = connect(srv, "submission")                 # EOF in the middle of a line
+                c = next_conn("submission")                 # EOF in the middle of a line
                 c.send(b"EHL")
                 c.close()
-                c = connect(srv, "submission")                 # reset during DATA
+                c = next_conn("submission")                 # reset during DATA
                 c.ehlo()
                 assert_reply(c.auth_plain(ALICE.login, ALICE.password), R_AUTH_OK)
                 c.cmd("MAIL FROM:<alice@example.test>")
@@ -201,19 +212,19 @@ class Connections(unittest.TestCase):
                 c.cmd("DATA")
                 c.send(b"Subject: x\r\n\r\npartial")
                 rst(c)
-                c = connect(srv, "submission")                 # reset during the failure delay
+                c = next_conn("submission")                 # reset during the failure delay
                 c.ehlo()
                 c.send(b"AUTH PLAIN " + plain_b64("", ALICE.login, "wrong").encode() + b"\r\n")
                 time.sleep(0.05)
                 rst(c)
-                s = socket.create_connection((HOST, srv.ports["submissions"]))
+                s = next_sock("submissions")
                 s.send(b"\x16\x03\x01\x00\x05hello")          # half a ClientHello
                 s.close()
-                c = connect(srv, "submission")                 # too many errors (max_errors 2)
+                c = next_conn("submission")                 # too many errors (max_errors 2)
                 c.cmd("X")
                 c.send(b"Y\r\n")
                 c.close()
-                c = connect(srv, "submission")                 # command timeout
+                c = next_conn("submission")                 # command timeout
                 c.closed(5)
                 c.close()
             # every session has ended on the server's side (its event=disconnect lines), however
