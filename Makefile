@@ -55,6 +55,7 @@ bench/haraka/node_modules/Haraka/package.json: bench/haraka/package.json
 
 bench: build
 	python3 bench/run-bench $(BUILD)
+	python3 bench/relay-bench $(BUILD)   # relay end to end vs Postfix, queue memory (issue 13)
 
 # the same with Haraka (npm install into bench/haraka/node_modules first)
 bench-haraka: build bench/haraka/node_modules/Haraka/package.json

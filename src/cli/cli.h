@@ -13,5 +13,6 @@ int sg_cmd_user(int argc, char **argv);
 int sg_cmd_fault(int argc, char **argv);
 int sg_cmd_token(int argc, char **argv);
 int sg_cmd_dkim(int argc, char **argv);
+int sg_cmd_queue(int argc, char **argv);
 
 #endif

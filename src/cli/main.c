@@ -19,6 +19,7 @@ static const struct sg_subcommand {
 	{"fault", sg_cmd_fault, "inject failures on purpose: add, list, clear (AUTH, MAIL, RCPT...)", true},
 	{"token", sg_cmd_token, "OAuth bearer tokens (issue, verify) and the HTTP admin token (admin)", true},
 	{"dkim", sg_cmd_dkim, "DKIM keys for relay mode: keygen, record (DNS TXT), sign", false},
+	{"queue", sg_cmd_queue, "the relay queue of a running server: list, show, retry, delete, bounce", true},
 };
 
 static void usage(FILE *f)

@@ -22,20 +22,22 @@ static const char user_help[] =
 	"usage: smtpgate user [--config FILE] [--data-dir DIR] COMMAND [ARGS]\n"
 	"\n"
 	"Manage the accounts of the credential store, <DIR>/smtpgate.db (SQLite).\n"
-	"Passwords are never stored: setting one derives every verifier the\n"
-	"authentication mechanisms need (yescrypt for PLAIN and LOGIN, the HMAC-MD5\n"
-	"key state for CRAM-MD5, SCRAM-SHA-1 and SCRAM-SHA-256 keys, the NT hash for\n"
-	"NTLM). A running server notices changes made here at its next lookup.\n"
+	"Passwords are never stored: setting one derives the verifiers the\n"
+	"authentication mechanisms need (yescrypt for PLAIN and LOGIN, SCRAM-SHA-1\n"
+	"and SCRAM-SHA-256 keys; the NT hash for NTLM and the HMAC-MD5 key state for\n"
+	"CRAM-MD5 only with legacy verifiers, see --legacy-verifiers). A running\n"
+	"server notices changes made here at its next lookup.\n"
 	"\n"
 	"Commands:\n"
-	"  add LOGIN [--address ADDR]... [--password-stdin]\n"
+	"  add LOGIN [--address ADDR]... [--password-stdin] [--legacy-verifiers LIST]\n"
 	"        Create an account. LOGIN is 1 to 255 bytes without spaces, control\n"
 	"        characters or '/', and not '.' or '..'. A LOGIN that is an address\n"
 	"        (user@domain) owns that address and receives mail for it. Each\n"
 	"        --address adds an address the account may send as and receives\n"
 	"        mail for: user@domain, or @domain for every address of a domain.\n"
-	"  passwd LOGIN [--password-stdin]\n"
-	"        Set a new password (every verifier is derived again).\n"
+	"  passwd LOGIN [--password-stdin] [--legacy-verifiers LIST]\n"
+	"        Set a new password (every verifier is derived again; legacy ones\n"
+	"        no longer wanted are removed).\n"
 	"  disable LOGIN\n"
 	"        Refuse authentication for the account (the SMTP reply does not say\n"
 	"        why); its addresses still receive mail.\n"
@@ -66,6 +68,13 @@ static const char user_help[] =
 	"                     password is asked twice on the terminal with echo off;\n"
 	"                     when standard input is not a terminal this option is\n"
 	"                     required.\n"
+	"  --legacy-verifiers LIST\n"
+	"                     also store the fast, unsalted verifiers that NTLM and\n"
+	"                     CRAM-MD5 need: 'ntlm', 'cram-md5', both, or 'none'.\n"
+	"                     Default: legacy_verifiers of --config (none). A stolen\n"
+	"                     database is cracked at MD4/MD5 speed from them; the\n"
+	"                     server offers those mechanisms only with the same\n"
+	"                     setting (docs/mechanisms.md).\n"
 	"  -h, --help         show this text\n"
 	"\n"
 	"Exit status: 0 success, 1 failure (the message says why), 2 usage error.\n"
@@ -216,7 +225,16 @@ static void list_cb(void *ctx, const struct sg_account *a, const char *addresses
 	printf("%s\t%s\t%s\n", a->login, a->disabled ? "disabled" : "enabled", addresses);
 }
 
-/* add / passwd: LOGIN [--address ADDR]... [--password-stdin] */
+/* --legacy-verifiers LIST (overrides legacy_verifiers of --config) */
+static int set_legacy(const char *v)
+{
+	const char *bad = NULL;
+	if (sg_cred_legacy_parse(v, &cred_params.legacy, &bad) < 0)
+		return usage_error("--legacy-verifiers: unknown verifier '%s' (ntlm, cram-md5, none)", bad);
+	return 0;
+}
+
+/* add / passwd: LOGIN [--address ADDR]... [--password-stdin] [--legacy-verifiers LIST] */
 static int cmd_set_password(struct sg_cred_store *s, bool add, int argc, char **argv)
 {
 	const char *login = NULL;
@@ -227,6 +245,13 @@ static int cmd_set_password(struct sg_cred_store *s, bool add, int argc, char **
 	for (int i = 1; i < argc && ret == 0; i++) {
 		if (strcmp(argv[i], "--password-stdin") == 0) {
 			from_stdin = true;
+		} else if (strcmp(argv[i], "--legacy-verifiers") == 0 ||
+			   strncmp(argv[i], "--legacy-verifiers=", 19) == 0) {
+			const char *v = argv[i][18] == '=' ? argv[i] + 19 : i + 1 < argc ? argv[++i] : NULL;
+			if (v == NULL)
+				ret = usage_error("%s needs a value", "--legacy-verifiers");
+			else
+				ret = set_legacy(v);
 		} else if (add && strcmp(argv[i], "--address") == 0) {
 			if (i + 1 >= argc)
 				ret = usage_error("%s needs a value", "--address");
@@ -346,6 +371,7 @@ int sg_cmd_user(int argc, char **argv)
 	}
 	char *dir = sg_strdup(cfg->data_dir);
 	cred_params.scram_iterations = cfg->sasl.scram_iterations;
+	cred_params.legacy = cfg->legacy_verifiers;
 	free(cfg);
 	int ret = user_main(dir, argc - i, argv + i);
 	free(dir);

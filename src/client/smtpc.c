@@ -344,6 +344,11 @@ struct sg_smtpc *sg_smtpc_new(struct event_base *base, struct sg_transcript *tr,
 	return c;
 }
 
+void sg_smtpc_set_timeout(struct sg_smtpc *c, unsigned timeout_ms)
+{
+	c->timeout_ms = timeout_ms ? timeout_ms : 30000;
+}
+
 void sg_smtpc_free(struct sg_smtpc **cp)
 {
 	struct sg_smtpc *c = *cp;

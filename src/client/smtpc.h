@@ -52,6 +52,9 @@ typedef void sg_smtpc_cb(struct sg_smtpc *c, enum sg_smtpc_event ev, const struc
 struct sg_smtpc *sg_smtpc_new(struct event_base *base, struct sg_transcript *tr,
 			      unsigned timeout_ms, sg_smtpc_cb *cb, void *arg);
 void sg_smtpc_free(struct sg_smtpc **c);
+/* Change the timer for the next operations (the relay uses the RFC 5321
+ * 4.5.3.2 value of each phase). */
+void sg_smtpc_set_timeout(struct sg_smtpc *c, unsigned timeout_ms);
 
 /* Resolve host (each address is tried in turn) and connect. */
 void sg_smtpc_connect(struct sg_smtpc *c, const char *host, unsigned port);

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/tls.h"
 #include "core/util.h"
 
@@ -85,6 +86,7 @@ static int start_tls_bev(struct sg_conn *c, struct sg_tls_ctx *tls)
 struct sg_conn *sg_conn_new(struct event_base *base, int fd, struct sg_tls_ctx *tls,
 			    const struct sg_conn_cbs *cbs, void *ctx)
 {
+	sg_log_bind_loop(base); /* this is the loop's thread: buffer its log lines */
 	struct sg_conn *c = sg_calloc(1, sizeof(*c));
 	c->base = base;
 	c->fd = fd;

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "core/log.h"
 #include "core/util.h"
 
 struct sg_pool {
@@ -53,6 +54,8 @@ static void *worker(void *arg)
 static void on_done(evutil_socket_t fd, short what, void *arg)
 {
 	struct sg_pool *p = arg;
+	if (fd >= 0 || what != 0)
+		sg_log_bind_loop(event_get_base(p->done_ev)); /* on the loop's thread */
 	pthread_mutex_lock(&p->lock);
 	struct sg_job *j = p->done_head;
 	p->done_head = p->done_tail = NULL;

@@ -68,6 +68,11 @@ int sg_tls_server_ctx_new(const char *cert_file, const char *key_file, const cha
 		if (names != NULL)
 			SSL_CTX_set_client_CA_list(ctx, names);
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_accept_all);
+		/* A client certificate must be fit for client authentication:
+		 * an extendedKeyUsage without clientAuth (or a keyUsage without
+		 * digitalSignature) fails verification, so EXTERNAL is not
+		 * offered. OpenSSL's default for a server, made explicit. */
+		SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
 		SSL_CTX_set_verify_depth(ctx, 5);
 		static const unsigned char sid[] = "smtpgate";
 		SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
@@ -134,10 +139,14 @@ int sg_tls_make_selfsigned(const char *cert_file, const char *key_file, const ch
 	X509_set_issuer_name(cert, name);
 	char san[512];
 	snprintf(san, sizeof(san), "DNS:%s,DNS:localhost,IP:127.0.0.1,IP:::1", hostname);
+	/* A leaf, not a CA (issue 10 item 26): users are told to trust this
+	 * certificate, and trusting a CA:TRUE/keyCertSign certificate would
+	 * trust anything its key signs. RFC 5280 4.2.1.9/4.2.1.3/4.2.1.12. */
 	if (add_ext(cert, NID_subject_alt_name, san) < 0 ||
-	    add_ext(cert, NID_basic_constraints, "critical,CA:TRUE") < 0 ||
-	    add_ext(cert, NID_key_usage, "critical,digitalSignature,keyCertSign") < 0 ||
-	    add_ext(cert, NID_ext_key_usage, "serverAuth") < 0) {
+	    add_ext(cert, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
+	    add_ext(cert, NID_key_usage, "critical,digitalSignature") < 0 ||
+	    add_ext(cert, NID_ext_key_usage, "serverAuth") < 0 ||
+	    add_ext(cert, NID_subject_key_identifier, "hash") < 0) {
 		*error_r = ssl_error("certificate extensions");
 		goto out;
 	}

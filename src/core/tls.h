@@ -22,9 +22,10 @@ void sg_tls_ctx_free(struct sg_tls_ctx **ctx);
 /* The underlying SSL_CTX (conn.c only). */
 void *sg_tls_ctx_ssl_ctx(struct sg_tls_ctx *ctx);
 
-/* Write an ECDSA P-256 key (mode 0600) and a self-signed certificate for
- * hostname (SAN DNS:hostname, DNS:localhost, IP:127.0.0.1, IP:::1), valid for
- * 825 days. */
+/* Write an ECDSA P-256 key (mode 0600) and a self-signed leaf certificate
+ * for hostname (SAN DNS:hostname, DNS:localhost, IP:127.0.0.1, IP:::1;
+ * CA:FALSE, keyUsage digitalSignature, extendedKeyUsage serverAuth), valid
+ * for 825 days. */
 int sg_tls_make_selfsigned(const char *cert_file, const char *key_file, const char *hostname,
 			   const char **error_r);
 

@@ -362,6 +362,8 @@ static void message_route(struct sg_http_req *r, struct sg_http_resp *resp, cons
 		resp->content_type = "text/plain; charset=utf-8";
 		resp->fd = fd;
 		snprintf(resp->disposition, sizeof(resp->disposition), "inline; filename=\"%s.eml\"", id);
+	} else if (strcmp(sub, "release") == 0 && method_is(r, "POST")) {
+		sg_api_release(r, resp, login, id);
 	} else if (strncmp(sub, "attachments/", 12) == 0 && method_is(r, "GET")) {
 		uint64_t idx;
 		if (sg_parse_u64(sub + 12, 0, 10000, &idx) < 0) {
@@ -669,6 +671,7 @@ void sg_api_handle(struct sg_http_req *r, struct sg_http_resp *resp)
 		sg_buf_reset(&resp->body);
 		sg_buf_append_str(&resp->body, text);
 		free(text);
+		sg_api_queue_metrics(ctx, &resp->body);
 		resp->status = 200;
 		resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
 		return;
@@ -683,6 +686,8 @@ void sg_api_handle(struct sg_http_req *r, struct sg_http_resp *resp)
 		inbox_route(r, resp, p + 8);
 	} else if (strncmp(p, "messages/", 9) == 0) {
 		message_route(r, resp, p + 9);
+	} else if (strcmp(p, "queue") == 0 || strncmp(p, "queue/", 6) == 0) {
+		sg_api_queue(r, resp, p + 5);
 	} else if (strcmp(p, "auth-events") == 0 && method_is(r, "GET")) {
 		get_auth_events(r, resp);
 	} else if (strcmp(p, "events/ticket") == 0 && method_is(r, "POST")) {

@@ -472,17 +472,21 @@ static enum auth_outcome check_basic(struct sg_http *h, const char *b64, struct 
 	const char *login = text, *password = colon + 1;
 	if (sg_cred_validate_login(login, NULL) < 0)
 		goto done;
-	uint64_t now = sg_now_ms();
-	if (h->throttle != NULL && !sg_throttle_auth_allowed(h->throttle, bc->ip, now, &bc->retry_after_ms)) {
-		basic_event(h, bc, "", "throttled", "cooling_off");
-		out = AUTH_THROTTLED;
-		goto done;
-	}
 	uint8_t key[32];
 	uint64_t gen = sg_cred_generation(h->ctx.creds);
 	cache_key(h, login, password, key);
+	/* a pair verified moments ago is no guess: the page of a user who shares
+	 * the address with a guesser keeps working */
 	if (cache_hit(h, key, gen, who->login, sizeof(who->login))) {
+		sg_wipe(key, sizeof(key));
 		out = AUTH_OK;
+		goto done;
+	}
+	uint64_t now = sg_now_ms();
+	if (h->throttle != NULL && !sg_throttle_auth_allowed(h->throttle, bc->ip, now, &bc->retry_after_ms)) {
+		sg_wipe(key, sizeof(key));
+		basic_event(h, bc, "", "throttled", "cooling_off");
+		out = AUTH_THROTTLED;
 		goto done;
 	}
 	struct sg_account acct;
@@ -985,6 +989,8 @@ int sg_http_start(const struct sg_http_config *cfg, struct sg_cred_store *creds,
 	h->ctx.events = events;
 	h->ctx.faults = faults;
 	h->ctx.metrics = metrics;
+	if (cfg->relay != NULL)
+		h->ctx.relay = *cfg->relay;
 	h->throttle = cfg->throttle;
 	h->ctx.data_dir = sg_strdup(cfg->data_dir != NULL ? cfg->data_dir : ".");
 	h->loopback = loopback;

@@ -15,6 +15,22 @@ struct sg_events;
 struct sg_faults;
 struct sg_metrics;
 
+struct sg_buf;
+
+/* Queue control and release of the relay (relay/relay.h), given by the
+ * server when a smarthost is configured; http/ never includes relay/. */
+struct sg_http_relay {
+	void *arg;
+	/* list | show | retry | delete | bounce; JSON into out; an HTTP status */
+	unsigned (*control)(void *arg, const char *cmd, const char *id, struct sg_buf *out);
+	/* Prometheus lines appended to /metrics */
+	void (*metrics)(void *arg, struct sg_buf *out);
+	/* queue a captured message for rcpts; 0 with the queue id, or -1 */
+	int (*release)(void *arg, const char *from, const char *const *rcpts, size_t n,
+		       const unsigned char *msg, size_t len, const char *login, char *id_r,
+		       size_t id_size, const char **error_r);
+};
+
 struct sg_http_config {
 	const char *listen_host;   /* default 127.0.0.1 */
 	unsigned port;             /* default 8025; 0 = disabled */
@@ -22,6 +38,7 @@ struct sg_http_config {
 	const char *tls_cert;      /* optional HTTPS */
 	const char *tls_key;
 	const char *data_dir;      /* admin token hash lives here */
+	const struct sg_http_relay *relay; /* NULL: no queue API, release disabled */
 	struct sg_throttle *throttle; /* shared with SMTP: HTTP Basic is throttled and logged alike */
 };
 

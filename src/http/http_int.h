@@ -49,6 +49,7 @@ struct sg_http_ctx {
 	struct sg_faults *faults;
 	struct sg_metrics *metrics;
 	char *data_dir;
+	struct sg_http_relay relay;   /* control == NULL: no relay (api_queue.c) */
 };
 const struct sg_http_ctx *sg_http_ctx(const struct sg_http *h);
 const char *sg_http_arg(const struct sg_http_req *r, const char *name);
@@ -62,6 +63,12 @@ int sg_http_ticket_new(struct sg_http *h, const struct sg_http_principal *who, c
 /* --- api.c --- */
 /* Route an /api/v1/... or /metrics request (authenticated). */
 void sg_api_handle(struct sg_http_req *r, struct sg_http_resp *resp);
+
+/* --- api_queue.c (relay queue control, release) --- */
+void sg_api_queue(struct sg_http_req *r, struct sg_http_resp *resp, const char *rest);
+void sg_api_release(struct sg_http_req *r, struct sg_http_resp *resp, const char *login,
+		    const char *id);
+void sg_api_queue_metrics(const struct sg_http_ctx *ctx, struct sg_buf *out);
 
 /* --- message.c --- */
 struct sg_msg_summary {

@@ -13,6 +13,7 @@ static const struct sg_http_asset assets[] = {
 	{"/index.html", "text/html; charset=utf-8", sg_asset_index_html},
 	{"/app.css", "text/css; charset=utf-8", sg_asset_app_css},
 	{"/app.js", "text/javascript; charset=utf-8", sg_asset_app_js},
+	{"/queue.js", "text/javascript; charset=utf-8", sg_asset_queue_js},
 };
 
 const struct sg_http_asset *sg_http_asset_find(const char *path)

@@ -422,7 +422,8 @@ static int parse_record(struct sg_envelope *e, char **t, size_t n)
 			sg_strlcpy(r->status, "2.0.0", sizeof(r->status));
 		else
 			sg_strlcpy(r->status, status, sizeof(r->status));
-		if (t[0][0] != 'T' && r->status[0] != (d ? '2' : '5'))
+		/* failed: 5.x.x, or 4.x.x when a deferral expired (RFC 3464 2.3.4) */
+		if (d ? r->status[0] != '2' : t[0][0] == 'F' && r->status[0] == '2')
 			return -1;
 		if (t[0][0] == 'T' && r->status[0] != '4')
 			return -1;
@@ -638,9 +639,55 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-/* Write tmp/<name>, fsync, rename to dir/<id>. */
+static bool has_8bit(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++)
+		if (b[i] >= 0x80)
+			return true;
+	return false;
+}
+
+/* Copy len octets of fd (from offset 0) to out; *eight set when one is above 127. */
+static int copy_fd(int out, int fd, size_t len, bool *eight)
+{
+	uint8_t chunk[65536];
+	size_t off = 0;
+	while (off < len) {
+		size_t want = len - off < sizeof(chunk) ? len - off : sizeof(chunk);
+		ssize_t r = pread(fd, chunk, want, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO; /* the spool is shorter than it should be */
+			return -1;
+		}
+		if (!*eight)
+			*eight = has_8bit(chunk, (size_t)r);
+		if (write_all(out, chunk, (size_t)r) != 0)
+			return -1;
+		off += (size_t)r;
+	}
+	return 0;
+}
+
+/* Write tmp/<name>, fsync, rename to dir/<id>. The content: a, then b, then
+ * blen octets of fd when fd >= 0. */
+static int place_file_fd(struct sg_queue *q, const char *dir, const char *id, const char *suffix,
+			 const void *a, size_t alen, const void *b, size_t blen, int fd,
+			 bool *eight, const char **error_r);
+
 static int place_file(struct sg_queue *q, const char *dir, const char *id, const char *suffix,
 		      const void *a, size_t alen, const void *b, size_t blen, const char **error_r)
+{
+	bool eight = true;
+	return place_file_fd(q, dir, id, suffix, a, alen, b, blen, -1, &eight, error_r);
+}
+
+static int place_file_fd(struct sg_queue *q, const char *dir, const char *id, const char *suffix,
+			 const void *a, size_t alen, const void *b, size_t blen, int bfd,
+			 bool *eight, const char **error_r)
 {
 	char *tmp = sg_asprintf("%s/%s.%s", q->tmp, id, suffix);
 	char *dst = sg_asprintf("%s/%s", dir, id);
@@ -650,8 +697,9 @@ static int place_file(struct sg_queue *q, const char *dir, const char *id, const
 		sg_set_err(error_r, sg_errf("cannot create %s: %s", tmp, strerror(errno)));
 		goto out;
 	}
-	if (write_all(fd, a, alen) != 0 || (blen > 0 && write_all(fd, b, blen) != 0) ||
-	    fsync(fd) != 0) {
+	if (write_all(fd, a, alen) != 0 ||
+	    (bfd < 0 && blen > 0 && write_all(fd, b, blen) != 0) ||
+	    (bfd >= 0 && copy_fd(fd, bfd, blen, eight) != 0) || fsync(fd) != 0) {
 		sg_set_err(error_r, sg_errf("cannot write %s: %s", tmp, strerror(errno)));
 		close(fd);
 		unlink(tmp);
@@ -670,13 +718,20 @@ out:
 	return rc;
 }
 
-int sg_queue_commit(struct sg_queue *q, struct sg_envelope *e, const struct sg_buf *prefix,
-		    const struct sg_buf *body, const char **error_r)
+static int commit(struct sg_queue *q, struct sg_envelope *e, const struct sg_buf *prefix,
+		  const struct sg_buf *body, int body_fd, size_t body_len, const char **error_r)
 {
-	e->size = prefix->len + (body != NULL ? body->len : 0);
-	if (place_file(q, q->msg, e->id, "msg", prefix->data, prefix->len,
-		       body != NULL ? body->data : NULL, body != NULL ? body->len : 0, error_r) < 0)
+	bool eight = e->body != SG_BODY_DEFAULT || has_8bit(prefix->data, prefix->len) ||
+		     (body != NULL && has_8bit(body->data, body->len));
+	size_t blen = body != NULL ? body->len : body_len;
+	e->size = prefix->len + blen;
+	if (place_file_fd(q, q->msg, e->id, "msg", prefix->data, prefix->len,
+			  body != NULL ? body->data : NULL, blen, body != NULL ? -1 : body_fd, &eight,
+			  error_r) < 0)
 		return -1;
+	/* RFC 6152: 8-bit octets need BODY=8BITMIME on the way out */
+	if (eight && e->body == SG_BODY_DEFAULT)
+		e->body = SG_BODY_8BITMIME;
 	struct sg_buf eb;
 	sg_buf_init(&eb, SG_QUEUE_ENV_MAX);
 	sg_envelope_format(e, &eb);
@@ -703,6 +758,19 @@ int sg_queue_commit(struct sg_queue *q, struct sg_envelope *e, const struct sg_b
 	e->valid_len = eb.len;
 	sg_buf_free(&eb);
 	return rc;
+}
+
+int sg_queue_commit(struct sg_queue *q, struct sg_envelope *e, const struct sg_buf *prefix,
+		    const struct sg_buf *body, const char **error_r)
+{
+	static const struct sg_buf empty;
+	return commit(q, e, prefix, body != NULL ? body : &empty, -1, 0, error_r);
+}
+
+int sg_queue_commit_fd(struct sg_queue *q, struct sg_envelope *e, const struct sg_buf *prefix,
+		       int body_fd, size_t body_len, const char **error_r)
+{
+	return commit(q, e, prefix, NULL, body_fd, body_len, error_r);
 }
 
 static int read_file(const char *path, struct sg_buf *out, int *fd_keep, const char **error_r)
@@ -739,7 +807,7 @@ static int read_file(const char *path, struct sg_buf *out, int *fd_keep, const c
 	return 1;
 }
 
-int sg_queue_load(struct sg_queue *q, const char *id, struct sg_envelope *e,
+int sg_queue_load(struct sg_queue *q, const char *id, struct sg_envelope *e, bool repair,
 		  const char **error_r)
 {
 	if (!sg_queue_id_valid(id))
@@ -748,7 +816,7 @@ int sg_queue_load(struct sg_queue *q, const char *id, struct sg_envelope *e,
 	struct sg_buf b;
 	sg_buf_init(&b, SG_QUEUE_ENV_MAX + 1);
 	int fd = -1;
-	int r = read_file(path, &b, &fd, error_r);
+	int r = read_file(path, &b, repair ? &fd : NULL, error_r);
 	if (r == 1) {
 		sg_envelope_init(e);
 		if (sg_envelope_parse((const char *)b.data, b.len, e, error_r) < 0) {
@@ -757,7 +825,7 @@ int sg_queue_load(struct sg_queue *q, const char *id, struct sg_envelope *e,
 			sg_set_err(error_r, "envelope id does not match its file name");
 			sg_envelope_free(e);
 			r = -1;
-		} else if (e->valid_len < b.len) {
+		} else if (repair && e->valid_len < b.len) {
 			/* a torn append: cut it off before anything else is appended */
 			if (ftruncate(fd, (off_t)e->valid_len) != 0 || fsync(fd) != 0) {
 				sg_set_err(error_r, sg_errf("cannot repair %s: %s", path, strerror(errno)));

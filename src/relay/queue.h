@@ -80,7 +80,7 @@ enum sg_q_body { SG_BODY_DEFAULT, SG_BODY_7BIT, SG_BODY_8BITMIME };
 
 struct sg_qrcpt {
 	char *addr;
-	char *orcpt;            /* "rfc822;user@example.org" or NULL */
+	char *orcpt;            /* "rfc822;user@example.org" (xtext-decoded) or NULL */
 	unsigned notify;        /* SG_NOTIFY_*; 0 = not given (FAILURE, DELAY) */
 	enum sg_qr_state state;
 	bool done;              /* N record: reported or nothing to report */
@@ -99,7 +99,7 @@ struct sg_envelope {
 	enum sg_q_body body;
 	bool smtputf8;
 	enum sg_q_ret ret;
-	char *envid;            /* or NULL */
+	char *envid;            /* xtext-decoded, or NULL */
 	bool is_dsn;
 	unsigned attempts;
 	int64_t last_attempt;   /* 0 = never */
@@ -160,9 +160,16 @@ bool sg_queue_id_valid(const char *id);
  * e->size is set here. The message file is prefix + body (body may be NULL). */
 int sg_queue_commit(struct sg_queue *q, struct sg_envelope *e, const struct sg_buf *prefix,
 		    const struct sg_buf *body, const char **error_r);
-/* Read and parse env/<id>, cutting off a torn last line. 1, 0 when absent,
- * -1 on error (a corrupt file: the caller moves it aside). */
-int sg_queue_load(struct sg_queue *q, const char *id, struct sg_envelope *e,
+/* The same with the client's data in a spool file (read with pread from
+ * offset 0, the fd stays open): memory does not depend on the size. Both
+ * commits mark BODY=8BITMIME when no BODY was given and the message holds
+ * octets above 127. */
+int sg_queue_commit_fd(struct sg_queue *q, struct sg_envelope *e, const struct sg_buf *prefix,
+		       int body_fd, size_t body_len, const char **error_r);
+/* Read and parse env/<id>. With repair (only the thread that holds the
+ * message may ask), a torn last line is cut off the file. 1, 0 when absent,
+ * -1 on error (a corrupt file: the holder moves it aside). */
+int sg_queue_load(struct sg_queue *q, const char *id, struct sg_envelope *e, bool repair,
 		  const char **error_r);
 /* Append records and fsync. 0 or -1. */
 int sg_queue_append(struct sg_queue *q, const char *id, const struct sg_buf *records,

@@ -430,21 +430,36 @@ static int jwks_verify(const struct sg_sasl_config *cfg, enum jwk_type type, con
 	return result;
 }
 
-/* A NumericDate (RFC 7519 section 2): integer or finite real seconds. */
+/* A NumericDate (RFC 7519 section 2): integer or finite real seconds.
+ * Only dates from the epoch to the end of year 9999 are sane: anything else
+ * (negative, INT64_MIN, 1e300) is refused, so the comparisons below never
+ * see a value whose difference with "now" could overflow (issue 10 item 22:
+ * exp = -2^63 made now - exp wrap and the token was accepted). */
+#define JWT_DATE_MAX INT64_C(253402300799) /* 9999-12-31T23:59:59Z */
+
 static int numeric_date(json_t *v, int64_t *out)
 {
 	if (json_is_integer(v)) {
-		*out = (int64_t)json_integer_value(v);
+		json_int_t x = json_integer_value(v);
+		if (x < 0 || x > JWT_DATE_MAX)
+			return -1;
+		*out = (int64_t)x;
 		return 0;
 	}
 	if (json_is_real(v)) {
 		double d = json_real_value(v);
-		if (!isfinite(d) || d < -9.2e18 || d > 9.2e18)
+		if (!isfinite(d) || d < 0.0 || d > (double)JWT_DATE_MAX)
 			return -1;
 		*out = (int64_t)d;
 		return 0;
 	}
 	return -1;
+}
+
+/* a - b >= margin, for any int64 a and b, without signed overflow. */
+static bool later_by(int64_t a, int64_t b, int64_t margin)
+{
+	return a >= b && (uint64_t)a - (uint64_t)b >= (uint64_t)margin;
 }
 
 static int check_claims(const struct sg_sasl_config *cfg, json_t *claims, int64_t now,
@@ -457,7 +472,7 @@ static int check_claims(const struct sg_sasl_config *cfg, json_t *claims, int64_
 		*reason_r = v == NULL ? "missing_expiry" : "malformed_token";
 		return 0;
 	}
-	if (now >= exp && now - exp >= SG_JWT_LEEWAY) {
+	if (later_by(now, exp, SG_JWT_LEEWAY)) {
 		*reason_r = "expired_token";
 		return 0;
 	}
@@ -467,7 +482,7 @@ static int check_claims(const struct sg_sasl_config *cfg, json_t *claims, int64_
 			*reason_r = "malformed_token";
 			return 0;
 		}
-		if (t > now && t - now > SG_JWT_LEEWAY) {
+		if (later_by(t, now, SG_JWT_LEEWAY + 1)) {
 			*reason_r = "not_yet_valid";
 			return 0;
 		}
@@ -478,7 +493,7 @@ static int check_claims(const struct sg_sasl_config *cfg, json_t *claims, int64_
 			*reason_r = "malformed_token";
 			return 0;
 		}
-		if (t > now && t - now > SG_JWT_LEEWAY) {
+		if (later_by(t, now, SG_JWT_LEEWAY + 1)) {
 			*reason_r = "not_yet_valid";
 			return 0;
 		}
@@ -659,33 +674,33 @@ char *sg_jwt_mint_hs256(const uint8_t *key, size_t keylen, const char *sub, cons
 /* ---- the sandbox secret --------------------------------------------------------- */
 
 /* 1 loaded, 0 absent, -1 error. */
-/* generated: our own <data_dir>/oauth-hs256.key (raw, exactly as written,
- * mode 0600). Otherwise a configured file: trailing CR/LF removed (a secret
- * typed into an editor), at least 16 octets left. */
-static int secret_read(const char *path, bool generated, uint8_t **key_r, size_t *len_r,
-		       const char **error_r)
+/* generated: our own key file in the data directory (raw, exactly as
+ * written, mode 0600, at least min_len octets). Otherwise a configured file:
+ * trailing CR/LF removed (a secret typed into an editor), at least 16 octets
+ * left. */
+static int secret_read(const char *path, bool generated, size_t min_len, uint8_t **key_r,
+		       size_t *len_r, const char **error_r)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return 0;
-		*error_r = "cannot open the OAuth key file";
+		*error_r = "cannot open the key file";
 		return -1;
 	}
 	struct stat st;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		*error_r = "the OAuth key file is not a regular file";
+		*error_r = "the key file is not a regular file";
 		close(fd);
 		return -1;
 	}
 	if (generated && (st.st_mode & 077) != 0) {
-		*error_r = "the OAuth key file is readable by group or others (chmod 600 it)";
+		*error_r = "the key file is readable by group or others (chmod 600 it)";
 		close(fd);
 		return -1;
 	}
-	if (st.st_size > OAUTH_SECRET_FILE_MAX ||
-	    (generated && st.st_size < SG_OAUTH_SECRET_LEN)) {
-		*error_r = generated ? "the OAuth key file must hold 32 to 1024 octets"
+	if (st.st_size > OAUTH_SECRET_FILE_MAX || (generated && (size_t)st.st_size < min_len)) {
+		*error_r = generated ? "the key file must hold 32 to 1024 octets"
 				     : "the OAuth secret file holds more than 1024 octets";
 		close(fd);
 		return -1;
@@ -703,7 +718,7 @@ static int secret_read(const char *path, bool generated, uint8_t **key_r, size_t
 	close(fd);
 	if (got != want) {
 		sg_oauth_secret_free(&key, want);
-		*error_r = "short read on the OAuth key file";
+		*error_r = "short read on the key file";
 		return -1;
 	}
 	size_t len = want;
@@ -721,42 +736,46 @@ static int secret_read(const char *path, bool generated, uint8_t **key_r, size_t
 	return 1;
 }
 
-static int secret_create(const char *data_dir, const char *path, const char **error_r)
+static int secret_create(const char *data_dir, const char *path, size_t len, const char **error_r)
 {
 	if (mkdir(data_dir, 0700) < 0 && errno != EEXIST) {
 		*error_r = "cannot create the data directory";
 		return -1;
 	}
-	uint8_t key[SG_OAUTH_SECRET_LEN], nonce[8];
+	uint8_t key[64], nonce[8];
+	if (len > sizeof(key)) {
+		*error_r = "key too long";
+		return -1;
+	}
 	char hex[sizeof(nonce) * 2 + 1];
 	sg_random(nonce, sizeof(nonce));
 	sg_hex(nonce, sizeof(nonce), hex);
 	char *tmp = sg_asprintf("%s.tmp.%s", path, hex);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
-		*error_r = "cannot create the OAuth key file";
+		*error_r = "cannot create the key file";
 		free(tmp);
 		return -1;
 	}
-	sg_random(key, sizeof(key));
+	sg_random(key, len);
 	ssize_t w;
 	do {
-		w = write(fd, key, sizeof(key));
+		w = write(fd, key, len);
 	} while (w < 0 && errno == EINTR);
 	sg_wipe(key, sizeof(key));
 	int r = 0;
-	if (w != (ssize_t)sizeof(key) || fsync(fd) < 0) {
-		*error_r = "cannot write the OAuth key file";
+	if (w != (ssize_t)len || fsync(fd) < 0) {
+		*error_r = "cannot write the key file";
 		r = -1;
 	}
 	if (close(fd) < 0 && r == 0) {
-		*error_r = "cannot write the OAuth key file";
+		*error_r = "cannot write the key file";
 		r = -1;
 	}
 	/* link() rather than rename(): when two processes race, the first key
 	 * stays and both read it back. */
 	if (r == 0 && link(tmp, path) < 0 && errno != EEXIST) {
-		*error_r = "cannot install the OAuth key file";
+		*error_r = "cannot install the key file";
 		r = -1;
 	}
 	unlink(tmp);
@@ -771,8 +790,8 @@ static int secret_create(const char *data_dir, const char *path, const char **er
 	return r;
 }
 
-int sg_oauth_secret_load_or_create(const char *data_dir, uint8_t **key_r, size_t *len_r,
-				   const char **error_r)
+int sg_key_file_load_or_create(const char *data_dir, const char *name, size_t len,
+			       uint8_t **key_r, size_t *len_r, const char **error_r)
 {
 	*key_r = NULL;
 	*len_r = 0;
@@ -780,12 +799,12 @@ int sg_oauth_secret_load_or_create(const char *data_dir, uint8_t **key_r, size_t
 		*error_r = "no data directory";
 		return -1;
 	}
-	char *path = sg_asprintf("%s/%s", data_dir, SG_OAUTH_SECRET_FILE);
-	int r = secret_read(path, true, key_r, len_r, error_r);
-	if (r == 0 && secret_create(data_dir, path, error_r) == 0) {
-		r = secret_read(path, true, key_r, len_r, error_r);
+	char *path = sg_asprintf("%s/%s", data_dir, name);
+	int r = secret_read(path, true, len, key_r, len_r, error_r);
+	if (r == 0 && secret_create(data_dir, path, len, error_r) == 0) {
+		r = secret_read(path, true, len, key_r, len_r, error_r);
 		if (r == 0)
-			*error_r = "the OAuth key file vanished";
+			*error_r = "the key file vanished";
 	} else if (r == 0) {
 		r = -1;
 	}
@@ -793,11 +812,18 @@ int sg_oauth_secret_load_or_create(const char *data_dir, uint8_t **key_r, size_t
 	return r == 1 ? 0 : -1;
 }
 
+int sg_oauth_secret_load_or_create(const char *data_dir, uint8_t **key_r, size_t *len_r,
+				   const char **error_r)
+{
+	return sg_key_file_load_or_create(data_dir, SG_OAUTH_SECRET_FILE, SG_OAUTH_SECRET_LEN, key_r,
+					  len_r, error_r);
+}
+
 int sg_oauth_secret_load(const char *path, uint8_t **key_r, size_t *len_r, const char **error_r)
 {
 	*key_r = NULL;
 	*len_r = 0;
-	int r = secret_read(path, false, key_r, len_r, error_r);
+	int r = secret_read(path, false, 0, key_r, len_r, error_r);
 	if (r == 0)
 		*error_r = "the OAuth secret file does not exist";
 	return r == 1 ? 0 : -1;

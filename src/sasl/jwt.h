@@ -11,7 +11,8 @@
  * extension).
  *
  * Claims (RFC 7519 section 4.1): "exp" is required; "exp", "nbf" and "iat"
- * are checked with SG_JWT_LEEWAY seconds of clock skew; "iss" must equal
+ * are checked with SG_JWT_LEEWAY seconds of clock skew, without overflow for
+ * any "now"; a date before the epoch or after 9999-12-31 is malformed; "iss" must equal
  * cfg->oauth_issuer and "aud" (a string or an array of strings) must contain
  * cfg->oauth_audience, each only when configured. The subject is the claim
  * named by cfg->oauth_login_claim ("sub" by default, or "email").
@@ -80,6 +81,11 @@ char *sg_jwt_mint_hs256(const uint8_t *key, size_t keylen, const char *sub, cons
  */
 int sg_oauth_secret_load_or_create(const char *data_dir, uint8_t **key_r, size_t *len_r,
 				   const char **error_r);
+/* The same for any random key kept in the data directory: <data_dir>/<name>,
+ * exactly len (<= 64) random octets when created, mode 0600, opened with
+ * O_NOFOLLOW; a file readable by others or shorter than len is refused. */
+int sg_key_file_load_or_create(const char *data_dir, const char *name, size_t len,
+			       uint8_t **key_r, size_t *len_r, const char **error_r);
 /* Read a configured secret file (oauth_secret_file), as the server does: a
  * regular file of at most 1024 octets, trailing CR/LF removed, at least 16
  * octets left. 0 or -1. (The key_r buffer may be longer than *len_r: free

@@ -10,8 +10,12 @@
  * "If the client provides an empty authorization identity, the server is to
  * derive the authorization identity from the credentials it has" (A.1): the
  * account is the one whose login is the certificate identity, else the one
- * that owns it as an address (sg_cred_find_owner). A non-empty authzid must
- * equal that account's login: no proxy authorization.
+ * that owns exactly that address (sg_cred_find_exact_owner). Never an @domain
+ * catch-all: owning @example.org to receive its mail does not make carol
+ * every person of example.org (issue 10 item 8). A non-empty authzid must
+ * equal that account's login: no proxy authorization. (The TLS layer checks
+ * the certificate's purpose: an extended key usage without clientAuth fails
+ * verification, so no identity reaches this file; core/tls.c.)
  *
  * Offered only when a verified certificate identity exists (server_available).
  * Reasons: "no_account_for_certificate", "bad_authzid", "disabled",
@@ -52,7 +56,7 @@ static int external_account(struct external_server *st, struct sg_account *acct)
 	if (r != 0)
 		return r;
 	char owner[SG_LOGIN_MAX + 1];
-	r = sg_cred_find_owner(st->creds, st->identity, owner, sizeof(owner));
+	r = sg_cred_find_exact_owner(st->creds, st->identity, owner, sizeof(owner));
 	if (r <= 0)
 		return r;
 	return sg_cred_lookup(st->creds, owner, SG_CRED_NONE, acct, NULL);

@@ -17,7 +17,9 @@
  *   S: 334 wrap({0x01, 0,0,0})         layers offered: none; max buffer 0
  *   C: wrap({layer, buf[3], authzid})  layer must be 0x01 (none)
  * The client principal "user@REALM" maps to account "user" (or
- * "user@<gss_map_domain>"), REALM must equal cfg->gss_realm when set.
+ * "user@<gss_map_domain>"); REALM must equal cfg->gss_realm when set, else
+ * the realm of our own service principal (the keytab's): without it every
+ * realm the KDC trusts would map "alice@OTHER" to the local "alice".
  * Principals with more than one component (alice/admin) are refused.
  *
  * The 4 octets' max buffer size is ignored when the client picks "none":
@@ -160,6 +162,7 @@ struct sg_gss_srv {
 	gss_ctx_id_t ctx;
 	gss_name_t src;
 	char principal[512];
+	char target_realm[256]; /* realm of the service principal the ticket was for */
 };
 
 static const char *sg_gss_service(const struct sg_sasl_config *cfg, const char *env_service)
@@ -292,6 +295,9 @@ static int sg_gss_srv_cred(struct sg_gss_srv *st)
 }
 
 /* With a GSS_C_NO_NAME acceptor: the ticket must be for "<service>/host@REALM". */
+/* The service principal the client's ticket was for ("smtp/host@REALM"):
+ * remember its realm (the keytab's, for the principal mapping) and, when any
+ * key of the keytab was accepted, check the service. */
 static bool sg_gss_target_ok(struct sg_gss_srv *st)
 {
 	OM_uint32 minor;
@@ -304,8 +310,11 @@ static bool sg_gss_target_ok(struct sg_gss_srv *st)
 	gss_release_name(&minor, &targ);
 	if (r < 0)
 		return false;
+	const char *at = strrchr(tn, '@');
+	if (at == NULL || !sg_strlcpy(st->target_realm, at + 1, sizeof(st->target_realm)))
+		st->target_realm[0] = '\0';
 	size_t sl = strlen(st->service);
-	if (strncmp(tn, st->service, sl) == 0 && tn[sl] == '/')
+	if (!st->any_acceptor || (strncmp(tn, st->service, sl) == 0 && tn[sl] == '/'))
 		return true;
 	char safe[540];
 	sg_log(SG_INFO, "gssapi", "error=\"ticket for another service\" target=%s",
@@ -342,41 +351,59 @@ static enum sg_mech_status sg_gss_srv_offer(struct sg_gss_srv *st, struct sg_buf
 	return SG_MECH_CONTINUE;
 }
 
-/* Principal -> account login; FAIL/TEMPFAIL with res->reason, or OK. */
-static enum sg_mech_status sg_gss_map(struct sg_gss_srv *st, const char *authzid,
-				      size_t authzid_len, struct sg_mech_result *res)
+enum sg_mech_status sg_gss_map_principal(const char *principal, const char *realm_allowed,
+					 const char *map_domain, char *login, size_t size,
+					 const char **reason_r)
 {
-	const char *p = st->principal;
+	const char *p = principal;
 	const char *at = strrchr(p, '@');
-	if (at == NULL || at == p) {
-		res->reason = "unknown_principal";
+	*reason_r = "unknown_principal";
+	login[0] = '\0';
+	if (at == NULL || at == p)
 		return SG_MECH_FAIL;
-	}
 	size_t ulen = (size_t)(at - p);
 	const char *realm = at + 1;
 	/* One component only: "alice/admin" or "smtp/host" are not users; an
 	 * escaped '@' or '/' ("a\@b") is refused rather than unescaped. */
-	if (memchr(p, '/', ulen) != NULL || memchr(p, '\\', ulen) != NULL) {
-		res->reason = "unknown_principal";
+	if (memchr(p, '/', ulen) != NULL || memchr(p, '\\', ulen) != NULL)
+		return SG_MECH_FAIL;
+	/* Only one realm maps to local accounts: alice@OTHER.REALM (trusted by
+	 * the KDC through cross-realm keys) is not the local alice. */
+	if (realm_allowed == NULL || realm_allowed[0] == '\0' || strcmp(realm, realm_allowed) != 0) {
+		*reason_r = "wrong_realm";
 		return SG_MECH_FAIL;
 	}
-	const struct sg_sasl_config *cfg = st->cfg;
-	if (cfg != NULL && cfg->gss_realm != NULL && cfg->gss_realm[0] != '\0' &&
-	    strcmp(realm, cfg->gss_realm) != 0) {
-		res->reason = "wrong_realm";
-		return SG_MECH_FAIL;
-	}
-	char login[SG_LOGIN_MAX + 1];
 	struct sg_buf lb;
 	sg_buf_init(&lb, SG_LOGIN_MAX);
 	int r = sg_buf_append(&lb, p, ulen);
-	if (r == 0 && cfg != NULL && cfg->gss_map_domain != NULL && cfg->gss_map_domain[0] != '\0')
-		r = sg_buf_printf(&lb, "@%s", cfg->gss_map_domain);
-	if (r == 0)
-		sg_strlcpy(login, sg_buf_str(&lb), sizeof(login));
+	if (r == 0 && map_domain != NULL && map_domain[0] != '\0')
+		r = sg_buf_printf(&lb, "@%s", map_domain);
+	if (r == 0 && !sg_strlcpy(login, sg_buf_str(&lb), size))
+		r = -1;
 	sg_buf_free(&lb);
 	if (r < 0) {
-		res->reason = "unknown_principal";
+		login[0] = '\0';
+		return SG_MECH_FAIL;
+	}
+	*reason_r = NULL;
+	return SG_MECH_OK;
+}
+
+/* Principal -> account login; FAIL/TEMPFAIL with res->reason, or OK. The
+ * realm is cfg->gss_realm when set, else the keytab's: the realm of the
+ * service principal the ticket was issued for. */
+static enum sg_mech_status sg_gss_map(struct sg_gss_srv *st, const char *authzid,
+				      size_t authzid_len, struct sg_mech_result *res)
+{
+	const struct sg_sasl_config *cfg = st->cfg;
+	const char *realm = cfg != NULL && cfg->gss_realm != NULL && cfg->gss_realm[0] != '\0'
+				    ? cfg->gss_realm
+				    : st->target_realm;
+	char login[SG_LOGIN_MAX + 1];
+	const char *reason = NULL;
+	if (sg_gss_map_principal(st->principal, realm, cfg != NULL ? cfg->gss_map_domain : NULL,
+				 login, sizeof(login), &reason) != SG_MECH_OK) {
+		res->reason = reason;
 		return SG_MECH_FAIL;
 	}
 	sg_strlcpy(res->login, login, sizeof(res->login));
@@ -455,7 +482,7 @@ static enum sg_mech_status sg_gss_srv_accept(struct sg_gss_srv *st, const uint8_
 		return SG_MECH_FAIL;
 	}
 	sg_strlcpy(res->login, st->principal, sizeof(res->login));
-	if (st->any_acceptor && !sg_gss_target_ok(st)) {
+	if (!sg_gss_target_ok(st)) {
 		res->reason = "gss_error";
 		st->state = GSRV_DONE;
 		return SG_MECH_FAIL;

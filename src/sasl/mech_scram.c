@@ -25,18 +25,39 @@
 
 #include "core/secret.h"
 #include "core/util.h"
+#include "sasl/jwt.h"
 #include "sasl/mech.h"
 #include "sasl/mechs.h"
 #include "sasl/scram.h"
 
 #define SCRAM_DEFAULT_ITERATIONS 4096
 
+/* The key of the fake salts: from <data_dir>/scram-fake-salt.key when the
+ * server loaded it (sg_scram_fake_key_load, at start, before any session),
+ * else random per process (unit tests, the fuzzers). A per-process key would
+ * change every fake salt at each restart while real salts never change,
+ * which tells accounts from non-accounts across a restart (issue 10 item 18). */
 static uint8_t scram_fake_key[32];
+static bool scram_fake_loaded;
 static pthread_once_t scram_fake_once = PTHREAD_ONCE_INIT;
 
 static void scram_fake_init(void)
 {
-	sg_random(scram_fake_key, sizeof(scram_fake_key));
+	if (!scram_fake_loaded)
+		sg_random(scram_fake_key, sizeof(scram_fake_key));
+}
+
+int sg_scram_fake_key_load(const char *data_dir, const char **error_r)
+{
+	uint8_t *key = NULL;
+	size_t len = 0;
+	if (sg_key_file_load_or_create(data_dir, SG_SCRAM_FAKE_KEY_FILE, sizeof(scram_fake_key), &key,
+				       &len, error_r) < 0)
+		return -1;
+	memcpy(scram_fake_key, key, sizeof(scram_fake_key)); /* len >= 32: checked on read */
+	sg_oauth_secret_free(&key, len);
+	scram_fake_loaded = true;
+	return 0;
 }
 
 /* Stable fake salt for a login that has no verifier. */

@@ -34,6 +34,12 @@ extern const struct sg_mech sg_mech_scram_sha256_plus;
 extern const struct sg_mech sg_mech_scram_sha1_plus;
 extern const struct sg_mech sg_mech_scram_sha256;
 extern const struct sg_mech sg_mech_scram_sha1;
+/* Load (creating it once, mode 0600) the key that derives the fake salts of
+ * unknown logins from <data_dir>/scram-fake-salt.key, so that they stay the
+ * same across restarts as real salts do. Call at start, before sessions;
+ * without it the key is random per process. 0, or -1 with *error_r. */
+#define SG_SCRAM_FAKE_KEY_FILE "scram-fake-salt.key"
+int sg_scram_fake_key_load(const char *data_dir, const char **error_r);
 /* mech_cram_md5.c, mech_plain.c, mech_login.c */
 extern const struct sg_mech sg_mech_cram_md5;
 extern const struct sg_mech sg_mech_plain;
@@ -43,6 +49,13 @@ extern const struct sg_mech sg_mech_login;
  * with the gssapi feature (SG_HAVE_GSSAPI) */
 extern const struct sg_mech sg_mech_external;
 extern const struct sg_mech sg_mech_gssapi;
+/* The GSSAPI principal mapping (pure; exported for tests): "user@REALM" ->
+ * login "user" or "user@map_domain". REALM must equal realm_allowed (NULL or
+ * "" refuses every principal). Multi-component principals are refused. OK,
+ * or FAIL with *reason_r "unknown_principal" / "wrong_realm". */
+enum sg_mech_status sg_gss_map_principal(const char *principal, const char *realm_allowed,
+					 const char *map_domain, char *login, size_t size,
+					 const char **reason_r);
 /* mech_oauthbearer.c, mech_xoauth2.c (bearer tokens, jwt.h) */
 extern const struct sg_mech sg_mech_oauthbearer;
 extern const struct sg_mech sg_mech_xoauth2;

@@ -24,21 +24,11 @@
 
 #define AUTH_LINE_MAX 12288 /* RFC 4954 4: at least 12,288 octets */
 
+/* The listener's configured offer (auth_mechanisms, channel_binding,
+ * legacy_verifiers: computed once in sg_config_finish). */
 static bool listener_allows(const struct sg_session *s, const struct sg_mech *m)
 {
-	const char *list = s->lst->cfg->mechanisms;
-	if (list[0] == '\0')
-		return true;
-	size_t n = strlen(m->name);
-	for (const char *p = list; *p != '\0';) {
-		while (*p == ' ' || *p == ',')
-			p++;
-		size_t w = strcspn(p, " ,");
-		if (w == n && strncasecmp(p, m->name, n) == 0)
-			return true;
-		p += w;
-	}
-	return false;
+	return sg_listener_offers(s->lst->cfg, m);
 }
 
 static bool plaintext_blocked(const struct sg_session *s, const struct sg_mech *m)
@@ -189,6 +179,9 @@ static void fail(struct sg_session *s, enum sg_reply_id reply, unsigned ms)
 	s->delay_ev = evtimer_new(s->loop->base, on_fail_delay, s);
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	sg_conn_pause(s->conn);
+	/* the delay counts from now, not from the loop's cached time (which a
+	 * busy iteration leaves behind): never shorter than announced */
+	event_base_update_cache_time(s->loop->base);
 	evtimer_add(s->delay_ev, &tv);
 }
 
@@ -234,7 +227,14 @@ void auth_job_work(struct sess_job *j)
 	 * response at all" (the server-first opening step). */
 	static const uint8_t empty[1];
 	const uint8_t *in = j->no_input ? NULL : j->in.data != NULL ? j->in.data : empty;
+	uint64_t gen = sg_cred_generation(s->srv->creds);
 	j->status = s->mech->server_step(s->mech_state, in, j->in.len, &j->out, &j->res);
+	/* remembered for the re-check at MAIL (user disable, passwd, del) */
+	if (j->status == SG_MECH_OK) {
+		s->auth_gen = gen;
+		if (sess_account_fp(s->srv->creds, j->res.login, s->auth_fp) != 1)
+			s->auth_gen = 0; /* checked again at the first MAIL */
+	}
 	/* A refused login is counted and logged under the account it reaches
 	 * (the login as stored), or one canonical form of the claimed login. */
 	if (j->status != SG_MECH_OK && (j->status != SG_MECH_CONTINUE || j->res.reason != NULL) &&

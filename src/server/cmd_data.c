@@ -20,6 +20,7 @@
 #include "core/conn.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "server/route.h"
 #include "server/server.h"
 #include "server/session.h"
 #include "store/events.h"
@@ -180,6 +181,7 @@ static void finish(struct sg_session *s)
 		for (size_t i = 0; i < s->nowners; i++)
 			j->logins[j->nlogins++] = sg_strdup(s->owners[i]);
 	}
+	sg_route_prepare(s, j); /* delivery = relay */
 	sess_submit(s, j);
 }
 
@@ -207,12 +209,20 @@ void cmd_data_input(struct sg_session *s)
 void store_job_work(struct sess_job *j)
 {
 	struct sg_session *s = j->s;
+	if (j->route != NULL) {
+		sg_route_work(j);
+		return;
+	}
 	j->store_rc = sg_mail_commit_fd(s->srv->mail, (const char *const *)j->logins, j->nlogins,
 					&j->prefix, j->body_fd, j->body_len, j->id, &j->error);
 }
 
 void store_job_done(struct sg_session *s, struct sess_job *j)
 {
+	if (j->route != NULL) {
+		sg_route_done(s, j);
+		return;
+	}
 	size_t size = j->body_len;
 	if (j->store_rc < 0) {
 		sg_log(SG_ERROR, "store", "sid=%s result=failed error=\"%s\"", s->id,

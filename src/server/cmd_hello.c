@@ -62,6 +62,7 @@ void cmd_ehlo(struct sg_session *s, char *args)
 	sg_buf_printf(&b, "250-%s Hello %s [%s]\r\n", cfg->hostname, s->helo, s->client_ip);
 	sg_buf_printf(&b, "250-PIPELINING\r\n250-SIZE %llu\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n",
 		      cfg->max_message_size);
+	sg_buf_append_str(&b, "250-DSN\r\n"); /* RFC 3461 (relay mode reports; capture keeps them) */
 	if (!sess_tls(s) && s->srv->tls != NULL)
 		sg_buf_append_str(&b, "250-STARTTLS\r\n");
 	if (!s->authenticated) {

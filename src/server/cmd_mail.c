@@ -3,20 +3,79 @@
  * authentication required on submission, sender ownership, relay control
  * and local recipients on mx.
  */
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "core/log.h"
+#include "core/secret.h"
 #include "core/util.h"
+#include "store/cred.h"
 #include "server/server.h"
 #include "server/session.h"
+#include "relay/queue.h"
 #include "smtp/cmd.h"
 
 static bool auth_required(const struct sg_session *s)
 {
 	return s->lst->cfg->role != SG_ROLE_MX;
+}
+
+int sess_account_fp(struct sg_cred_store *creds, const char *login, uint8_t fp[32])
+{
+	struct sg_account acct;
+	struct sg_verifier v;
+	memset(&v, 0, sizeof(v));
+	int r = sg_cred_lookup(creds, login, SG_CRED_PASSWORD_HASH, &acct, &v);
+	if (r == 1 && acct.disabled)
+		r = 0;
+	if (r == 1) {
+		EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+		unsigned len = 32;
+		if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+		    EVP_DigestUpdate(ctx, &acct.id, sizeof(acct.id)) != 1 ||
+		    EVP_DigestUpdate(ctx, acct.login, strlen(acct.login) + 1) != 1 ||
+		    EVP_DigestUpdate(ctx, v.kind == SG_CRED_PASSWORD_HASH ? v.u.crypt : "",
+				     v.kind == SG_CRED_PASSWORD_HASH ? strlen(v.u.crypt) : 0) != 1 ||
+		    EVP_DigestFinal_ex(ctx, fp, &len) != 1)
+			sg_fatal("SHA-256 failed");
+		EVP_MD_CTX_free(ctx);
+	}
+	sg_wipe(&v, sizeof(v));
+	return r;
+}
+
+/* RFC 4954 leaves open how long an authentication lasts; here it lasts as
+ * long as the account does not change: disabled, deleted or given a new
+ * password (smtpgate user disable / del / passwd), the session may no longer
+ * submit and must authenticate again. Cheap: the account is looked up only
+ * when the store's generation moved since the last check. */
+static bool still_authenticated(struct sg_session *s)
+{
+	uint64_t gen = sg_cred_generation(s->srv->creds);
+	if (gen == s->auth_gen && gen != 0)
+		return true;
+	uint8_t fp[32];
+	int r = sess_account_fp(s->srv->creds, s->login, fp);
+	if (r < 0) {
+		sess_reply(s, SG_R_LOCAL_ERROR);
+		return false;
+	}
+	if (r == 1 && (s->auth_gen == 0 || sg_ct_eq(fp, s->auth_fp, sizeof(fp)))) {
+		memcpy(s->auth_fp, fp, sizeof(fp));
+		s->auth_gen = gen;
+		return true;
+	}
+	char lv[300];
+	sg_log(SG_INFO, "mail", "sid=%s login=%s result=rejected reason=account_changed", s->id,
+	       sg_log_value(s->login, lv, sizeof(lv)));
+	s->authenticated = false;
+	s->login[0] = '\0';
+	s->auth_mech_name = NULL;
+	sess_error(s, SG_R_AUTH_REQUIRED);
+	return false;
 }
 
 void cmd_mail(struct sg_session *s, char *args)
@@ -33,6 +92,8 @@ void cmd_mail(struct sg_session *s, char *args)
 		sess_error(s, SG_R_TLS_REQUIRED);
 		return;
 	}
+	if (s->authenticated && !still_authenticated(s))
+		return;
 	if (auth_required(s) && !s->authenticated) {
 		sess_error(s, SG_R_AUTH_REQUIRED);
 		return;
@@ -53,6 +114,8 @@ void cmd_mail(struct sg_session *s, char *args)
 	const struct sg_config *cfg = &s->srv->cfg;
 	bool smtputf8 = false;
 	unsigned long long size = 0;
+	int dsn_ret = 0;
+	char envid[sizeof(s->dsn_envid)] = "";
 	for (size_t i = 0; i < pc.nparams; i++) {
 		const struct sg_param *p = &pc.params[i];
 		if (strcmp(p->key, "SIZE") == 0) { /* RFC 1870 */
@@ -86,6 +149,19 @@ void cmd_mail(struct sg_session *s, char *args)
 				sess_error(s, SG_R_PARAM_SYNTAX);
 				return;
 			}
+		} else if (strcmp(p->key, "RET") == 0 && dsn_ret == 0) { /* RFC 3461 4.3 */
+			if (p->value == NULL || (strcasecmp(p->value, "FULL") != 0 &&
+						 strcasecmp(p->value, "HDRS") != 0)) {
+				sess_error(s, SG_R_PARAM_SYNTAX);
+				return;
+			}
+			dsn_ret = strcasecmp(p->value, "FULL") == 0 ? 1 : 2;
+		} else if (strcmp(p->key, "ENVID") == 0 && envid[0] == '\0') { /* RFC 3461 4.4 */
+			if (p->value == NULL || sg_xtext_decode(p->value, envid, sizeof(envid)) < 0 ||
+			    envid[0] == '\0') {
+				sess_error(s, SG_R_PARAM_SYNTAX);
+				return;
+			}
 		} else {
 			sess_error(s, SG_R_PARAM_UNKNOWN);
 			return;
@@ -95,6 +171,8 @@ void cmd_mail(struct sg_session *s, char *args)
 		sess_error(s, SG_R_UTF8_REQUIRED);
 		return;
 	}
+	s->dsn_ret = dsn_ret;
+	sg_strlcpy(s->dsn_envid, envid, sizeof(s->dsn_envid));
 	char pv[300];
 	if (s->authenticated && s->lst->cfg->sender_enforce && pc.path[0] != '\0') {
 		int r = sg_cred_owns_address(s->srv->creds, s->login, pc.path);
@@ -171,9 +249,27 @@ void cmd_rcpt(struct sg_session *s, char *args)
 			return;
 		}
 	}
-	if (pc.nparams > 0) {
-		sess_error(s, SG_R_PARAM_UNKNOWN);
-		return;
+	/* RFC 3461 4.1, 4.2: NOTIFY and ORCPT; nothing else */
+	unsigned notify = 0;
+	char orcpt[sizeof(s->rcpts[0].orcpt)] = "";
+	for (size_t i = 0; i < pc.nparams; i++) {
+		const struct sg_param *p = &pc.params[i];
+		if (strcmp(p->key, "NOTIFY") == 0 && notify == 0) {
+			if (p->value == NULL || sg_notify_parse(p->value, &notify) < 0) {
+				sess_error(s, SG_R_PARAM_SYNTAX);
+				return;
+			}
+		} else if (strcmp(p->key, "ORCPT") == 0 && orcpt[0] == '\0') {
+			const char *semi = p->value != NULL ? strchr(p->value, ';') : NULL;
+			if (semi == NULL || semi == p->value || semi - p->value > 40 ||
+			    sg_xtext_decode(p->value, orcpt, sizeof(orcpt)) < 0) {
+				sess_error(s, SG_R_PARAM_SYNTAX);
+				return;
+			}
+		} else {
+			sess_error(s, SG_R_PARAM_UNKNOWN);
+			return;
+		}
 	}
 	if (pc.utf8 && !s->smtputf8) {
 		sess_error(s, SG_R_UTF8_REQUIRED);
@@ -218,7 +314,9 @@ void cmd_rcpt(struct sg_session *s, char *args)
 		add_owner(s, owner);
 	}
 	s->rcpts = sg_realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*s->rcpts));
-	sg_strlcpy(s->rcpts[s->nrcpts++].addr, pc.path, sizeof(s->rcpts[0].addr));
+	sg_strlcpy(s->rcpts[s->nrcpts].addr, pc.path, sizeof(s->rcpts[0].addr));
+	s->rcpts[s->nrcpts].notify = notify;
+	sg_strlcpy(s->rcpts[s->nrcpts++].orcpt, orcpt, sizeof(s->rcpts[0].orcpt));
 	s->state = ST_RCPT;
 	sg_log(SG_INFO, "rcpt", "sid=%s login=%s to=%s result=ok", s->id, sess_log_login(s), pv);
 	sess_reply(s, SG_R_RCPT_OK);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/util.h"
+#include "store/cred.h"
 
 enum ktype { K_STR, K_UINT, K_SIZE, K_BOOL };
 
@@ -78,6 +79,9 @@ static const struct key global_keys[] = {
 	{"gss_service", STR(gss_service)},
 	{"gss_realm", STR(gss_realm)},
 	{"gss_map_domain", STR(gss_map_domain)},
+	{"auth_mechanisms", K_STR, 0, 0, 0, 0},  /* special: checked names */
+	{"channel_binding", BOOL(channel_binding)},
+	{"legacy_verifiers", K_STR, 0, 0, 0, 0}, /* special: ntlm cram-md5 */
 };
 
 const char *sg_role_name(enum sg_role r)
@@ -150,6 +154,7 @@ void sg_config_defaults(struct sg_config *c)
 	sg_strlcpy(c->oauth_scope, "smtp", sizeof(c->oauth_scope));
 	sg_strlcpy(c->gss_service, "smtp", sizeof(c->gss_service));
 	sg_strlcpy(c->http_listen, "127.0.0.1:8025", sizeof(c->http_listen));
+	sg_relay_config_defaults(&c->relay);
 }
 
 static char *trim(char *s)
@@ -226,9 +231,104 @@ static void listener_defaults(const struct sg_config *c, struct sg_listener_cfg 
 	sg_strlcpy(l->host, "127.0.0.1", sizeof(l->host));
 	l->port = role == SG_ROLE_MX ? 2525 : role == SG_ROLE_SUBMISSION ? 2587 : 2465;
 	l->sender_enforce = c->sender_enforce;
+	sg_strlcpy(l->mechanisms, c->auth_mechanisms, sizeof(l->mechanisms));
+	l->channel_binding = c->channel_binding;
 	sg_cidr_parse("127.0.0.0/8", &l->proxy_trusted[0]);
 	sg_cidr_parse("::1", &l->proxy_trusted[1]);
 	l->nproxy_trusted = 2;
+}
+
+/* Every word of a mechanism list must name a mechanism of this build. */
+static int check_mech_list(const char *v, char *err, size_t errsize, const char *where)
+{
+	char copy[512];
+	if (!sg_strlcpy(copy, v, sizeof(copy))) {
+		snprintf(err, errsize, "%s: mechanism list too long", where);
+		return -1;
+	}
+	for (char *save = NULL, *m = strtok_r(copy, " ,", &save); m != NULL;
+	     m = strtok_r(NULL, " ,", &save))
+		if (sg_mech_find(m) == NULL) {
+			snprintf(err, errsize, "%s: unknown mechanism '%s'", where, m);
+			return -1;
+		}
+	return 0;
+}
+
+static bool list_has(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = list; *p != '\0';) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		size_t w = strcspn(p, " ,");
+		if (w == n && strncasecmp(p, name, n) == 0)
+			return true;
+		p += w;
+	}
+	return false;
+}
+
+/* The verifier a mechanism needs is stored only with legacy_verifiers. */
+static bool legacy_ok(unsigned legacy, const struct sg_mech *m)
+{
+	if (m->cred == SG_CRED_NT)
+		return (legacy & SG_LEGACY_NTLM) != 0;
+	if (m->cred == SG_CRED_CRAM_MD5)
+		return (legacy & SG_LEGACY_CRAM_MD5) != 0;
+	return true;
+}
+
+static uint64_t offer_mask(const struct sg_listener_cfg *l, unsigned legacy)
+{
+	uint64_t mask = 0;
+	for (size_t i = 0; sg_mechs[i] != NULL && i < 64; i++) {
+		const struct sg_mech *m = sg_mechs[i];
+		bool plus = (m->flags & SG_MECH_F_CHANNEL_BINDING) != 0;
+		bool on;
+		if (l->mechanisms[0] == '\0') {
+			on = !plus || l->channel_binding;
+		} else {
+			on = list_has(l->mechanisms, m->name);
+			/* channel_binding = yes adds SCRAM-X-PLUS next to a listed SCRAM-X */
+			if (!on && plus && l->channel_binding) {
+				char base[64];
+				size_t n = strlen(m->name);
+				if (n > 5 && n - 5 < sizeof(base)) {
+					memcpy(base, m->name, n - 5);
+					base[n - 5] = '\0';
+					on = list_has(l->mechanisms, base);
+				}
+			}
+		}
+		if (on && legacy_ok(legacy, m))
+			mask |= (uint64_t)1 << i;
+	}
+	return mask;
+}
+
+bool sg_listener_offers(const struct sg_listener_cfg *l, const struct sg_mech *m)
+{
+	for (size_t i = 0; sg_mechs[i] != NULL && i < 64; i++)
+		if (sg_mechs[i] == m)
+			return (l->offer_mask >> i) & 1;
+	return false;
+}
+
+/* A listed mechanism whose verifier is not stored could never succeed. */
+static int check_legacy(const char *list, unsigned line, unsigned legacy, const char *name,
+			char *err, size_t errsize)
+{
+	for (size_t i = 0; sg_mechs[i] != NULL; i++)
+		if (list_has(list, sg_mechs[i]->name) && !legacy_ok(legacy, sg_mechs[i])) {
+			snprintf(err, errsize,
+				 "%s:%u: %s needs its legacy verifier: add 'legacy_verifiers = %s' "
+				 "(see docs/mechanisms.md)",
+				 name, line, sg_mechs[i]->name,
+				 sg_mechs[i]->cred == SG_CRED_NT ? "ntlm" : "cram-md5");
+			return -1;
+		}
+	return 0;
 }
 
 static struct sg_listener_cfg *new_listener(struct sg_config *c, const char *name, char *err,
@@ -255,7 +355,7 @@ static struct sg_listener_cfg *new_listener(struct sg_config *c, const char *nam
 }
 
 static int set_listener_key(struct sg_listener_cfg *l, const char *k, const char *v, char *err,
-			    size_t errsize, const char *where)
+			    size_t errsize, const char *where, unsigned lineno)
 {
 	if (strcmp(k, "role") == 0) {
 		if (parse_role(v, &l->role) < 0)
@@ -308,17 +408,18 @@ static int set_listener_key(struct sg_listener_cfg *l, const char *k, const char
 		}
 		if (l->nproxy_trusted == 0)
 			goto bad;
-	} else if (strcmp(k, "mechanisms") == 0) {
+	} else if (strcmp(k, "mechanisms") == 0 || strcmp(k, "auth_mechanisms") == 0) {
+		if (check_mech_list(v, err, errsize, where) < 0)
+			return -1;
 		if (!sg_strlcpy(l->mechanisms, v, sizeof(l->mechanisms)))
 			goto bad;
-		char copy[sizeof(l->mechanisms)];
-		sg_strlcpy(copy, v, sizeof(copy));
-		for (char *save = NULL, *m = strtok_r(copy, " ,", &save); m != NULL;
-		     m = strtok_r(NULL, " ,", &save))
-			if (sg_mech_find(m) == NULL) {
-				snprintf(err, errsize, "%s: unknown mechanism '%s'", where, m);
-				return -1;
-			}
+		l->mechanisms_line = lineno;
+	} else if (strcmp(k, "channel_binding") == 0) {
+		if (parse_bool(v, &l->channel_binding) < 0)
+			goto bad;
+	} else if (strcmp(k, "delivery") == 0) {
+		if (sg_relay_parse_delivery(v, &l->delivery) < 0)
+			goto bad;
 	} else {
 		snprintf(err, errsize, "%s: unknown listener key '%s'", where, k);
 		return -1;
@@ -340,6 +441,23 @@ static int set_global_key(struct sg_config *c, const char *k, const char *v, cha
 			if (c->nfaults >= SG_MAX_FAULTS || !sg_strlcpy(c->faults[c->nfaults], v, sizeof(c->faults[0])))
 				goto bad;
 			c->nfaults++;
+			return 0;
+		}
+		if (strcmp(k, "auth_mechanisms") == 0) {
+			if (check_mech_list(v, err, errsize, where) < 0)
+				return -1;
+			if (!sg_strlcpy(c->auth_mechanisms, v, sizeof(c->auth_mechanisms)))
+				goto bad;
+			return 0;
+		}
+		if (strcmp(k, "legacy_verifiers") == 0) {
+			const char *word = NULL;
+			if (sg_cred_legacy_parse(v, &c->legacy_verifiers, &word) < 0) {
+				snprintf(err, errsize,
+					 "%s: legacy_verifiers: unknown verifier '%s' (ntlm, cram-md5)",
+					 where, word);
+				return -1;
+			}
 			return 0;
 		}
 		if (strcmp(k, "sender_policy") == 0) {
@@ -377,6 +495,9 @@ static int set_global_key(struct sg_config *c, const char *k, const char *v, cha
 			return 0;
 		}
 	}
+	int rr = sg_relay_config_set(&c->relay, k, v, err, errsize, where);
+	if (rr != 0)
+		return rr < 0 ? -1 : 0;
 	snprintf(err, errsize, "%s: unknown key '%s'", where, k);
 	return -1;
 bad:
@@ -448,12 +569,24 @@ int sg_config_parse(struct sg_config *c, const char *text, const char *name, cha
 			return -1;
 		}
 		if (cur != NULL) {
-			if (set_listener_key(cur, k, v, err, errsize, where) < 0)
+			if (set_listener_key(cur, k, v, err, errsize, where, lineno) < 0)
 				return -1;
 		} else if (set_global_key(c, k, v, err, errsize, where) < 0) {
 			return -1;
+		} else if (strcmp(k, "auth_mechanisms") == 0) {
+			c->auth_mechanisms_line = lineno;
 		}
 	}
+	/* legacy_verifiers may come after the lists that need it */
+	if (c->auth_mechanisms_line != 0 &&
+	    check_legacy(c->auth_mechanisms, c->auth_mechanisms_line, c->legacy_verifiers, name,
+			 err, errsize) < 0)
+		return -1;
+	for (size_t i = 0; i < c->nlisteners; i++)
+		if (c->listeners[i].mechanisms_line != 0 &&
+		    check_legacy(c->listeners[i].mechanisms, c->listeners[i].mechanisms_line,
+				 c->legacy_verifiers, name, err, errsize) < 0)
+			return -1;
 	return 0;
 }
 
@@ -482,6 +615,12 @@ int sg_config_load(struct sg_config *c, const char *path, char *err, size_t errs
 	}
 	if (r == 0)
 		r = sg_config_parse(c, sg_buf_str(&text), path, err, errsize);
+	if (r == 0) { /* relay keys that depend on each other, with their lines */
+		bool relay_used = c->relay.delivery == SG_DELIVERY_RELAY;
+		for (size_t i = 0; i < c->nlisteners; i++)
+			relay_used |= sg_config_relays(c, &c->listeners[i]);
+		r = sg_relay_config_check(&c->relay, relay_used, err, errsize);
+	}
 	sg_buf_free(&text);
 	return r;
 }
@@ -530,6 +669,12 @@ static const char *opt(const char *s)
 	return s[0] != '\0' ? s : NULL;
 }
 
+bool sg_config_relays(const struct sg_config *c, const struct sg_listener_cfg *l)
+{
+	enum sg_delivery d = l->delivery != SG_DELIVERY_INHERIT ? l->delivery : c->relay.delivery;
+	return d == SG_DELIVERY_RELAY;
+}
+
 void sg_config_finish(struct sg_config *c)
 {
 	if (c->nlisteners == 0) {
@@ -549,4 +694,6 @@ void sg_config_finish(struct sg_config *c)
 	c->sasl.gss_realm = opt(c->gss_realm);
 	c->sasl.gss_map_domain = opt(c->gss_map_domain);
 	c->sasl.tls_client_ca = opt(c->tls_client_ca);
+	for (size_t i = 0; i < c->nlisteners; i++)
+		c->listeners[i].offer_mask = offer_mask(&c->listeners[i], c->legacy_verifiers);
 }

@@ -17,7 +17,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "relay/relay_config.h"
 #include "core/proxy.h"
 #include "sasl/mech.h"
 
@@ -36,7 +38,14 @@ struct sg_listener_cfg {
 	bool bare_lf_normalize;       /* accept bare LF as a line end in DATA */
 	bool require_tls;             /* 530 5.7.0 Must issue a STARTTLS command first */
 	bool plaintext_without_tls;   /* offer PLAIN/LOGIN before TLS (never by default) */
-	char mechanisms[512];         /* space-separated; "" = every available one */
+	/* auth_mechanisms (alias: mechanisms): space-separated; "" = the
+	 * default set (every mechanism the server can serve, without -PLUS
+	 * unless channel_binding). Inherited from the global key. */
+	char mechanisms[512];
+	unsigned mechanisms_line;     /* where it was set (0 = inherited/default) */
+	bool channel_binding;         /* also offer SCRAM-*-PLUS */
+	uint64_t offer_mask;          /* bit i = sg_mechs[i] may be offered (finish) */
+	enum sg_delivery delivery;    /* INHERIT: the global relay.delivery */
 	/* PROXY protocol v1/v2 header before anything else, only from these
 	 * networks (default: loopback 127.0.0.0/8 and ::1) */
 	bool proxy_protocol;
@@ -80,6 +89,11 @@ struct sg_config {
 	unsigned loops;               /* event loops (threads), default: one per core */
 	unsigned workers;             /* per loop: threads for hashing and fsync */
 	bool sender_enforce;          /* default for listeners */
+	/* mechanism list (issue 16): defaults for listeners */
+	char auth_mechanisms[512];
+	unsigned auth_mechanisms_line;
+	bool channel_binding;
+	unsigned legacy_verifiers;    /* enum sg_cred_legacy bits (store/cred.h) */
 	/* mechanism settings (strings owned by this struct) */
 	struct sg_sasl_config sasl;
 	char ntlm_domain[64];
@@ -102,6 +116,7 @@ struct sg_config {
 	char faults[SG_MAX_FAULTS][256];
 	size_t nlisteners;
 	struct sg_listener_cfg listeners[SG_MAX_LISTENERS];
+	struct sg_relay_config relay; /* delivery, relay_*, queue_*, dkim_key (relay/relay_config.h) */
 };
 
 void sg_config_defaults(struct sg_config *c);
@@ -116,5 +131,10 @@ int sg_config_add_listen(struct sg_config *c, const char *spec, char *err, size_
  * the owned fields. Call once after loading. */
 void sg_config_finish(struct sg_config *c);
 const char *sg_role_name(enum sg_role r);
+/* May the listener offer this mechanism (its list, channel_binding and
+ * legacy_verifiers; TLS and store availability are checked per session)? */
+bool sg_listener_offers(const struct sg_listener_cfg *l, const struct sg_mech *m);
+/* Does this listener deliver by relay (its own delivery, else the global one)? */
+bool sg_config_relays(const struct sg_config *c, const struct sg_listener_cfg *l);
 
 #endif

@@ -23,8 +23,11 @@
 #include "core/util.h"
 #include "http/http.h"
 #include "sasl/jwt.h"
+#include "sasl/mechs.h"
 #include "store/events.h"
 #include "store/faults.h"
+#include "relay/relay.h"
+#include "server/route.h"
 #include "server/proxy_accept.h"
 #include "server/session.h"
 #include "store/throttle.h"
@@ -400,6 +403,7 @@ static int setup_sandbox(struct sg_server *srv, char *err, size_t errsize)
 		.throttle = srv->throttle,
 		.tls_cert = c->http_tls ? c->tls_cert : NULL,
 		.tls_key = c->http_tls ? c->tls_key : NULL,
+		.relay = sg_route_http(srv),
 	};
 	if (sg_http_start(&hc, srv->creds, srv->mail, srv->events, srv->faults, &srv->metrics, &srv->http,
 			  &error) < 0) {
@@ -426,7 +430,7 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 	struct sg_privs privs;
 	if (root && sg_privs_resolve(c->user, &privs, err, errsize) < 0)
 		return -1;
-	if (setup_tls(srv, err, errsize) < 0)
+	if (setup_tls(srv, err, errsize) < 0 || sg_route_setup(srv, err, errsize) < 0)
 		return -1;
 	fit_nofile(srv);
 	evthread_use_pthreads();
@@ -493,6 +497,10 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		return -1;
 	}
 	sg_cred_set_auth_cache(srv->creds, c->auth_cache_ttl_ms, 4096);
+	if (sg_scram_fake_key_load(c->data_dir, &error) < 0) {
+		snprintf(err, errsize, "%s/%s: %s", c->data_dir, SG_SCRAM_FAKE_KEY_FILE, error);
+		return -1;
+	}
 	if (sg_mail_open(c->data_dir, &srv->mail, &error) < 0) {
 		snprintf(err, errsize, "mail store: %s", error);
 		return -1;
@@ -510,7 +518,8 @@ int sg_server_init(struct sg_server *srv, char *err, size_t errsize)
 		.repeat_window_ms = c->throttle_repeat_window_ms,
 	};
 	srv->throttle = sg_throttle_new(&tc);
-	if (setup_oauth(srv, err, errsize) < 0 || setup_sandbox(srv, err, errsize) < 0)
+	if (setup_oauth(srv, err, errsize) < 0 || sg_route_start(srv, err, errsize) < 0 ||
+	    setup_sandbox(srv, err, errsize) < 0)
 		return -1;
 	for (unsigned k = 0; k < srv->nloops; k++)
 		srv->loops[k].pool = sg_pool_new(srv->loops[k].base, c->workers);
@@ -626,6 +635,7 @@ void sg_server_deinit(struct sg_server *srv)
 	free(srv->loops);
 	srv->loops = NULL;
 	sg_http_stop(&srv->http);
+	sg_relay_free(&srv->relay);
 	sg_events_close(&srv->events);
 	sg_faults_close(&srv->faults);
 	sg_throttle_free(&srv->throttle);

@@ -24,6 +24,7 @@ struct sg_throttle;
 struct sg_events;
 struct sg_faults;
 struct sg_http;
+struct sg_relay;
 
 struct sg_loop;
 struct sg_proxy_wait;
@@ -65,6 +66,7 @@ struct sg_server {
 	struct sg_events *events;
 	struct sg_faults *faults;
 	struct sg_http *http;
+	struct sg_relay *relay;       /* delivery = relay or a smarthost set (server/route.c) */
 	struct sg_metrics metrics;
 	struct sg_loop *loops;
 	unsigned nloops;

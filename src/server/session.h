@@ -43,6 +43,8 @@ enum sess_state {
 
 struct sess_rcpt {
 	char addr[257];
+	unsigned notify;        /* RFC 3461 NOTIFY (relay/queue.h SG_NOTIFY_*), 0 = not given */
+	char orcpt[520];        /* ORCPT, xtext-decoded "type;address", "" = not given */
 };
 
 struct sess_job {
@@ -65,6 +67,7 @@ struct sess_job {
 	struct sg_buf prefix;
 	int body_fd;                    /* the DATA spool (owned: closed by sess_job_free) */
 	size_t body_len;
+	struct sg_route *route;         /* relay mode (server/route.c), else NULL */
 };
 
 struct sg_session {
@@ -93,6 +96,8 @@ struct sg_session {
 	unsigned auth_failures;
 	bool error_challenge;           /* an error challenge was sent: failure counted */
 	unsigned error_delay_ms;
+	uint64_t auth_gen;              /* store generation when the account was last checked */
+	uint8_t auth_fp[32];            /* what the authentication rests on (sess_account_fp) */
 	uint8_t auth_tag[16];           /* keyed hash of this exchange's client bytes */
 	bool auth_tag_set;
 	/* abuse counters */
@@ -103,6 +108,8 @@ struct sg_session {
 	unsigned long long declared_size;
 	struct sess_rcpt *rcpts;
 	size_t nrcpts;
+	int dsn_ret;                    /* RFC 3461 RET: 0 not given, 1 FULL, 2 HDRS (set by MAIL) */
+	char dsn_envid[101];            /* ENVID, xtext-decoded (at most 100 octets) */
 	char **owners;                  /* inboxes (mx, unauthenticated), at most one per RCPT */
 	size_t nowners;
 	unsigned txn_seq;
@@ -150,6 +157,10 @@ bool sess_tls(const struct sg_session *s);
 void sess_auth_event(struct sg_session *s, const char *mech, const char *login, const char *result,
 		     const char *reason, bool injected);
 const char *sess_log_login(const struct sg_session *s);
+/* The state an authenticated session rests on: the account's id, login and
+ * password hash, hashed into fp. 1 (enabled account), 0 (deleted or
+ * disabled), -1 (store error). Any thread. */
+int sess_account_fp(struct sg_cred_store *creds, const char *login, uint8_t fp[32]);
 
 void cmd_ehlo(struct sg_session *s, char *args);
 void cmd_helo(struct sg_session *s, char *args);

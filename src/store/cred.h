@@ -92,6 +92,11 @@ void sg_cred_set_auth_cache(struct sg_cred_store *s, unsigned ttl_ms, unsigned s
 int sg_cred_owns_address(struct sg_cred_store *s, const char *login, const char *address);
 /* Which account receives mail for this address? 1 (login_r filled) / 0 / -1. */
 int sg_cred_find_owner(struct sg_cred_store *s, const char *address, char *login_r, size_t size);
+/* The same without the @domain catch-all: the account owning exactly this
+ * address, or whose login it is. For identities (EXTERNAL's certificate): a
+ * catch-all receives a domain's mail, it does not vouch for its people. */
+int sg_cred_find_exact_owner(struct sg_cred_store *s, const char *address, char *login_r,
+			     size_t size);
 /* Is the domain local (some account owns an address or @domain in it)? 1/0/-1 */
 int sg_cred_domain_is_local(struct sg_cred_store *s, const char *domain);
 
@@ -106,9 +111,24 @@ int sg_cred_validate_address(const char *address, const char **error_r);
 /* Administration (CLI). Each returns 0 or -1 with *error_r set; the message
  * lives in a thread-local buffer valid until the next store call on the same
  * thread. Every change bumps the generation in the same transaction. */
+/* Fast verifiers (issue 10 item 23): an unsalted NT hash and the CRAM-MD5
+ * key state can be cracked at MD4/MD5 speed from a stolen database and are
+ * password-equivalent for their mechanism, so they are derived only when
+ * asked for (config `legacy_verifiers = ntlm cram-md5`, default none). */
+enum sg_cred_legacy {
+	SG_LEGACY_NTLM = 1u << 0,      /* SG_CRED_NT */
+	SG_LEGACY_CRAM_MD5 = 1u << 1,  /* SG_CRED_CRAM_MD5 */
+};
 struct sg_cred_params {
 	unsigned scram_iterations;     /* 0 = 4096 */
+	unsigned legacy;               /* enum sg_cred_legacy bits; 0 = none */
 };
+/* Is a verifier of this kind derived and stored under these params? (p may
+ * be NULL: the defaults, no legacy verifier.) */
+bool sg_cred_params_want(const struct sg_cred_params *p, enum sg_cred_kind kind);
+/* "ntlm cram-md5" (space or comma separated, "" or "none" = 0) -> bits.
+ * 0, or -1 with *bad_r pointing at the unknown word (in a static copy). */
+int sg_cred_legacy_parse(const char *text, unsigned *bits_r, const char **bad_r);
 int sg_cred_add(struct sg_cred_store *s, const char *login, const char *password,
 		const struct sg_cred_params *p, const char **error_r);
 int sg_cred_set_password(struct sg_cred_store *s, const char *login, const char *password,

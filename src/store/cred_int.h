@@ -34,6 +34,9 @@ struct sg_cred_ops {
 		      struct sg_account *acct, struct sg_verifier *v);
 	int (*owns_address)(struct sg_cred_store *s, const char *login, const char *address);
 	int (*find_owner)(struct sg_cred_store *s, const char *address, char *login_r, size_t size);
+	/* find_owner without the @domain catch-all (NULL: exact login only) */
+	int (*find_exact_owner)(struct sg_cred_store *s, const char *address, char *login_r,
+				size_t size);
 	int (*domain_is_local)(struct sg_cred_store *s, const char *domain);
 	int (*add)(struct sg_cred_store *s, const char *login, const char *password,
 		   const struct sg_cred_params *p, const char **error_r);

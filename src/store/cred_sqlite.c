@@ -434,7 +434,8 @@ static int query_login(sqlite3 *db, const char *sql, const char *arg, char *logi
 	return ret;
 }
 
-static int sqlite_find_owner(struct sg_cred_store *base, const char *address, char *login_r, size_t size)
+static int find_owner(struct sg_cred_store *base, const char *address, bool catchall_too,
+		      char *login_r, size_t size)
 {
 	struct cred_sqlite *s = SQ(base);
 	char addr[512];
@@ -452,10 +453,21 @@ static int sqlite_find_owner(struct sg_cred_store *base, const char *address, ch
 	int ret = query_login(c->db, q_addr, addr, login_r, size);
 	if (ret == 0)
 		ret = query_login(c->db, q_login, addr, login_r, size);
-	if (ret == 0)
+	if (ret == 0 && catchall_too)
 		ret = query_login(c->db, q_addr, catchall, login_r, size);
 	conn_put(s, c);
 	return ret;
+}
+
+static int sqlite_find_owner(struct sg_cred_store *base, const char *address, char *login_r, size_t size)
+{
+	return find_owner(base, address, true, login_r, size);
+}
+
+static int sqlite_find_exact_owner(struct sg_cred_store *base, const char *address, char *login_r,
+				   size_t size)
+{
+	return find_owner(base, address, false, login_r, size);
 }
 
 static int sqlite_domain_is_local(struct sg_cred_store *base, const char *domain)
@@ -492,6 +504,8 @@ static int write_verifiers(sqlite3 *db, int64_t id, const struct sg_cred_derived
 		return -1;
 	int ret = 0;
 	for (size_t i = 0; i < SG_CRED_N_KINDS && ret == 0; i++) {
+		if (d->v[i].kind == SG_CRED_NONE)
+			continue; /* a legacy verifier not asked for */
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, id);
 		bind_text(st, 2, sg_cred_kind_name(sg_cred_all_kinds[i]));
@@ -868,6 +882,7 @@ static const struct sg_cred_ops sqlite_ops = {
 	.lookup = sqlite_lookup,
 	.owns_address = sqlite_owns_address,
 	.find_owner = sqlite_find_owner,
+	.find_exact_owner = sqlite_find_exact_owner,
 	.domain_is_local = sqlite_domain_is_local,
 	.add = sqlite_add,
 	.set_password = sqlite_set_password,

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -26,6 +27,51 @@ const char *sg_cred_kind_name(enum sg_cred_kind kind)
 	case SG_CRED_NT: return "nt";
 	default: return NULL;
 	}
+}
+
+bool sg_cred_params_want(const struct sg_cred_params *p, enum sg_cred_kind kind)
+{
+	unsigned legacy = p != NULL ? p->legacy : 0;
+	switch (kind) {
+	case SG_CRED_NT:
+		return (legacy & SG_LEGACY_NTLM) != 0;
+	case SG_CRED_CRAM_MD5:
+		return (legacy & SG_LEGACY_CRAM_MD5) != 0;
+	case SG_CRED_PASSWORD_HASH:
+	case SG_CRED_SCRAM_SHA1:
+	case SG_CRED_SCRAM_SHA256:
+		return true;
+	default:
+		return false;
+	}
+}
+
+int sg_cred_legacy_parse(const char *text, unsigned *bits_r, const char **bad_r)
+{
+	static _Thread_local char word[64];
+	unsigned bits = 0;
+	*bad_r = NULL;
+	for (const char *p = text; *p != '\0';) {
+		while (*p == ' ' || *p == ',' || *p == '\t')
+			p++;
+		size_t n = strcspn(p, " ,\t");
+		if (n == 0)
+			break;
+		if (n == 4 && strncasecmp(p, "ntlm", 4) == 0)
+			bits |= SG_LEGACY_NTLM;
+		else if (n == 8 && strncasecmp(p, "cram-md5", 8) == 0)
+			bits |= SG_LEGACY_CRAM_MD5;
+		else if (!(n == 4 && strncasecmp(p, "none", 4) == 0)) {
+			size_t k = n < sizeof(word) - 1 ? n : sizeof(word) - 1;
+			memcpy(word, p, k);
+			word[k] = '\0';
+			*bad_r = word;
+			return -1;
+		}
+		p += n;
+	}
+	*bits_r = bits;
+	return 0;
 }
 
 size_t sg_verifier_scram_key_len(enum sg_cred_kind kind)

@@ -66,7 +66,7 @@ void sg_fuzz_init(void)
 	if (sg_cred_open(fz_path, &fz_store, &error) < 0)
 		sg_fuzz_fail("sg_cred_open %s: %s", fz_path, error != NULL ? error : "?");
 	atexit(fz_cleanup);
-	struct sg_cred_params p = {.scram_iterations = 4096};
+	struct sg_cred_params p = {.scram_iterations = 4096, .legacy = SG_LEGACY_NTLM | SG_LEGACY_CRAM_MD5};
 	if (sg_cred_add(fz_store, SG_FUZZ_LOGIN, SG_FUZZ_PASSWORD, &p, &error) < 0)
 		sg_fuzz_fail("sg_cred_add: %s", error != NULL ? error : "?");
 	if (sg_cred_add_address(fz_store, SG_FUZZ_LOGIN, "alice@example.test", &error) < 0)

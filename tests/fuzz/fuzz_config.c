@@ -43,9 +43,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				sg_fuzz_fail("config: listener %zu port %u", i, l->port);
 			(void)sg_role_name(l->role);
 		}
+		if (!TERMINATED(c->auth_mechanisms))
+			sg_fuzz_fail("config: auth_mechanisms not terminated");
 		sg_config_finish(c);
 		if (c->nlisteners > SG_MAX_LISTENERS)
 			sg_fuzz_fail("config: %zu listeners after finish", c->nlisteners);
+		/* the offer never contains a mechanism whose legacy verifier is off,
+		 * nor -PLUS without channel_binding or an explicit listing */
+		for (size_t i = 0; i < c->nlisteners; i++) {
+			const struct sg_listener_cfg *l = &c->listeners[i];
+			for (size_t k = 0; sg_mechs[k] != NULL; k++) {
+				const struct sg_mech *m = sg_mechs[k];
+				if (!sg_listener_offers(l, m))
+					continue;
+				if ((m->cred == SG_CRED_NT && !(c->legacy_verifiers & SG_LEGACY_NTLM)) ||
+				    (m->cred == SG_CRED_CRAM_MD5 && !(c->legacy_verifiers & SG_LEGACY_CRAM_MD5)))
+					sg_fuzz_fail("config: %s offered without its legacy verifier", m->name);
+				if ((m->flags & SG_MECH_F_CHANNEL_BINDING) && !l->channel_binding &&
+				    l->mechanisms[0] == '\0')
+					sg_fuzz_fail("config: %s offered by default", m->name);
+			}
+		}
 	} else if (r == -1) {
 		if (!TERMINATED(err))
 			sg_fuzz_fail("config: error message not terminated");

@@ -120,6 +120,9 @@ mechanisms = SCRAM-SHA-256 PLAIN
 put("config", "minimal", "hostname = mx.example.test\n")
 put("config", "bad", "[listener a]\nrole = nope\nlisten = [::1]:99999\n")
 put("config", "ipv6", "[listener s]\nrole = submissions\nlisten = [::1]:4465\n")
+put("config", "mechs", "legacy_verifiers = ntlm, cram-md5\nauth_mechanisms = SCRAM-SHA-256 PLAIN NTLM\n"
+    "channel_binding = no\n[listener s]\nrole = submission\nchannel_binding = yes\n"
+    "[listener t]\nauth_mechanisms = SCRAM-SHA-1-PLUS,CRAM-MD5\n")
 
 # ---- jwt: flags + token
 def jws(header, claims, alg_sign):
@@ -166,7 +169,11 @@ for n, (h, c) in {"sign_basic": ({"alg": "HS256"}, claims),
                   "sign_aud_array": ({"alg": "HS256", "typ": "JWT"}, dict(claims, aud=["a", "smtp"], nbf=FUZZ_NOW)),
                   "sign_float_exp": ({"alg": "HS256"}, dict(claims, exp=1.8e9)),
                   "sign_no_exp": ({"alg": "HS256"}, {k: v for k, v in claims.items() if k != "exp"}),
-                  "sign_email": ({"alg": "HS256"}, dict(claims, email="Alice@Example.TEST"))}.items():
+                  "sign_email": ({"alg": "HS256"}, dict(claims, email="Alice@Example.TEST")),
+                  # issue 10 item 22: dates whose difference with "now" overflowed
+                  "sign_exp_int64_min": ({"alg": "HS256"}, dict(claims, exp=-2**63)),
+                  "sign_nbf_negative": ({"alg": "HS256"}, dict(claims, nbf=-1)),
+                  "sign_iat_int64_max": ({"alg": "HS256"}, dict(claims, iat=2**63 - 1))}.items():
     put("jwt", n, bytes([4 | (1 if "email" in n else 0)]) + json.dumps(h).encode() + b"\x00" + json.dumps(c).encode())
 keys = os.path.join(HERE, "keys")
 if os.path.exists(os.path.join(keys, "rsa.pem")):

@@ -476,6 +476,10 @@ class Server:
         self.settings.setdefault("throttle_max_delay_ms", auth_fail_delay_ms)
         # many servers run side by side: no HTTP unless a test asks (--http ADDR:PORT)
         self.settings.setdefault("http_listen", "off")
+        # The suites exercise NTLM and CRAM-MD5 too: store their (opt-in, issue 10 item 23)
+        # verifiers unless a test sets legacy_verifiers itself ("" = the server's default,
+        # none; DefaultOffer and LegacyVerifiers in test_clients_round2.py cover that default).
+        self.settings.setdefault("legacy_verifiers", "ntlm cram-md5")
         self.config_extra = config_extra
         self.env = dict(env or {})
         self.extra_args = list(extra_args)
@@ -567,6 +571,11 @@ class Server:
         return r
 
     def user(self, *args, input=None, check=True):
+        """`smtpgate user ARGS` on this server's data dir; add and passwd store the legacy
+        verifiers this server's legacy_verifiers names, as `--config` would."""
+        args = list(args)
+        if args and args[0] in ("add", "passwd") and "--legacy-verifiers" not in args:
+            args += ["--legacy-verifiers", self.settings.get("legacy_verifiers") or "none"]
         return self.cli("user", "--data-dir", self.data_dir, *args, input=input, check=check)
 
     def add_user(self, u):

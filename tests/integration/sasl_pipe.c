@@ -30,6 +30,8 @@
 int sg_cred_lookup(struct sg_cred_store *s, const char *login, enum sg_cred_kind kind,
 		   struct sg_account *acct, struct sg_verifier *v);
 int sg_cred_find_owner(struct sg_cred_store *s, const char *address, char *login_r, size_t size);
+int sg_cred_find_exact_owner(struct sg_cred_store *s, const char *address, char *login_r,
+			     size_t size);
 
 /* Finds name in a comma list "a,b:flag,c"; returns the entry's flag part or NULL. */
 static const char *list_find(const char *list, const char *name, bool *found)
@@ -92,6 +94,13 @@ int sg_cred_find_owner(struct sg_cred_store *s, const char *address, char *login
 			o++;
 	}
 	return 0;
+}
+
+/* These owners are exact addresses only: the same answer without catch-alls. */
+int sg_cred_find_exact_owner(struct sg_cred_store *s, const char *address, char *login_r,
+			     size_t size)
+{
+	return sg_cred_find_owner(s, address, login_r, size);
 }
 
 static void print_b64(const char *tag, const struct sg_buf *b)

@@ -158,6 +158,43 @@ def smtp_login_once(srv, login, password):
 class SharedThrottle(unittest.TestCase):
     """Items 4, 5, 6 of issue 10 and item 2 of issue 16."""
 
+    def via_proxy(self, srv, client_ip, sport):
+        """A session whose client address comes from a PROXY v1 header (sent from a trusted
+        loopback proxy): the way to have IPv6 clients other than ::1 on a loopback-only box."""
+        c = connect(srv, "submission", greet=False)
+        c.send(("PROXY TCP6 %s ::1 %d 587\r\n" % (client_ip, sport)).encode())
+        c.greeting = c.read_reply()
+        return c
+
+    def test_ipv6_counted_per_prefix(self):
+        """Item 7: a host owning a /64 is one client for the AUTH throttle and the per-address
+        connection limit (default ipv6_prefix = 64); another /64 is another client."""
+        listener = dict(PLAIN_SUBMISSION, proxy_protocol="yes", proxy_trusted="127.0.0.1/32")
+        with Server(users=STD_USERS, listeners={"submission": listener},
+                    settings=throttle_settings(throttle_ip_threshold=3,
+                                               max_connections_per_ip=4)) as srv:
+            codes = []
+            for i in range(4):
+                c = self.via_proxy(srv, "2001:db8:1:2::%x" % (i + 1), 1000 + i)
+                c.ehlo()
+                codes.append(c.auth_plain(ALICE.login, "guess-%d" % i).code)
+                c.close()
+            self.assertEqual(codes, [535, 535, 535, 454], "four addresses of one /64")
+            c = self.via_proxy(srv, "2001:db8:1:3::1", 2000)
+            c.ehlo()
+            self.assertEqual(c.auth_plain(ALICE.login, ALICE.password).code, 235, "another /64")
+            c.close()
+            # connections: 4 per /64, the 5th from the same /64 is refused
+            held = [self.via_proxy(srv, "2001:db8:7:7::%x" % (i + 1), 3000 + i) for i in range(4)]
+            for h in held:
+                self.assertEqual(h.greeting.code, 220)
+            extra = self.via_proxy(srv, "2001:db8:7:7:ffff::9", 3999)
+            self.assertEqual(extra.greeting.code, 421)
+            other = self.via_proxy(srv, "2001:db8:7:8::1", 4000)
+            self.assertEqual(other.greeting.code, 220)
+            for h in held + [extra, other]:
+                h.close()
+
     def server(self, **kw):
         return Server(users=STD_USERS, listeners={"submission": PLAIN_SUBMISSION},
                       settings=throttle_settings(**kw))
@@ -230,8 +267,11 @@ class SharedThrottle(unittest.TestCase):
             def http_try(password):
                 auth = "Basic " + base64.b64encode(
                     ("%s:%s" % (ALICE.login, password)).encode()).decode()
-                return test_http.request(port, "GET", "/api/v1/messages", auth=auth)
+                return test_http.request(port, "GET", "/api/v1/inboxes", auth=auth)
 
+            bob = "Basic " + base64.b64encode(("%s:%s" % (BOB.login, BOB.password)).encode()).decode()
+            self.assertEqual(test_http.request(port, "GET", "/api/v1/inboxes", auth=bob).status,
+                             200)
             # HTTP alone: throttled after the same number of failures as SMTP
             for i in range(5):
                 self.assertEqual(http_try("http-guess-%d" % i).status, 401)
@@ -242,6 +282,9 @@ class SharedThrottle(unittest.TestCase):
             self.assertEqual(smtp_login_once(srv, BOB.login, "smtp-guess")[0], 454)
             # even the right password is refused over HTTP while cooling off
             self.assertEqual(http_try(ALICE.password).status, 429)
+            # a login verified just before (bob's page, same address) is no guess: it goes on
+            self.assertEqual(test_http.request(port, "GET", "/api/v1/inboxes", auth=bob).status,
+                             200)
             log = srv.log()
             self.assertIn("http_auth", log)
             self.assertIn("login=alice@example.test result=fail", log)
@@ -356,8 +399,11 @@ class Resources(unittest.TestCase):
             self.assertEqual(len(results), nsess)
             print("RSS base %.1f MiB, peak %.1f MiB with %d x %d MiB in DATA"
                   % (base / 1024, peak / 1024, nsess, size >> 20))
-            self.assertLess(growth_mb, 24, "RSS grew by %.1f MiB with %d MiB of bodies in flight"
-                            % (growth_mb, nsess * size >> 20))
+            # under ASan the allocator's quarantine of freed buffers (256 MiB) is part of the
+            # RSS: the bound is checked in the main phase, the rest of the test runs in both
+            if not os.environ.get("SG_UNDER_ASAN"):
+                self.assertLess(growth_mb, 24, "RSS grew by %.1f MiB with %d MiB of bodies in "
+                                "flight" % (growth_mb, nsess * size >> 20))
             msgs = srv.messages(ALICE.login)
             self.assertEqual(len(msgs), nsess)
             data = srv.read_message(ALICE.login, msgs[0])
@@ -574,6 +620,39 @@ class Transactions(unittest.TestCase):
             c.close()
             missing = [u.login for u in users if len(srv.messages(u.login)) != 1]
             self.assertEqual(missing, [], "a 250 was given for these, nothing delivered")
+
+    def test_disable_passwd_del_end_the_right_to_submit(self):
+        users = [User("dis@example.test", "dis-Secret-1"), User("pw@example.test", "pw-Secret-2"),
+                 User("del@example.test", "del-Secret-3"), User("keep@example.test", "keep-S-4")]
+        with Server(users=users, listeners={"submission": PLAIN_SUBMISSION},
+                    settings={"max_auth_attempts": 10}) as srv:   # smtplib tries 3 mechanisms
+            sessions = {}
+            for u in users:
+                s = smtplib.SMTP(HOST, srv.port("submission"), timeout=20)
+                s.ehlo()
+                s.login(u.login, u.password)
+                code, _ = s.mail(u.login)           # allowed before the change
+                self.assertEqual(code, 250)
+                s.rset()
+                sessions[u.login] = s
+            srv.user("disable", "dis@example.test")
+            srv.user("passwd", "pw@example.test", "--password-stdin", input="new-Secret-9\n")
+            srv.user("del", "del@example.test")
+            for login in ("dis@example.test", "pw@example.test", "del@example.test"):
+                code, text = sessions[login].mail(login)
+                self.assertEqual(code, 530, "%s: %s %s" % (login, code, text))
+                self.assertIn(b"5.7.0", text)
+            # another account is unaffected by the changes
+            self.assertEqual(sessions["keep@example.test"].mail("keep@example.test")[0], 250)
+            # the changed password works on the same connection, the old one does not
+            s = sessions["pw@example.test"]
+            with self.assertRaises(smtplib.SMTPAuthenticationError):
+                s.login("pw@example.test", "pw-Secret-2")
+            s.login("pw@example.test", "new-Secret-9")
+            self.assertEqual(s.mail("pw@example.test")[0], 250)
+            for s in sessions.values():
+                s.close()
+            self.assertIn("reason=account_changed", srv.log())
 
 
 if __name__ == "__main__":

@@ -318,7 +318,9 @@ class MechClients(MechClientBase):
         with open(secret, "w") as f:
             f.write(OAUTH_SECRET)
         os.chmod(secret, 0o600)
-        cls.SETTINGS = {"ntlm_allow_v1": "yes", "oauth_secret_file": secret}
+        # -PLUS is opt-in (issue 16): this class tests it, so it enables it
+        cls.SETTINGS = {"ntlm_allow_v1": "yes", "oauth_secret_file": secret,
+                        "channel_binding": "yes"}
 
     def expired_token(self, login):
         now = int(time.time())
@@ -715,6 +717,10 @@ class ExternalClients(MechClientBase):
         cls.make_client("ca", "alias", "al@example.test")
         cls.make_client("ca", "nobody", "nobody@example.test")
         cls.make_client("rogue", "forged", "alice@example.test")
+        # issue 10 items 8 and 26: purpose and catch-all
+        cls.make_client("ca", "serveronly", "alice@example.test", eku="serverAuth")
+        cls.make_client("ca", "noeku", "alice@example.test", eku=None)
+        cls.make_client("ca", "catchall", "boss@alice-corp.test")   # alice owns @alice-corp.test
         cls.SETTINGS = {"tls_client_ca": os.path.join(cls.pki, "ca.pem")}
 
     @classmethod
@@ -726,14 +732,15 @@ class ExternalClients(MechClientBase):
                 "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=cls.pki)
 
     @classmethod
-    def make_client(cls, ca, name, email):
+    def make_client(cls, ca, name, email, eku="clientAuth"):
         openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                 "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=%s client" % name,
                 cwd=cls.pki)
         ext = os.path.join(cls.pki, name + ".ext")
         with open(ext, "w") as f:
-            f.write("subjectAltName=email:%s\nextendedKeyUsage=clientAuth\n"
-                    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n" % email)
+            f.write("subjectAltName=email:%s\n%s"
+                    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                    % (email, "extendedKeyUsage=%s\n" % eku if eku else ""))
         openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
                 "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-out", name + ".pem",
                 "-days", "2", "-extfile", ext, cwd=cls.pki)
@@ -782,6 +789,30 @@ class ExternalClients(MechClientBase):
         offers = re.findall(r"^<-- 250-AUTH (.*)$", out, re.M)
         self.assertTrue(offers, transcript(out))
         self.assertNotIn("EXTERNAL", offers[-1].split())
+
+    def test_msmtp_external_catchall_is_no_identity(self):
+        # issue 10 item 8: alice owns @alice-corp.test to receive the domain's mail; a verified
+        # certificate for boss@alice-corp.test must not make its holder alice
+        before = self.srv.messages(ALICE.login)
+        rc, out, _ = self.external("catchall", ALICE.login, sender=ALICE.login)
+        self.assert_refused(rc, out, R_AUTH_BAD, ALICE.login, before)
+        fails = self.auth_log("EXTERNAL", "fail")
+        self.assertIn("reason=no_account_for_certificate", fails[-1])
+        self.assertIn("login=boss@alice-corp.test ", fails[-1])
+
+    def test_msmtp_external_extended_key_usage(self):
+        # issue 10 items 8/26: a certificate whose extended key usage leaves out clientAuth
+        # (here: a server certificate) is no client identity: EXTERNAL is not offered
+        rc, out, _ = self.external("serveronly", ALICE.login)
+        self.assertNotEqual(rc, 0, transcript(out))
+        self.assert_not_in_output(R_AUTH_OK, out)
+        offers = re.findall(r"^<-- 250-AUTH (.*)$", out, re.M)
+        self.assertTrue(offers, transcript(out))
+        self.assertNotIn("EXTERNAL", offers[-1].split())
+        # without the extension (any use allowed, RFC 5280 4.2.1.12) it is one
+        rc, out, subject = self.external("noeku", ALICE.login)
+        self.assertEqual(rc, 0, transcript(out))
+        self.assert_stored(ALICE.login, out, "EXTERNAL", subject)
 
     def test_no_certificate_no_external(self):
         # without a certificate EXTERNAL is not offered, and the other mechanisms still work

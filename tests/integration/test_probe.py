@@ -33,6 +33,7 @@ class ProbeSmtpgate(ServerTestCase):
         "submissions": "submissions",
         "only_plain": {"role": "submissions", "mechanisms": "PLAIN"},
     }
+    SETTINGS = {"channel_binding": "yes"}     # -PLUS is opt-in (issue 16)
 
     PASSWORD_MECHS = ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1",
                       "NTLM", "CRAM-MD5", "PLAIN", "LOGIN"]

@@ -80,11 +80,52 @@ static void test_open_mode(void **state)
 	assert_non_null(err);
 }
 
+/* Issue 10 item 23: NT hash and CRAM-MD5 state only when asked for; passwd
+ * without them removes those kept before. */
+static void test_legacy_verifiers_opt_in(void **state)
+{
+	struct fx *f = *state;
+	const char *err = NULL;
+	struct sg_account a;
+	struct sg_verifier v;
+	assert_int_equal(sg_cred_add(f->s, "plain", "pw-1", NULL, &err), 0);
+	assert_int_equal(sg_cred_lookup(f->s, "plain", SG_CRED_NT, &a, &v), 1);
+	assert_int_equal(v.kind, SG_CRED_NONE);
+	assert_int_equal(sg_cred_lookup(f->s, "plain", SG_CRED_CRAM_MD5, &a, &v), 1);
+	assert_int_equal(v.kind, SG_CRED_NONE);
+	assert_int_equal(sg_cred_lookup(f->s, "plain", SG_CRED_SCRAM_SHA256, &a, &v), 1);
+	assert_int_equal(v.kind, SG_CRED_SCRAM_SHA256);
+	/* a non-UTF-8 password is refused even without the NT hash */
+	assert_int_equal(sg_cred_add(f->s, "bad", "\xff\xfe", NULL, &err), -1);
+
+	struct sg_cred_params only_nt = {.legacy = SG_LEGACY_NTLM};
+	assert_int_equal(sg_cred_set_password(f->s, "plain", "pw-2", &only_nt, &err), 0);
+	assert_int_equal(sg_cred_lookup(f->s, "plain", SG_CRED_NT, &a, &v), 1);
+	assert_int_equal(v.kind, SG_CRED_NT);
+	assert_int_equal(sg_cred_lookup(f->s, "plain", SG_CRED_CRAM_MD5, &a, &v), 1);
+	assert_int_equal(v.kind, SG_CRED_NONE);
+	assert_int_equal(sg_cred_set_password(f->s, "plain", "pw-3", NULL, &err), 0);
+	assert_int_equal(sg_cred_lookup(f->s, "plain", SG_CRED_NT, &a, &v), 1);
+	assert_int_equal(v.kind, SG_CRED_NONE);
+	memset(&v, 0, sizeof(v));
+
+	unsigned bits = 99;
+	const char *bad = NULL;
+	assert_int_equal(sg_cred_legacy_parse("ntlm, CRAM-MD5", &bits, &bad), 0);
+	assert_int_equal(bits, SG_LEGACY_NTLM | SG_LEGACY_CRAM_MD5);
+	assert_int_equal(sg_cred_legacy_parse("none", &bits, &bad), 0);
+	assert_int_equal(bits, 0);
+	assert_int_equal(sg_cred_legacy_parse("", &bits, &bad), 0);
+	assert_int_equal(bits, 0);
+	assert_int_equal(sg_cred_legacy_parse("ntlm md4", &bits, &bad), -1);
+	assert_string_equal(bad, "md4");
+}
+
 static void test_add_lookup_check(void **state)
 {
 	struct fx *f = *state;
 	const char *err = NULL, *reason = NULL;
-	struct sg_cred_params p = {.scram_iterations = 4096};
+	struct sg_cred_params p = {.scram_iterations = 4096, .legacy = SG_LEGACY_NTLM | SG_LEGACY_CRAM_MD5};
 	assert_int_equal(sg_cred_add(f->s, "alice", "wonderland", &p, &err), 0);
 	assert_int_equal(sg_cred_add(f->s, "alice", "other", NULL, &err), -1);
 	assert_string_equal(err, "account 'alice' already exists");
@@ -147,7 +188,7 @@ static void test_add_lookup_check(void **state)
 	assert_string_equal(err, "account 'zed' does not exist");
 
 	/* new password */
-	assert_int_equal(sg_cred_set_password(f->s, "alice", "looking-glass", NULL, &err), 0);
+	assert_int_equal(sg_cred_set_password(f->s, "alice", "looking-glass", &p, &err), 0);
 	assert_int_equal(sg_cred_check_password(f->s, "alice", "wonderland", &a, &reason), 0);
 	assert_int_equal(sg_cred_check_password(f->s, "alice", "looking-glass", &a, &reason), 1);
 	assert_int_equal(sg_cred_lookup(f->s, "alice", SG_CRED_NT, &a, &v), 1);
@@ -381,6 +422,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_open_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_lookup_check, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_legacy_verifiers_opt_in, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_addresses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_generation, setup, teardown),

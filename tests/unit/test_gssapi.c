@@ -47,6 +47,8 @@ static bool fake_store_down;
 int sg_cred_lookup(struct sg_cred_store *s, const char *login, enum sg_cred_kind kind,
 		   struct sg_account *acct, struct sg_verifier *v);
 int sg_cred_find_owner(struct sg_cred_store *s, const char *address, char *login_r, size_t size);
+int sg_cred_find_exact_owner(struct sg_cred_store *s, const char *address, char *login_r,
+			     size_t size);
 
 int sg_cred_lookup(struct sg_cred_store *s, const char *login, enum sg_cred_kind kind,
 		   struct sg_account *acct, struct sg_verifier *v)
@@ -79,6 +81,13 @@ int sg_cred_find_owner(struct sg_cred_store *s, const char *address, char *login
 		}
 	}
 	return 0;
+}
+
+/* These owners are exact addresses only: the same answer without catch-alls. */
+int sg_cred_find_exact_owner(struct sg_cred_store *s, const char *address, char *login_r,
+			     size_t size)
+{
+	return sg_cred_find_owner(s, address, login_r, size);
 }
 
 /* ------------------------------------------------------------ the exchange */
@@ -305,6 +314,49 @@ static void gss_env(struct sg_sasl_server_env *senv, struct sg_sasl_client_env *
 	memset(cenv, 0, sizeof(*cenv));
 	cenv->host = "localhost";
 	cenv->service = "smtp";
+}
+
+/* Issue 10 item 26: without gss_realm only the keytab's realm maps (the
+ * caller passes it as realm_allowed); no KDC needed for the pure mapping. */
+static void test_gssapi_map_principal(void **state)
+{
+	static const struct {
+		const char *principal, *realm, *domain;
+		enum sg_mech_status want;
+		const char *login_or_reason;
+	} cases[] = {
+		{"alice@EXAMPLE.TEST", "EXAMPLE.TEST", NULL, SG_MECH_OK, "alice"},
+		{"alice@EXAMPLE.TEST", "EXAMPLE.TEST", "example.org", SG_MECH_OK, "alice@example.org"},
+		/* a principal of another realm the KDC trusts is not the local alice */
+		{"alice@OTHER.TEST", "EXAMPLE.TEST", NULL, SG_MECH_FAIL, "wrong_realm"},
+		{"alice@example.test", "EXAMPLE.TEST", NULL, SG_MECH_FAIL, "wrong_realm"},
+		{"alice@EXAMPLE.TEST.EVIL", "EXAMPLE.TEST", NULL, SG_MECH_FAIL, "wrong_realm"},
+		/* no realm known (no keytab realm, no gss_realm): nothing maps */
+		{"alice@EXAMPLE.TEST", NULL, NULL, SG_MECH_FAIL, "wrong_realm"},
+		{"alice@EXAMPLE.TEST", "", NULL, SG_MECH_FAIL, "wrong_realm"},
+		{"alice/admin@EXAMPLE.TEST", "EXAMPLE.TEST", NULL, SG_MECH_FAIL, "unknown_principal"},
+		{"a\\@b@EXAMPLE.TEST", "EXAMPLE.TEST", NULL, SG_MECH_FAIL, "unknown_principal"},
+		{"@EXAMPLE.TEST", "EXAMPLE.TEST", NULL, SG_MECH_FAIL, "unknown_principal"},
+		{"alice", "EXAMPLE.TEST", NULL, SG_MECH_FAIL, "unknown_principal"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char login[256];
+		const char *reason = NULL;
+		enum sg_mech_status r = sg_gss_map_principal(cases[i].principal, cases[i].realm,
+							     cases[i].domain, login, sizeof(login), &reason);
+		if (r != cases[i].want)
+			fail_msg("case %zu %s: got %d (%s)", i, cases[i].principal, r, reason ? reason : "-");
+		if (r == SG_MECH_OK)
+			assert_string_equal(login, cases[i].login_or_reason);
+		else
+			assert_string_equal(reason, cases[i].login_or_reason);
+	}
+	/* a login too long for the buffer is refused, not truncated */
+	char small[8];
+	const char *reason = NULL;
+	assert_int_equal(sg_gss_map_principal("alice@R", "R", "example.org", small, sizeof(small),
+					      &reason),
+			 SG_MECH_FAIL);
 }
 
 static void test_gssapi_available(void **state)
@@ -678,6 +730,7 @@ int main(void)
 		cmocka_unit_test_setup(test_gssapi_ok, gss_setup),
 		cmocka_unit_test_setup(test_gssapi_refused, gss_setup),
 		cmocka_unit_test_setup(test_gssapi_map_domain, gss_setup),
+		cmocka_unit_test(test_gssapi_map_principal),
 		cmocka_unit_test_setup(test_gssapi_acceptor_name, gss_setup),
 		cmocka_unit_test_setup(test_gssapi_layer_message, gss_setup),
 		cmocka_unit_test_setup(test_gssapi_bad_tokens, gss_setup),

@@ -249,6 +249,23 @@ static void test_claims(void **state)
 		{"{\"sub\":\"alice\",\"sub\":\"bob\",\"exp\":1700000100}", NULL, NULL, NULL, 0,
 		 "malformed_token", NULL},
 		{"[\"sub\",\"alice\"]", NULL, NULL, NULL, 0, "malformed_token", NULL},
+		/* issue 10 item 22: exp = -2^63 made now - exp overflow and was accepted;
+		 * dates outside [epoch, end of year 9999] are refused */
+		{"{\"sub\":\"alice\",\"exp\":-9223372036854775808}", NULL, NULL, NULL, 0,
+		 "malformed_token", NULL},
+		{"{\"sub\":\"alice\",\"exp\":-1}", NULL, NULL, NULL, 0, "malformed_token", NULL},
+		{"{\"sub\":\"alice\",\"exp\":-1e300}", NULL, NULL, NULL, 0, "malformed_token", NULL},
+		{"{\"sub\":\"alice\",\"exp\":9223372036854775807}", NULL, NULL, NULL, 0,
+		 "malformed_token", NULL},
+		{"{\"sub\":\"alice\",\"exp\":253402300800}", NULL, NULL, NULL, 0, "malformed_token",
+		 NULL},
+		{"{\"sub\":\"alice\",\"exp\":253402300799}", NULL, NULL, NULL, 1, NULL, "alice"},
+		{"{\"sub\":\"alice\",\"exp\":1700000100,\"nbf\":-9223372036854775808}", NULL, NULL,
+		 NULL, 0, "malformed_token", NULL},
+		{"{\"sub\":\"alice\",\"exp\":1700000100,\"iat\":9223372036854775807}", NULL, NULL,
+		 NULL, 0, "malformed_token", NULL},
+		{"{\"sub\":\"alice\",\"exp\":1700000100,\"iat\":1e19}", NULL, NULL, NULL, 0,
+		 "malformed_token", NULL},
 		{"{\"sub\":\"alice\",\"exp\":1700000100", NULL, NULL, NULL, 0, "malformed_token", NULL},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -267,6 +284,15 @@ static void test_claims(void **state)
 			assert_string_equal(sub, cases[i].sub);
 		free(t);
 	}
+	/* extreme clocks do not overflow either */
+	c.oauth_issuer = c.oauth_audience = c.oauth_login_claim = NULL;
+	char *tx = make_hs256(key32, sizeof(key32), "{\"alg\":\"HS256\"}",
+			      "{\"sub\":\"alice\",\"exp\":1700000100,\"nbf\":0}");
+	assert_int_equal(verify(&c, tx, INT64_MIN, sub, &reason), 0);
+	assert_string_equal(reason, "not_yet_valid");
+	assert_int_equal(verify(&c, tx, INT64_MAX, sub, &reason), 0);
+	assert_string_equal(reason, "expired_token");
+	free(tx);
 	/* A subject too long for the caller's buffer is refused, never truncated. */
 	c.oauth_issuer = c.oauth_audience = c.oauth_login_claim = NULL;
 	char *t = make_hs256(key32, sizeof(key32), "{\"alg\":\"HS256\"}",

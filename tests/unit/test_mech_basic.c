@@ -35,7 +35,7 @@ static int setup(void **state)
 	snprintf(f->path, sizeof(f->path), "%s/cred.db", f->dir);
 	if (sg_cred_open(f->path, &f->s, &err) != 0)
 		return -1;
-	struct sg_cred_params p = {.scram_iterations = 4096};
+	struct sg_cred_params p = {.scram_iterations = 4096, .legacy = SG_LEGACY_NTLM | SG_LEGACY_CRAM_MD5};
 	if (sg_cred_add(f->s, "tim", "tanstaaftanstaaf", &p, &err) != 0 ||
 	    sg_cred_add(f->s, "dora", "tanstaaftanstaaf", &p, &err) != 0 ||
 	    sg_cred_set_disabled(f->s, "dora", true, &err) != 0) {

@@ -352,7 +352,7 @@ static int setup(void **state)
 	const char *err = NULL;
 	if (sg_cred_open(f->path, &f->store, &err) < 0)
 		fail_msg("sg_cred_open: %s", err);
-	struct sg_cred_params p = {.scram_iterations = 4096};
+	struct sg_cred_params p = {.scram_iterations = 4096, .legacy = SG_LEGACY_NTLM | SG_LEGACY_CRAM_MD5};
 	assert_int_equal(sg_cred_add(f->store, "alice", "s3cret", &p, &err), 0);
 	assert_int_equal(sg_cred_add(f->store, "bob@example.org", "hunter2", &p, &err), 0);
 	assert_int_equal(sg_cred_add(f->store, "carol", "pw", &p, &err), 0);

@@ -136,7 +136,7 @@ static void test_refusals(void **state)
 	expect_bad("D -1 1 - -\n");
 	expect_bad("N 0\n");                   /* done before a final state */
 	expect_bad("D 0 1 - -\nD 0 1 - -\n");  /* final twice */
-	expect_bad("F 0 1 4.1.1 - -\n");       /* a permanent failure with a 4xx status */
+	expect_bad("F 0 1 2.1.1 - -\n");       /* a failure with a success status */
 	expect_bad("T 0 1 5.1.1 - -\n");
 	expect_bad("F 0 1 5.1 - -\n");
 	expect_bad("F 0 1 5.1.1000 - -\n");
@@ -264,7 +264,7 @@ static void test_commit_load_append_remove(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, "F 1 100 5.", 10), 10);
 	close(fd);
-	assert_int_equal(sg_queue_load(f->q, e.id, &p, &err), 1);
+	assert_int_equal(sg_queue_load(f->q, e.id, &p, true, &err), 1);
 	assert_int_equal(p.attempts, 1);
 	assert_int_equal(p.rcpts[0].state, SG_QR_DELIVERED);
 	assert_int_equal(p.rcpts[1].state, SG_QR_PENDING);
@@ -275,12 +275,12 @@ static void test_commit_load_append_remove(void **state)
 	sg_buf_reset(&rec);
 	sg_qrec_result(&rec, 'F', 1, 101, "5.1.1", NULL, "smtp; 550 no");
 	assert_int_equal(sg_queue_append(f->q, e.id, &rec, &err), 0);
-	assert_int_equal(sg_queue_load(f->q, e.id, &p, &err), 1);
+	assert_int_equal(sg_queue_load(f->q, e.id, &p, true, &err), 1);
 	assert_int_equal(p.rcpts[1].state, SG_QR_FAILED);
 	sg_envelope_free(&p);
 	/* unknown ids are absent, never a path */
-	assert_int_equal(sg_queue_load(f->q, "../../etc/passwd", &p, &err), 0);
-	assert_int_equal(sg_queue_load(f->q, "1.0123456789abcdef", &p, &err), 0);
+	assert_int_equal(sg_queue_load(f->q, "../../etc/passwd", &p, true, &err), 0);
+	assert_int_equal(sg_queue_load(f->q, "1.0123456789abcdef", &p, true, &err), 0);
 	/* debris: a message without envelope, a tmp file */
 	char *orphan = sg_asprintf("%s/queue/msg/1.0123456789abcdef", f->dir);
 	char *tmpf = sg_asprintf("%s/queue/tmp/1.0123456789abcdef.env", f->dir);
@@ -308,7 +308,7 @@ static void test_commit_load_append_remove(void **state)
 	char *cp = sg_asprintf("%s/queue/env/%s", f->dir, p.id);
 	write_file(cp, "smtpgate-queue 1\nbogus\n");
 	struct sg_envelope c;
-	assert_int_equal(sg_queue_load(f->q, p.id, &c, &err), -1);
+	assert_int_equal(sg_queue_load(f->q, p.id, &c, true, &err), -1);
 	sg_queue_quarantine(f->q, p.id);
 	assert_int_equal(stat(cp, &st), -1);
 	char *qp = sg_asprintf("%s/queue/corrupt/%s", f->dir, p.id);

@@ -51,7 +51,7 @@ static int setup(void **state)
 	if (mkdtemp(f->dir) == NULL)
 		return -1;
 	snprintf(f->path, sizeof(f->path), "%s/cred.db", f->dir);
-	struct sg_cred_params p = {.scram_iterations = 4096};
+	struct sg_cred_params p = {.scram_iterations = 4096, .legacy = SG_LEGACY_NTLM | SG_LEGACY_CRAM_MD5};
 	if (sg_cred_open(f->path, &f->s, &err) != 0 ||
 	    sg_cred_add(f->s, "alice", "s3cret", &p, &err) != 0 ||
 	    sg_cred_add_address(f->s, "alice", "alice@example.org", &err) != 0 ||
@@ -409,6 +409,44 @@ static void test_scram_failure_replies(void **state)
 	sg_buf_free(&sout);
 }
 
+/* Issue 10 item 8: EXTERNAL maps a certificate by exact login or exact
+ * address only; an @domain catch-all is never an identity. */
+static void test_external_no_catchall(void **state)
+{
+	struct fixture *f = *state;
+	const char *err = NULL;
+	assert_int_equal(sg_cred_add_address(f->s, "alice", "@catch.example", &err), 0);
+	char owner[64];
+	assert_int_equal(sg_cred_find_owner(f->s, "dave@catch.example", owner, sizeof(owner)), 1);
+	assert_string_equal(owner, "alice");
+	assert_int_equal(sg_cred_find_exact_owner(f->s, "dave@catch.example", owner, sizeof(owner)), 0);
+	assert_int_equal(sg_cred_find_exact_owner(f->s, "alice@Example.ORG", owner, sizeof(owner)), 1);
+	assert_string_equal(owner, "alice");
+	static const struct {
+		const char *identity;
+		enum sg_mech_status want;
+		const char *reason;
+	} cases[] = {
+		{"alice", SG_MECH_OK, NULL},                   /* exact login */
+		{"alice@example.org", SG_MECH_OK, NULL},       /* exact address */
+		{"dave@catch.example", SG_MECH_FAIL, "no_account_for_certificate"},
+		{"@catch.example", SG_MECH_FAIL, "no_account_for_certificate"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sg_sasl_server_env senv = f->senv;
+		senv.cert_identity = cases[i].identity;
+		struct outcome o;
+		pair_run(&sg_mech_external, &senv, &f->cenv, &o);
+		if (o.server != cases[i].want)
+			fail_msg("EXTERNAL %s: server %d reason %s", cases[i].identity, o.server,
+				 o.reason ? o.reason : "-");
+		if (cases[i].reason != NULL)
+			assert_string_equal(o.reason, cases[i].reason);
+		else
+			assert_string_equal(o.login, "alice");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -417,6 +455,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_scram_binding, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scram_fake_salt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scram_failure_replies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_external_no_catchall, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
