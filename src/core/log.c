@@ -140,6 +140,16 @@ void sg_log_flush(void)
 		flush_thread(log_tl);
 }
 
+void sg_log_unbind_loop(void)
+{
+	struct log_thread *t = log_tl;
+	if (t == NULL)
+		return;
+	flush_thread(t);
+	t->base = NULL;
+	t->pending = false;
+}
+
 static void at_exit(void)
 {
 	flush_all();

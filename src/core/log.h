@@ -25,6 +25,9 @@ void sg_log_open(bool use_syslog, enum sg_log_level min);
 void sg_log_bind_loop(struct event_base *base);
 /* Write this thread's buffered lines now. */
 void sg_log_flush(void);
+/* Before the bound base is freed: write the buffered lines, and log this
+ * thread's later lines directly (never through the freed base). */
+void sg_log_unbind_loop(void);
 void sg_log(enum sg_log_level lvl, const char *event, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Render a peer-supplied value safely into out (quoted when needed, truncated). */

@@ -626,6 +626,8 @@ static void loop_deinit(struct sg_loop *loop)
 
 void sg_server_deinit(struct sg_server *srv)
 {
+	/* this thread's log lines went through loop 0's base, freed below */
+	sg_log_unbind_loop();
 	if (srv->sigterm_ev != NULL)
 		event_free(srv->sigterm_ev);
 	if (srv->sigint_ev != NULL)

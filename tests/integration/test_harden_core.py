@@ -29,6 +29,14 @@ def uid_of(path):
     return os.lstat(path).st_uid
 
 
+def wait_log(srv, text, timeout=30, count=1):
+    deadline = time.monotonic() + timeout
+    while srv.log().count(text) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError("%r not in the server log after %ds" % (text, timeout))
+        time.sleep(0.05)
+
+
 @unittest.skipUnless(ROOT, "the privilege rules apply to a server started as root")
 class Privileges(unittest.TestCase):
     """Item 2: root never follows or chowns through a tree the service user controls.
@@ -54,6 +62,7 @@ class Privileges(unittest.TestCase):
                 f.write("x\n")
             os.symlink(os.path.join(outside, "dir"), os.path.join(d, "sub", "deeper", "l"))
             srv.start()
+            wait_log(srv, "event=ready ")     # the listeners accept before the hand-over
             uid = pwd.getpwnam("smtpgate").pw_uid
             for v in victims + [os.path.join(outside, "dir")]:
                 self.assertEqual(uid_of(v), 0, "%s outside the data dir was given away" % v)
@@ -103,6 +112,7 @@ class Privileges(unittest.TestCase):
             for i in range(4):
                 try:    # a start may also fail on the moving tree: what counts is the outside
                     srv.start() if i == 0 else srv._spawn()
+                    wait_log(srv, "event=ready ", timeout=10, count=i + 1)
                 except AssertionError:
                     pass
                 srv.stop()
@@ -470,6 +480,16 @@ class Resources(unittest.TestCase):
         waiting = []
         try:
             pid = srv.proc.pid
+            # one whole session first: what the server opens lazily (worker databases, the
+            # event log writer, the inbox) is open before the descriptors run out
+            c = connect(srv, "mx")
+            c.ehlo()
+            assert_reply(c.cmd("MAIL FROM:<x@remote.test>"), "250")
+            assert_reply(c.cmd("RCPT TO:<al@example.test>"), "250")
+            assert_reply(c.data(b"Subject: warm-up\r\n\r\nx\r\n"), R_QUEUED)
+            c.quit()
+            wait_log(srv, "event=stored ")
+            time.sleep(0.5)
             with open("/proc/%d/limits" % pid) as f:
                 soft, hard = [int(x) for x in re.search(r"Max open files\s+(\d+)\s+(\d+)",
                                                        f.read()).groups()]

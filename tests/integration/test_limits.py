@@ -180,31 +180,22 @@ class Connections(unittest.TestCase):
         with Server(users=STD_USERS, listeners={"submission": PLAIN_SUBMISSION,
                                                 "submissions": "submissions"},
                     settings={"max_connections_per_ip": 3, "auth_fail_delay_ms": 300,
-                              "throttle_max_delay_ms": 300, "timeout_command_ms": 300,
-                              "max_errors": 2}) as srv:
+                              "throttle_max_delay_ms": 300, "timeout_command_ms": 1000,
+                              "timeout_tls_ms": 1000, "max_errors": 2}) as srv:
             def rst(c):
                 import struct
                 c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 c.close()
 
-            # Each way of ending is tried on a connection opened once the server has ended
-            # every earlier session (its event=disconnect lines): with 3 slots per address, a
-            # slot still held by a session that has not ended yet would otherwise refuse it.
-            def next_conn(name):
-                srv.wait_sessions_ended(timeout=60)
-                return connect(srv, name)
-
-            def next_sock(name):
-                srv.wait_sessions_ended(timeout=60)
-                return socket.create_connection((HOST, srv.ports[name]))
-
             for _ in range(2):
-                c = next_conn("submission")                 # QUIT
+                c = connect(srv, "submission")                 # QUIT
                 c.quit()
-                c = next_conn("submission")                 # EOF in the middle of a line
+                srv.wait_sessions_ended(timeout=60)      # one step's sessions at a time
+                c = connect(srv, "submission")                 # EOF in the middle of a line
                 c.send(b"EHL")
                 c.close()
-                c = next_conn("submission")                 # reset during DATA
+                srv.wait_sessions_ended(timeout=60)      # one step's sessions at a time
+                c = connect(srv, "submission")                 # reset during DATA
                 c.ehlo()
                 assert_reply(c.auth_plain(ALICE.login, ALICE.password), R_AUTH_OK)
                 c.cmd("MAIL FROM:<alice@example.test>")
@@ -212,19 +203,23 @@ class Connections(unittest.TestCase):
                 c.cmd("DATA")
                 c.send(b"Subject: x\r\n\r\npartial")
                 rst(c)
-                c = next_conn("submission")                 # reset during the failure delay
+                srv.wait_sessions_ended(timeout=60)      # one step's sessions at a time
+                c = connect(srv, "submission")                 # reset during the failure delay
                 c.ehlo()
                 c.send(b"AUTH PLAIN " + plain_b64("", ALICE.login, "wrong").encode() + b"\r\n")
                 time.sleep(0.05)
                 rst(c)
-                s = next_sock("submissions")
+                srv.wait_sessions_ended(timeout=60)      # one step's sessions at a time
+                s = socket.create_connection((HOST, srv.ports["submissions"]))
                 s.send(b"\x16\x03\x01\x00\x05hello")          # half a ClientHello
                 s.close()
-                c = next_conn("submission")                 # too many errors (max_errors 2)
+                srv.wait_sessions_ended(timeout=60)      # one step's sessions at a time
+                c = connect(srv, "submission")                 # too many errors (max_errors 2)
                 c.cmd("X")
                 c.send(b"Y\r\n")
                 c.close()
-                c = next_conn("submission")                 # command timeout
+                srv.wait_sessions_ended(timeout=60)      # one step's sessions at a time
+                c = connect(srv, "submission")                 # command timeout
                 c.closed(5)
                 c.close()
             # every session has ended on the server's side (its event=disconnect lines), however
