@@ -30,7 +30,14 @@ static void usage(FILE *f)
 	      f);
 	for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
 		fprintf(f, "  %-9s %s\n", subcommands[i].name, subcommands[i].summary);
-	fputs("\nglobal options (serve, user, fault, token), before or after the command words:\n"
+	fputs("\nglobal options (", f);
+	const char *sep = "";
+	for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
+		if (subcommands[i].globals) {
+			fprintf(f, "%s%s", sep, subcommands[i].name);
+			sep = ", ";
+		}
+	fputs("), before or after the command words:\n"
 	      "  --config FILE     the configuration file 'smtpgate serve' uses; a relative\n"
 	      "                    data_dir (or other path) in it is resolved from its directory\n"
 	      "  --data-dir DIR    the data directory (default: data_dir of the config file, else\n"

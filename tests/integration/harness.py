@@ -632,6 +632,7 @@ class Server:
     def _spawn(self):
         env = dict(os.environ)
         env.update(self.env)
+        readies = self.log().count("event=ready")      # earlier starts on this log
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.serve_argv(), stdin=subprocess.DEVNULL, stdout=log,
                                      stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -660,6 +661,21 @@ class Server:
                     raise AssertionError("listeners %s not accepting after %.0fs"
                                          % (sorted(waiting), START_TIMEOUT))
                 time.sleep(0.05)
+        # The listeners accept (into the kernel's backlog) as soon as they are bound, before
+        # the server has installed its SIGTERM handler: a test that stopped it right away
+        # would kill it. event=ready is logged once the handlers are in place (info level).
+        if (str(self.settings.get("log_level", "info")) in ("debug", "info")
+                and str(self.settings.get("syslog", "no")) in ("no", "false", "off", "0")):
+            while self.log().count("event=ready") <= readies:
+                if self.proc.poll() is not None:
+                    rc = self.proc.returncode
+                    self.proc = None
+                    ACTIVE.remove(self)
+                    raise AssertionError("smtpgate serve exited with status %s during start-up" % rc)
+                if time.monotonic() > deadline + START_TIMEOUT:
+                    self.stop()
+                    raise AssertionError("no event=ready in the log after %.0fs" % (2 * START_TIMEOUT))
+                time.sleep(0.02)
 
     # -- tear-down ---------------------------------------------------------
     def stop(self):

@@ -250,7 +250,9 @@ class AdminToken(unittest.TestCase):
     def test_first_start_prints_no_hint(self):
         srv = th.start_http_server((ALICE,), token=None)
         try:
+            harness.wait_until(lambda: "event=ready" in srv.log(), 30)
             log = srv.log()
+            self.assertIn("event=ready", log)
             self.assertIn("HTTP admin token (shown once", log)
             self.assertNotIn("token admin --rotate", log)
         finally:
