@@ -11,9 +11,7 @@
 
 struct sg_cli_global sg_cli_global;
 
-/* "--name VALUE" or "--name=VALUE" at argv[*i]: 1 taken (*i advanced past a
- * separate value), 0 not this option, -1 no value. */
-static int take(int argc, char **argv, int *i, const char *name, const char **out)
+int sg_cli_opt_value(int argc, char **argv, int *i, const char *name, const char **out)
 {
 	size_t n = strlen(name);
 	if (strncmp(argv[*i], name, n) != 0)
@@ -38,9 +36,9 @@ int sg_cli_take_globals(int argc, char **argv, int first, struct sg_cli_global *
 		if (!rest && strcmp(argv[i], "--") == 0)
 			rest = true;
 		if (!rest) {
-			int r = take(argc, argv, &i, "--config", &g->config);
+			int r = sg_cli_opt_value(argc, argv, &i, "--config", &g->config);
 			if (r == 0)
-				r = take(argc, argv, &i, "--data-dir", &g->data_dir);
+				r = sg_cli_opt_value(argc, argv, &i, "--data-dir", &g->data_dir);
 			if (r < 0) {
 				fprintf(stderr, "smtpgate: %s needs a value\n", argv[i]);
 				return -1;

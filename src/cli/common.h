@@ -30,6 +30,10 @@ extern struct sg_cli_global sg_cli_global;
 /* Take the global options out of argv[first..argc-1] (stopping at "--"),
  * into g; argv is compacted and the new argc returned. A global option
  * without its value: a message on stderr and -1. */
+/* "--name VALUE" or "--name=VALUE" at argv[*i]: 1 taken (*i advanced past a
+ * separate value), 0 not this option, -1 no value. */
+int sg_cli_opt_value(int argc, char **argv, int *i, const char *name, const char **out);
+
 int sg_cli_take_globals(int argc, char **argv, int first, struct sg_cli_global *g);
 
 /* cfg = defaults, then the --config file (relative paths in it resolved from

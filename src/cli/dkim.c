@@ -12,6 +12,7 @@
 #include <openssl/pem.h>
 
 #include "cli/cli.h"
+#include "cli/common.h"
 #include "core/buf.h"
 #include "core/util.h"
 #include "relay/dkim.h"
@@ -214,24 +215,6 @@ static int sign(const char *domain, const char *selector, const char *keyfile, c
 	return r;
 }
 
-/* "--name VALUE" or "--name=VALUE"; 1 matched, 0 not this option, -1 missing value. */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **out)
-{
-	size_t n = strlen(name);
-	if (strncmp(argv[*i], name, n) != 0)
-		return 0;
-	if (argv[*i][n] == '=') {
-		*out = argv[*i] + n + 1;
-		return 1;
-	}
-	if (argv[*i][n] != '\0')
-		return 0;
-	if (*i + 1 >= argc)
-		return -1;
-	*out = argv[++*i];
-	return 1;
-}
-
 int sg_cmd_dkim(int argc, char **argv)
 {
 	const char *pos[5] = {0};
@@ -243,9 +226,9 @@ int sg_cmd_dkim(int argc, char **argv)
 			return 0;
 		}
 		int r;
-		if ((r = opt_value(argc, argv, &i, "--type", &type)) != 0 ||
-		    (r = opt_value(argc, argv, &i, "--bits", &bits)) != 0 ||
-		    (r = opt_value(argc, argv, &i, "--out", &out)) != 0) {
+		if ((r = sg_cli_opt_value(argc, argv, &i, "--type", &type)) != 0 ||
+		    (r = sg_cli_opt_value(argc, argv, &i, "--bits", &bits)) != 0 ||
+		    (r = sg_cli_opt_value(argc, argv, &i, "--out", &out)) != 0) {
 			if (r < 0)
 				return usage_error("%s needs a value", argv[i]);
 			continue;

@@ -117,24 +117,6 @@ struct token_opts {
 	bool rotate;
 };
 
-/* "--name VALUE" or "--name=VALUE"; 1 matched, 0 not this option, -1 missing value. */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **out)
-{
-	size_t n = strlen(name);
-	if (strncmp(argv[*i], name, n) != 0)
-		return 0;
-	if (argv[*i][n] == '=') {
-		*out = argv[*i] + n + 1;
-		return 1;
-	}
-	if (argv[*i][n] != '\0')
-		return 0;
-	if (*i + 1 >= argc)
-		return -1;
-	*out = argv[++*i];
-	return 1;
-}
-
 static int parse_args(int argc, char **argv, struct token_opts *o)
 {
 	static const struct {
@@ -154,7 +136,7 @@ static int parse_args(int argc, char **argv, struct token_opts *o)
 		bool matched = false;
 		for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]) && !matched; k++) {
 			const char **slot = (const char **)((char *)o + opts[k].off);
-			int r = opt_value(argc, argv, &i, opts[k].name, slot);
+			int r = sg_cli_opt_value(argc, argv, &i, opts[k].name, slot);
 			if (r < 0)
 				return usage_error("%s needs a value", opts[k].name);
 			matched = r == 1;
