@@ -31,7 +31,19 @@ def example():
     return m.group(1)
 
 
+README = os.path.join(os.path.dirname(DOC), "..", "README.md")
+
+
 class RelayDocExample(unittest.TestCase):
+    def test_readme_shows_the_tested_example(self):
+        """The README's relay example is this very block, so it is tested too."""
+        with open(README) as f:
+            readme = f.read()
+        m = re.search(r"<!-- relay-example -->\n```ini\n(.*?)```\n<!-- /relay-example -->",
+                      readme, re.S)
+        self.assertIsNotNone(m, "README.md has no relay example block")
+        self.assertEqual(m.group(1), example(), "README.md and docs/relay.md examples differ")
+
     def test_example_configuration_relays(self):
         tmp = tempfile.mkdtemp(prefix="sg-relay-doc-")
         os.chmod(tmp, 0o755)

@@ -63,6 +63,16 @@ class DocNode(Server):
 
 
 class RunningSeveralNodes(unittest.TestCase):
+    def test_readme_shows_the_tested_example(self):
+        """README's "Running several nodes" blocks are the ones this test runs."""
+        with open(os.path.join(os.path.dirname(DOC), "..", "README.md")) as f:
+            readme = f.read()
+        for name in ("smtpgate.conf", "haproxy.cfg"):
+            m = re.search(r"<!-- example: %s -->\n```[a-z]*\n(.*?)```" % re.escape(name), readme,
+                          re.S)
+            self.assertIsNotNone(m, "README.md has no %s example" % name)
+            self.assertEqual(m.group(1), example(name), "README.md and docs/scaling.md differ")
+
     def test_example_as_documented(self):
         scale_util.require("haproxy", "haproxy")
         with pg_cluster.PgCluster() as pg:
