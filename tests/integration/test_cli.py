@@ -253,7 +253,13 @@ class AdminToken(unittest.TestCase):
             harness.wait_until(lambda: "event=ready" in srv.log(), 30)
             log = srv.log()
             self.assertIn("event=ready", log)
-            self.assertIn("HTTP admin token (shown once", log)
+            # stderr is not a terminal here: the new token went to <data-dir>/admin-token
+            self.assertIn("event=http_admin_token", log)
+            with open(os.path.join(srv.data_dir, "admin-token")) as f:
+                token = f.read().strip()
+            with open(os.path.join(srv.data_dir, "admin-token.sha256")) as f:
+                self.assertEqual(f.read().strip(), hashlib.sha256(token.encode()).hexdigest())
+            self.assertNotIn(token, log)
             self.assertNotIn("token admin --rotate", log)
         finally:
             srv.stop()
