@@ -155,7 +155,7 @@ int sg_cmd_serve(int argc, char **argv)
 	}
 	if (token_hint) {
 		fprintf(stderr,
-			"smtpgate: HTTP admin token: printed at the first start (only its SHA-256 is "
+			"smtpgate: HTTP admin token: made at the first start (only its SHA-256 is "
 			"kept in %s/admin-token.sha256); for a new one: smtpgate token admin --rotate "
 			"--data-dir %s, then restart serve\n",
 			cfg->data_dir, cfg->data_dir);

@@ -258,6 +258,11 @@ class AdminToken(unittest.TestCase):
             self.assertIn("event=http_admin_token path=%s/admin-token" % srv.data_dir, log)
             st = os.stat(os.path.join(srv.data_dir, "admin-token"))
             self.assertEqual(st.st_mode & 0o777, 0o600)
+            with open(os.path.join(srv.data_dir, "admin-token")) as f:
+                token = f.read().strip()
+            with open(os.path.join(srv.data_dir, "admin-token.sha256")) as f:
+                self.assertEqual(f.read().strip(), hashlib.sha256(token.encode()).hexdigest())
+            self.assertNotIn(token, log)
             self.assertNotIn("token admin --rotate", log)
         finally:
             srv.stop()
