@@ -39,19 +39,25 @@ def authed(srv, name="submission", src="127.0.0.1", user=ALICE):
     return c
 
 
-def fail_delays(srv, sid):
+def fail_delays(srv, sid, n=1, timeout=10.0):
     """The failure delays the server applied in session `sid`, from its own log (debug level):
-    each event=auth result=fail to the 535 it then sent (seconds, millisecond resolution)."""
-    out, start = [], None
-    for e in srv.events():
-        if e.fields.get("sid") != sid:
-            continue
-        if e.event == "auth" and e.fields.get("result") == "fail":
-            start = e.t
-        elif e.event == "reply" and e.fields.get("code") == "535" and start is not None:
-            out.append(round(e.t - start, 3))
-            start = None
-    return out
+    each event=auth result=fail to the 535 it then sent (seconds, millisecond resolution).
+    Waits (bounded) until at least n are logged: the client may read a 535 a moment before
+    the server's log line of it reaches the file."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out, start = [], None
+        for e in srv.events():
+            if e.fields.get("sid") != sid:
+                continue
+            if e.event == "auth" and e.fields.get("result") == "fail":
+                start = e.t
+            elif e.event == "reply" and e.fields.get("code") == "535" and start is not None:
+                out.append(round(e.t - start, 3))
+                start = None
+        if len(out) >= n or time.monotonic() > deadline:
+            return out
+        time.sleep(0.05)
 
 
 def throttle_settings(**kw):
@@ -84,7 +90,7 @@ class Throttling(unittest.TestCase):
             # the delays as the server applied them (its log): each at least the expected one
             # (so they grow), and well under the next step (so they do not start higher);
             # the upper margin absorbs a late timer on a loaded machine
-            delays = fail_delays(srv, srv.sid_of(c))
+            delays = fail_delays(srv, srv.sid_of(c), n=4)
             expected = [0.15, 0.3, 0.6, 1.2]
             self.assertEqual(len(delays), 4, delays)
             for i, (d, e) in enumerate(zip(delays, expected)):
@@ -230,9 +236,12 @@ class Throttling(unittest.TestCase):
             c.ehlo()
             sid = srv.sid_of(c)
 
+            nfail = [0]
+
             def fail(what):
                 assert_reply(c.auth_cram_md5(ALICE.login, WRONG), R_AUTH_BAD, what)
-                return fail_delays(srv, sid)[-1]            # as the server applied it
+                nfail[0] += 1
+                return fail_delays(srv, sid, n=nfail[0])[-1]    # as the server applied it
             d1 = fail("first failure")
             d2 = fail("second failure")
             self.assertGreaterEqual(d1, 0.2 - 0.01)
