@@ -443,10 +443,17 @@ class ScaleOut(unittest.TestCase):
             self.assertIsNotNone(n.proc)
             self.assertIsNone(n.proc.poll())
             wait_for(lambda: http_get(n.http_port, "/readyz")[0] == 200, what="ready again")
-        # through HAProxy again
-        s = self.smtp_via("127.0.0.72")
-        s.login(ALICE.login, ALICE.password)
-        s.quit()
+        # through HAProxy again, once its health checks (inter 2s, rise 2) have seen the
+        # nodes ready: until then it has no server for the client and closes the connection
+        def through_haproxy():
+            try:
+                s = self.smtp_via("127.0.0.72")
+            except (smtplib.SMTPServerDisconnected, ConnectionError):
+                return False
+            s.login(ALICE.login, ALICE.password)
+            s.quit()
+            return True
+        wait_for(through_haproxy, timeout=30, step=0.5, what="HAProxy sends clients to the nodes again")
 
     def test_z_kill9_failover(self):
         """Runs last (name): node B is killed with SIGKILL while clients send through HAProxy."""
