@@ -51,33 +51,91 @@ int sess_account_fp(struct sg_cred_store *creds, const char *login, uint8_t fp[3
  * long as the account does not change: disabled, deleted or given a new
  * password (smtpgate user disable / del / passwd), the session may no longer
  * submit and must authenticate again. Cheap: the account is looked up only
- * when the store's generation moved since the last check. */
-static bool still_authenticated(struct sg_session *s)
+ * when the store's generation moved since the last check.
+ *
+ * Every check that needs the store (this re-check, sender ownership, local
+ * recipients) runs on the worker pool: the session waits in ST_BUSY, its
+ * input paused, and the loop goes on serving the others however slow the
+ * store is (a PostgreSQL round trip, a failover). What needs no store is
+ * decided on the loop, without the hop. */
+
+void lookup_job_work(struct sess_job *j)
 {
-	if (s->accepted_any)
-		return true; /* auth_accept_any: no account to re-check */
-	uint64_t gen = sg_cred_generation(s->srv->creds);
-	if (gen == s->auth_gen && gen != 0)
-		return true;
-	uint8_t fp[32];
-	int r = sess_account_fp(s->srv->creds, s->login, fp);
-	if (r < 0) {
+	struct sg_session *s = j->s;
+	struct sg_cred_store *creds = s->srv->creds;
+	struct sess_lookup *lk = &j->lk;
+	if (lk->rcpt) {
+		const char *at = strrchr(lk->path, '@');
+		const char *domain = at + 1; /* cmd_rcpt submits only addresses with a domain */
+		if (strcasecmp(domain, s->srv->cfg.hostname) == 0 || strcasecmp(domain, "localhost") == 0)
+			lk->local_rc = 1;
+		else
+			lk->local_rc = sg_cred_domain_is_local(creds, domain);
+		if (lk->local_rc == 1)
+			lk->owner_rc = sg_cred_find_owner(creds, lk->path, lk->owner, sizeof(lk->owner));
+		return;
+	}
+	lk->recheck_rc = 1;
+	if (lk->recheck) {
+		lk->gen = sg_cred_generation(creds);
+		if (lk->gen != lk->auth_gen || lk->gen == 0)
+			lk->recheck_rc = sess_account_fp(creds, lk->login, lk->fp);
+		else
+			lk->recheck = false; /* unchanged store: nothing to compare */
+	}
+	if (lk->recheck_rc == 1 && lk->owns)
+		lk->owns_rc = sg_cred_owns_address(creds, lk->login, lk->path);
+}
+
+static void mail_accept(struct sg_session *s, const struct sess_lookup *lk)
+{
+	char pv[300];
+	s->dsn_ret = lk->dsn_ret;
+	sg_strlcpy(s->dsn_envid, lk->envid, sizeof(s->dsn_envid));
+	sg_strlcpy(s->mail_from, lk->path, sizeof(s->mail_from));
+	s->smtputf8 = lk->smtputf8;
+	s->declared_size = lk->size;
+	s->state = ST_MAIL;
+	sg_log(SG_INFO, "mail", "sid=%s login=%s from=%s size=%llu result=ok", s->id, sess_log_login(s),
+	       sg_log_value(lk->path[0] ? lk->path : "<>", pv, sizeof(pv)), lk->size);
+	sess_reply(s, SG_R_MAIL_OK);
+}
+
+static void mail_done(struct sg_session *s, struct sess_lookup *lk)
+{
+	char pv[300];
+	if (lk->recheck_rc < 0) {
 		sess_reply(s, SG_R_LOCAL_ERROR);
-		return false;
+		return;
 	}
-	if (r == 1 && (s->auth_gen == 0 || sg_ct_eq(fp, s->auth_fp, sizeof(fp)))) {
-		memcpy(s->auth_fp, fp, sizeof(fp));
-		s->auth_gen = gen;
-		return true;
+	if (lk->recheck) {
+		if (lk->recheck_rc == 1 && (s->auth_gen == 0 || sg_ct_eq(lk->fp, s->auth_fp, sizeof(lk->fp)))) {
+			memcpy(s->auth_fp, lk->fp, sizeof(lk->fp));
+			s->auth_gen = lk->gen;
+		} else {
+			sg_log(SG_INFO, "mail", "sid=%s login=%s result=rejected reason=account_changed", s->id,
+			       sg_log_value(s->login, pv, sizeof(pv)));
+			s->authenticated = false;
+			s->login[0] = '\0';
+			s->auth_mech_name = NULL;
+			sess_error(s, SG_R_AUTH_REQUIRED);
+			return;
+		}
 	}
-	char lv[300];
-	sg_log(SG_INFO, "mail", "sid=%s login=%s result=rejected reason=account_changed", s->id,
-	       sg_log_value(s->login, lv, sizeof(lv)));
-	s->authenticated = false;
-	s->login[0] = '\0';
-	s->auth_mech_name = NULL;
-	sess_error(s, SG_R_AUTH_REQUIRED);
-	return false;
+	if (lk->owns) {
+		if (lk->owns_rc < 0) {
+			sess_reply(s, SG_R_LOCAL_ERROR);
+			return;
+		}
+		if (lk->owns_rc == 0) {
+			sg_log(SG_INFO, "mail", "sid=%s login=%s from=%s result=rejected reason=not_owned",
+			       s->id, s->login, sg_log_value(lk->path, pv, sizeof(pv)));
+			atomic_fetch_add(&s->srv->metrics.messages_rejected[SG_MR_SENDER], 1);
+			sess_error(s, SG_R_SENDER_NOT_OWNED, s->login);
+			return;
+		}
+	}
+	mail_accept(s, lk);
 }
 
 void cmd_mail(struct sg_session *s, char *args)
@@ -94,8 +152,6 @@ void cmd_mail(struct sg_session *s, char *args)
 		sess_error(s, SG_R_TLS_REQUIRED);
 		return;
 	}
-	if (s->authenticated && !still_authenticated(s))
-		return;
 	if (auth_required(s) && !s->authenticated) {
 		sess_error(s, SG_R_AUTH_REQUIRED);
 		return;
@@ -114,6 +170,8 @@ void cmd_mail(struct sg_session *s, char *args)
 		return;
 	}
 	const struct sg_config *cfg = &s->srv->cfg;
+	struct sess_lookup lk;
+	memset(&lk, 0, sizeof(lk));
 	bool smtputf8 = false;
 	unsigned long long size = 0;
 	int dsn_ret = 0;
@@ -173,41 +231,27 @@ void cmd_mail(struct sg_session *s, char *args)
 		sess_error(s, SG_R_UTF8_REQUIRED);
 		return;
 	}
-	s->dsn_ret = dsn_ret;
-	sg_strlcpy(s->dsn_envid, envid, sizeof(s->dsn_envid));
-	char pv[300];
-	/* (an accept-any login owns no address: it may send as anybody) */
-	if (s->authenticated && !s->accepted_any && s->lst->cfg->sender_enforce && pc.path[0] != '\0') {
-		int r = sg_cred_owns_address(s->srv->creds, s->login, pc.path);
-		if (r < 0) {
-			sess_reply(s, SG_R_LOCAL_ERROR);
-			return;
-		}
-		if (r == 0) {
-			sg_log(SG_INFO, "mail", "sid=%s login=%s from=%s result=rejected reason=not_owned",
-			       s->id, s->login, sg_log_value(pc.path, pv, sizeof(pv)));
-			atomic_fetch_add(&s->srv->metrics.messages_rejected[SG_MR_SENDER], 1);
-			sess_error(s, SG_R_SENDER_NOT_OWNED, s->login);
-			return;
-		}
+	sg_strlcpy(lk.path, pc.path, sizeof(lk.path));
+	lk.smtputf8 = smtputf8;
+	lk.size = size;
+	lk.dsn_ret = dsn_ret;
+	sg_strlcpy(lk.envid, envid, sizeof(lk.envid));
+	/* an accept-any login has no account to re-check and owns no address:
+	 * it may send as anybody */
+	if (s->authenticated && !s->accepted_any) {
+		lk.recheck = true;
+		lk.auth_gen = s->auth_gen;
+		lk.owns = s->lst->cfg->sender_enforce && pc.path[0] != '\0';
+		sg_strlcpy(lk.login, s->login, sizeof(lk.login));
 	}
-	sg_strlcpy(s->mail_from, pc.path, sizeof(s->mail_from));
-	s->smtputf8 = smtputf8;
-	s->declared_size = size;
-	s->state = ST_MAIL;
-	sg_log(SG_INFO, "mail", "sid=%s login=%s from=%s size=%llu result=ok", s->id, sess_log_login(s),
-	       sg_log_value(pc.path[0] ? pc.path : "<>", pv, sizeof(pv)), size);
-	sess_reply(s, SG_R_MAIL_OK);
-}
-
-static bool domain_is_local(struct sg_session *s, const char *domain, int *err)
-{
-	if (strcasecmp(domain, s->srv->cfg.hostname) == 0 || strcasecmp(domain, "localhost") == 0)
-		return true;
-	int r = sg_cred_domain_is_local(s->srv->creds, domain);
-	if (r < 0)
-		*err = 1;
-	return r == 1;
+	if (!lk.recheck && !lk.owns) {
+		mail_accept(s, &lk);
+		return;
+	}
+	struct sess_job *j = sg_calloc(1, sizeof(*j));
+	j->kind = JOB_LOOKUP;
+	j->lk = lk;
+	sess_submit(s, j);
 }
 
 /* Every owner is kept (never more than the accepted RCPTs, which
@@ -220,6 +264,8 @@ static void add_owner(struct sg_session *s, const char *login)
 	s->owners = sg_realloc(s->owners, (s->nowners + 1) * sizeof(*s->owners));
 	s->owners[s->nowners++] = sg_strdup(login);
 }
+
+static void rcpt_done(struct sg_session *s, struct sess_lookup *lk);
 
 void cmd_rcpt(struct sg_session *s, char *args)
 {
@@ -282,46 +328,74 @@ void cmd_rcpt(struct sg_session *s, char *args)
 		sess_reply(s, SG_R_TOO_MANY_RCPTS);
 		return;
 	}
+	struct sess_lookup lk;
+	memset(&lk, 0, sizeof(lk));
+	lk.rcpt = true;
+	sg_strlcpy(lk.path, pc.path, sizeof(lk.path));
+	lk.notify = notify;
+	sg_strlcpy(lk.orcpt, orcpt, sizeof(lk.orcpt));
+	/* mx without AUTH: local recipients only, never relay (no client
+	 * address is trusted, loopback included); which domain is local, and
+	 * whose inbox an address is, the store says (on the pool). */
+	if (!s->authenticated && strrchr(pc.path, '@') != NULL) {
+		struct sess_job *j = sg_calloc(1, sizeof(*j));
+		j->kind = JOB_LOOKUP;
+		j->lk = lk;
+		sess_submit(s, j);
+		return;
+	}
+	lk.local_rc = s->authenticated; /* an address without a domain is never local */
+	lk.owner_rc = 1;
+	rcpt_done(s, &lk);
+}
+
+static void rcpt_done(struct sg_session *s, struct sess_lookup *lk)
+{
 	char pv[300];
-	sg_log_value(pc.path, pv, sizeof(pv));
-	char owner[SG_LOGIN_MAX + 1] = "";
+	sg_log_value(lk->path, pv, sizeof(pv));
 	if (!s->authenticated) {
-		/* mx without AUTH: local recipients only, never relay (no client
-		 * address is trusted, loopback included). */
-		const char *at = strrchr(pc.path, '@');
-		int err = 0;
-		bool local = at != NULL && domain_is_local(s, at + 1, &err);
-		if (err) {
+		if (lk->local_rc < 0) {
 			sess_reply(s, SG_R_LOCAL_ERROR);
 			return;
 		}
-		if (!local) {
+		if (lk->local_rc == 0) {
 			sg_log(SG_INFO, "rcpt", "sid=%s client=%s to=%s result=rejected reason=relay_denied",
 			       s->id, s->client_ip, pv);
 			atomic_fetch_add(&s->srv->metrics.messages_rejected[SG_MR_RELAY], 1);
 			sess_error(s, SG_R_RELAY_DENIED);
 			return;
 		}
-		int r = sg_cred_find_owner(s->srv->creds, pc.path, owner, sizeof(owner));
-		if (r < 0) {
+		if (lk->owner_rc < 0) {
 			sess_reply(s, SG_R_LOCAL_ERROR);
 			return;
 		}
-		if (r == 0) {
+		if (lk->owner_rc == 0) {
 			sg_log(SG_INFO, "rcpt", "sid=%s client=%s to=%s result=rejected reason=no_such_user",
 			       s->id, s->client_ip, pv);
 			atomic_fetch_add(&s->srv->metrics.messages_rejected[SG_MR_NO_SUCH_USER], 1);
 			sess_error(s, SG_R_NO_SUCH_USER);
 			return;
 		}
-		add_owner(s, owner);
+		add_owner(s, lk->owner);
+	} else {
+		lk->owner[0] = '\0';
 	}
 	s->rcpts = sg_realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*s->rcpts));
-	sg_strlcpy(s->rcpts[s->nrcpts].owner, owner, sizeof(s->rcpts[0].owner));
-	sg_strlcpy(s->rcpts[s->nrcpts].addr, pc.path, sizeof(s->rcpts[0].addr));
-	s->rcpts[s->nrcpts].notify = notify;
-	sg_strlcpy(s->rcpts[s->nrcpts++].orcpt, orcpt, sizeof(s->rcpts[0].orcpt));
+	struct sess_rcpt *r = &s->rcpts[s->nrcpts++];
+	sg_strlcpy(r->owner, lk->owner, sizeof(r->owner));
+	sg_strlcpy(r->addr, lk->path, sizeof(r->addr));
+	r->notify = lk->notify;
+	sg_strlcpy(r->orcpt, lk->orcpt, sizeof(r->orcpt));
 	s->state = ST_RCPT;
 	sg_log(SG_INFO, "rcpt", "sid=%s login=%s to=%s result=ok", s->id, sess_log_login(s), pv);
 	sess_reply(s, SG_R_RCPT_OK);
+}
+
+/* Loop thread: the worker's answer to a MAIL or RCPT lookup. */
+void lookup_job_done(struct sg_session *s, struct sess_job *j)
+{
+	if (j->lk.rcpt)
+		rcpt_done(s, &j->lk);
+	else
+		mail_done(s, &j->lk);
 }

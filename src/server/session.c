@@ -419,6 +419,8 @@ static void job_work(struct sg_job *job)
 	struct sess_job *j = (struct sess_job *)job;
 	if (j->kind == JOB_AUTH_STEP)
 		auth_job_work(j);
+	else if (j->kind == JOB_LOOKUP)
+		lookup_job_work(j);
 	else
 		store_job_work(j);
 }
@@ -447,6 +449,8 @@ static void job_done(struct sg_job *job)
 		} else {
 			auth_job_done(s, j);
 		}
+	} else if (j->kind == JOB_LOOKUP) {
+		lookup_job_done(s, j);
 	} else {
 		store_job_done(s, j);
 	}

@@ -4,7 +4,8 @@
  *   HANDSHAKE -> GREETED -> READY (EHLO/HELO) -> MAIL -> RCPT -> DATA -> READY
  *                              \-> AUTH exchange -> READY
  *   STARTTLS: READY -> HANDSHAKE -> GREETED (EHLO and AUTH forgotten, RFC 3207 4.2)
- *   BUSY: waiting for a worker (AUTH step, message commit); no input is read.
+ *   BUSY: waiting for a worker (AUTH step, MAIL/RCPT store lookup, message
+ *         commit); no input is read. No store query ever runs on the loop.
  *
  * Commands come from one table (session.c): verb, the states it is allowed
  * in, and the handler in cmd_<verb>.c. Every reply goes through
@@ -48,10 +49,37 @@ struct sess_rcpt {
 	char orcpt[520];        /* ORCPT, xtext-decoded "type;address", "" = not given */
 };
 
+/* A MAIL or RCPT whose policy needs the store (cmd_mail.c): what the
+ * command asked for, parsed on the loop, and what the worker found. */
+struct sess_lookup {
+	bool rcpt;                      /* else MAIL */
+	char path[257];
+	char login[SG_LOGIN_MAX + 1];   /* MAIL: the session's login */
+	/* MAIL: parameters applied when the checks pass */
+	bool smtputf8;
+	unsigned long long size;
+	int dsn_ret;
+	char envid[101];
+	bool recheck;                   /* re-check the account (auth_gen/auth_fp) */
+	uint64_t auth_gen;
+	bool owns;                      /* sender ownership */
+	/* RCPT: parameters */
+	unsigned notify;
+	char orcpt[520];
+	/* results (worker) */
+	int recheck_rc;                 /* 1 unchanged, 0 changed, -1 store error */
+	uint64_t gen;
+	uint8_t fp[32];
+	int owns_rc;                    /* sg_cred_owns_address() */
+	int local_rc;                   /* RCPT: 1 local domain, 0 not, -1 store error */
+	int owner_rc;                   /* RCPT: sg_cred_find_owner() */
+	char owner[SG_LOGIN_MAX + 1];
+};
+
 struct sess_job {
 	struct sg_job job;
 	struct sg_session *s;
-	int kind;                       /* JOB_AUTH_STEP or JOB_STORE */
+	int kind;                       /* JOB_AUTH_STEP, JOB_STORE or JOB_LOOKUP */
 	/* AUTH */
 	bool start;
 	bool no_input;                  /* server-first start: step gets in == NULL */
@@ -70,6 +98,8 @@ struct sess_job {
 	int body_fd;                    /* the DATA spool (owned: closed by sess_job_free) */
 	size_t body_len;
 	struct sg_route *route;         /* relay mode (server/route.c), else NULL */
+	/* LOOKUP */
+	struct sess_lookup lk;
 };
 
 struct sg_session {
@@ -190,11 +220,13 @@ void auth_abort(struct sg_session *s);
 /* Worker side of the jobs, and their release. */
 void auth_job_work(struct sess_job *j);
 void store_job_work(struct sess_job *j);
+void lookup_job_work(struct sess_job *j);
+void lookup_job_done(struct sg_session *s, struct sess_job *j);
 void sess_job_free(struct sess_job *j);
 /* Mechanisms offered on this connection, strongest first (for EHLO). */
 size_t auth_offered(struct sg_session *s, const struct sg_mech **out, size_t max);
 
-enum { JOB_AUTH_STEP = 1, JOB_STORE = 2 };
+enum { JOB_AUTH_STEP = 1, JOB_STORE = 2, JOB_LOOKUP = 3 };
 
 #define SESS_SPOOL_BUF (64 * 1024)
 /* Close the transaction's spool file, if any. */

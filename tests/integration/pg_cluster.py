@@ -132,6 +132,18 @@ class PgCluster:
                        str(self.port), "-U", "postgres", "-d", db, "-c", sql])
         return r.stdout
 
+    def session(self, db="smtpgate"):
+        """An interactive psql as the superuser (text pipes, line buffered), e.g. to hold a lock
+        while a test looks at what waits for it; the caller ends it (stdin.close(), wait())."""
+        psql = os.path.join(self.bindir, "psql")
+        if not os.access(psql, os.X_OK):
+            psql = shutil.which("psql")
+        return subprocess.Popen([psql, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", self.sock,
+                                 "-p", str(self.port), "-U", "postgres", "-d", db],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, bufsize=1, preexec_fn=self._preexec, cwd=self.tmp,
+                                env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "PGTZ": "UTC"})
+
     def log(self):
         try:
             with open(self.log_path, "rb") as f:

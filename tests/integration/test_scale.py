@@ -19,6 +19,7 @@ nodes serve them) and directly at node B, from distinct 127.0.0.x sources:
 import os
 import re
 import secrets
+import select
 import signal
 import smtplib
 import socket
@@ -98,7 +99,7 @@ class ScaleOut(unittest.TestCase):
                 settings=settings,
                 listeners={"sub": dict(role="submission", **proxy),
                            "subs": dict(role="submissions", **proxy),
-                           "direct": "submission"}))
+                           "direct": "submission", "mx": "mx"}))
         cls.a, cls.b = cls.nodes
         checks = "readyz:%d,%d" % (cls.a.http_port, cls.b.http_port)
         cls.hap = HAProxy([
@@ -386,6 +387,63 @@ class ScaleOut(unittest.TestCase):
         for n in self.nodes:
             wait_for(lambda: mail_reply(n)[0] == 250, what="the rule gone on a node")
 
+    def test_slow_lookup_never_stalls_the_loop(self):
+        """Queries never run on the event loop: a RCPT whose lookup waits for the database (a lock
+        another transaction holds on the addresses table) waits on the worker pool, and on the
+        same loop (loops = 1) another client is greeted and served meanwhile. The held RCPT is
+        answered once the lock goes. (With the lookup on the loop, the second client would get
+        no greeting until the lock went: this test would time out.)"""
+        node = self.a
+        held = socket.create_connection((HOST, node.port("mx")), timeout=10)
+        rf = held.makefile("rb")
+
+        def reply():
+            lines = []
+            while True:
+                line = rf.readline()
+                if not line:
+                    raise AssertionError("connection closed after %r" % lines)
+                lines.append(line)
+                if line[3:4] != b"-":
+                    return int(line[:3]), b"".join(lines)
+
+        self.assertEqual(reply()[0], 220)
+        held.sendall(b"EHLO client.example.test\r\n")
+        self.assertEqual(reply()[0], 250)
+        held.sendall(b"MAIL FROM:<someone@elsewhere.test>\r\n")
+        self.assertEqual(reply()[0], 250)
+        ghost = "ghost-%s@example.test" % secrets.token_hex(6)    # never looked up: no cached answer
+        lock = self.pg.session()
+        try:
+            lock.stdin.write("BEGIN;\nLOCK TABLE addresses IN ACCESS EXCLUSIVE MODE;\n\\echo locked\n")
+            lock.stdin.flush()
+            self.assertEqual(lock.stdout.readline().strip(), "locked", lock.stderr)
+            held.sendall(("RCPT TO:<%s>\r\n" % ghost).encode())
+            # the lookup is in flight: its query waits for the lock
+            wait_for(lambda: self.pg.psql("SELECT count(*) FROM pg_locks WHERE NOT granted",
+                                          db="smtpgate").strip() not in ("", "0"),
+                     what="the RCPT lookup waiting for the lock")
+            other = smtplib.SMTP(HOST, node.port("mx"), timeout=10, local_hostname="other.example.test")
+            self.assertEqual(other.ehlo()[0], 250)
+            self.assertEqual(other.mail("someone@elsewhere.test")[0], 250)
+            self.assertEqual(other.rset()[0], 250)
+            self.assertEqual(other.noop()[0], 250)
+            other.quit()
+            # all that while the held RCPT is still unanswered
+            self.assertEqual(select.select([held], [], [], 0)[0], [], "the held RCPT was answered early")
+        finally:
+            try:
+                lock.stdin.write("COMMIT;\n")
+                lock.stdin.close()
+            except OSError:
+                pass
+            lock.wait(10)
+        code, text = reply()
+        self.assertEqual(code, 550, text)        # no such user, once the lookup could run
+        held.sendall(b"QUIT\r\n")
+        self.assertEqual(reply()[0], 221)
+        held.close()
+
     def test_y_postgresql_outage(self):
         """Runs after the others (name): PostgreSQL stopped, then started again."""
         direct = [n.port("direct") for n in self.nodes]
@@ -425,6 +483,13 @@ class ScaleOut(unittest.TestCase):
                 code, text = held.data(message(ALICE.login, "during-outage"))
             self.assertEqual((code, text[:5]), (451, b"4.3.0"))
             held.quit()
+            # an mx recipient the node has not looked up yet: 451 4.3.0 too (never a 550)
+            mx = smtplib.SMTP(HOST, self.a.port("mx"), timeout=10, local_hostname="client.example.test")
+            mx.ehlo()
+            self.assertEqual(mx.mail("someone@elsewhere.test")[0], 250)
+            code, text = mx.rcpt("ghost-%s@example.test" % secrets.token_hex(6))
+            self.assertEqual((code, text[:5]), (451, b"4.3.0"))
+            mx.quit()
             wait_for(lambda: any(r[0] > down and r[1] == 454 for r in results), what="a 454 during the outage")
             for n in self.nodes:
                 self.assertEqual(http_get(n.http_port, "/readyz")[0], 503)
