@@ -39,6 +39,8 @@
 
 #define LIST_DEFAULT 50
 #define LIST_MAX 500
+/* how long a search waits for the indexer to catch up with the mail already accepted */
+#define SEARCH_SYNC_MS 2000
 
 static void send_json(struct sg_http_resp *resp, unsigned status, json_t *o)
 {
@@ -341,6 +343,9 @@ static int index_query(struct sg_http_req *r, struct sg_http_resp *resp, const c
 	size_t n = 0, total = 0;
 	const char *err = NULL;
 	uint64_t t0 = sg_now_ms();
+	/* a message whose 250 the caller has seen is announced already (the
+	 * event precedes the reply): wait for it to be indexed, bounded */
+	sg_indexer_flush(ctx->indexer, SEARCH_SYNC_MS);
 	int rc = sg_search_run(ctx->search, &sq, &hits, &n, &total, &err);
 	sg_search_parsed_free(&parsed);
 	if (rc == -2) {

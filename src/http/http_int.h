@@ -140,7 +140,9 @@ struct sg_indexer *sg_indexer_start(const char *data_dir, struct sg_mail_store *
 				    struct sg_events *events, struct sg_search *search,
 				    unsigned max_per_inbox, unsigned max_age_s);
 void sg_indexer_stop(struct sg_indexer **ix);
-/* Wait until everything announced so far is indexed (tests, bench). */
+/* Wait (at most timeout_ms) until every message announced so far is
+ * indexed: a search made after a 250 finds that message (read-your-writes),
+ * however busy the indexer stays with later ones. */
 void sg_indexer_flush(struct sg_indexer *ix, unsigned timeout_ms);
 
 /* --- page.c --- */

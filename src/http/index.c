@@ -30,6 +30,7 @@
 struct item {
 	char inbox[256];
 	char id[SG_MAIL_ID_MAX];
+	uint64_t seq;
 };
 
 struct sg_indexer {
@@ -44,6 +45,10 @@ struct sg_indexer {
 	struct item q[QUEUE_MAX];
 	size_t head, count;
 	bool rescan, busy, stopping;
+	/* read-your-writes (sg_indexer_flush): every message announced gets a
+	 * number; done is the highest one whose message is indexed (a rescan
+	 * covers every number given before it started) */
+	uint64_t announced, done;
 	unsigned max_per_inbox, max_age_s; /* retention, 0 = none */
 	uint64_t last_retention_ms;
 };
@@ -103,10 +108,12 @@ static void on_event(void *ctx, const char *type, const char *json)
 	const char *login = json_string_value(json_object_get(o, "login"));
 	const char *id = json_string_value(json_object_get(o, "id"));
 	pthread_mutex_lock(&ix->m);
+	ix->announced++;
 	if (login != NULL && id != NULL && ix->count < QUEUE_MAX) {
 		struct item *it = &ix->q[(ix->head + ix->count) % QUEUE_MAX];
 		sg_strlcpy(it->inbox, login, sizeof(it->inbox));
 		sg_strlcpy(it->id, id, sizeof(it->id));
+		it->seq = ix->announced;
 		ix->count++;
 	} else {
 		ix->rescan = true;
@@ -216,11 +223,15 @@ static void *indexer_main(void *arg)
 		if (ix->rescan) {
 			ix->rescan = false;
 			ix->busy = true;
+			uint64_t covers = ix->announced;
 			pthread_mutex_unlock(&ix->m);
 			rescan(ix);
 			retain_all(ix);
 			pthread_mutex_lock(&ix->m);
 			ix->busy = false;
+			if (covers > ix->done)
+				ix->done = covers;
+			pthread_cond_broadcast(&ix->idle_cv);
 			continue;
 		}
 		if (ix->count > 0) {
@@ -230,6 +241,11 @@ static void *indexer_main(void *arg)
 			ix->busy = true;
 			pthread_mutex_unlock(&ix->m);
 			index_one(ix, it.inbox, it.id, 0);
+			pthread_mutex_lock(&ix->m);
+			if (it.seq > ix->done)
+				ix->done = it.seq;
+			pthread_cond_broadcast(&ix->idle_cv);
+			pthread_mutex_unlock(&ix->m);
 			retain_inbox(ix, it.inbox);
 			pthread_mutex_lock(&ix->m);
 			ix->busy = false;
@@ -296,7 +312,8 @@ void sg_indexer_flush(struct sg_indexer *ix, unsigned timeout_ms)
 	ts.tv_sec += ts.tv_nsec / 1000000000L;
 	ts.tv_nsec %= 1000000000L;
 	pthread_mutex_lock(&ix->m);
-	while ((ix->count > 0 || ix->busy || ix->rescan) && !ix->stopping)
+	uint64_t mark = ix->announced;
+	while (ix->done < mark && !ix->stopping)
 		if (pthread_cond_timedwait(&ix->idle_cv, &ix->m, &ts) != 0)
 			break;
 	pthread_mutex_unlock(&ix->m);
