@@ -28,7 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/secret.h"
@@ -399,7 +401,28 @@ static int write_body(int fd, const struct body_src *b)
 	return ren_end(&r);
 }
 
-/* Write prefix+body to tmp/<id>, fsync, rename into new/<id>, fsync new/. */
+/* The time a message is stamped with (its file's mtime, which orders an
+ * inbox newest first and which retention reads): the real time at full
+ * nanosecond precision, strictly increasing within the process. The file
+ * system's own stamp is only as fine as a kernel tick, so messages
+ * committed in the same tick would tie and come out in any order ("keep
+ * the newest 100" could keep the 101st). */
+static void stamp_now(struct timespec *ts)
+{
+	static _Atomic int64_t last;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	int64_t want = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	int64_t prev = atomic_load(&last);
+	do {
+		if (want <= prev)
+			want = prev + 1;
+	} while (!atomic_compare_exchange_weak(&last, &prev, want));
+	ts->tv_sec = want / 1000000000;
+	ts->tv_nsec = want % 1000000000;
+}
+
+/* Write prefix+body to tmp/<id>, stamp, fsync, rename into new/<id>, fsync new/. */
 static int deliver_file(struct mail_maildir *s, const char *login, const char *id,
 			const struct sg_buf *prefix, const struct body_src *body, bool *exists,
 			const char **error_r)
@@ -416,8 +439,16 @@ static int deliver_file(struct mail_maildir *s, const char *login, const char *i
 		goto out;
 	}
 	if ((prefix != NULL && prefix->len > 0 && write_all(fd, prefix->data, prefix->len) != 0) ||
-	    write_body(fd, body) != 0 ||
-	    fsync(fd) != 0) {
+	    write_body(fd, body) != 0) {
+		sg_set_err(error_r, sg_errf("cannot write %s: %s", tmp, strerror(errno)));
+		close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	struct timespec times[2];
+	stamp_now(&times[0]);
+	times[1] = times[0];
+	if (futimens(fd, times) != 0 || fsync(fd) != 0) {
 		sg_set_err(error_r, sg_errf("cannot write %s: %s", tmp, strerror(errno)));
 		close(fd);
 		unlink(tmp);
