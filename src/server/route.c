@@ -19,8 +19,6 @@
 struct sg_route {
 	struct sg_relay *relay;
 	struct sg_envelope env;     /* remote recipients; from, login, body */
-	struct sess_rcpt *rcpts;    /* the transaction's, split by sg_route_work() */
-	size_t nrcpts;
 	size_t nremote;
 	int rc;
 	char qid[SG_QUEUE_ID_MAX];
@@ -100,26 +98,25 @@ void sg_route_prepare(struct sg_session *s, struct sess_job *j)
 	rt->env.smtputf8 = s->smtputf8;
 	rt->env.ret = s->dsn_ret == 1 ? SG_RET_FULL : s->dsn_ret == 2 ? SG_RET_HDRS : SG_RET_DEFAULT;
 	rt->env.envid = s->dsn_envid[0] ? sg_strdup(s->dsn_envid) : NULL;
-	rt->rcpts = sg_calloc(s->nrcpts + 1, sizeof(*rt->rcpts));
-	memcpy(rt->rcpts, s->rcpts, s->nrcpts * sizeof(*rt->rcpts));
-	rt->nrcpts = s->nrcpts;
 	j->route = rt;
 }
 
 /* Worker thread: recipients that are local accounts go to their inboxes
  * instead of the sender's; the others (and any the store cannot tell now)
- * to the smarthost, which decides. */
-static void split_recipients(struct sg_server *srv, struct sess_job *j, struct sg_route *rt)
+ * to the smarthost, which decides. The session's recipients are read as
+ * they are: the session is paused while its job is out, and freed only
+ * after the job comes back (sess_free). */
+static void split_recipients(const struct sg_session *s, struct sess_job *j, struct sg_route *rt)
 {
 	for (size_t i = 0; i < j->nlogins; i++)
 		free(j->logins[i]);
 	free(j->logins);
-	j->logins = sg_calloc(rt->nrcpts + 1, sizeof(*j->logins));
+	j->logins = sg_calloc(s->nrcpts + 1, sizeof(*j->logins));
 	j->nlogins = 0;
-	for (size_t i = 0; i < rt->nrcpts; i++) {
-		const char *addr = rt->rcpts[i].addr;
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		const char *addr = s->rcpts[i].addr;
 		char owner[SG_LOGIN_MAX + 1];
-		int own = sg_cred_find_owner(srv->creds, addr, owner, sizeof(owner));
+		int own = sg_cred_find_owner(s->srv->creds, addr, owner, sizeof(owner));
 		if (own == 1) {
 			bool dup = false;
 			for (size_t k = 0; k < j->nlogins; k++)
@@ -128,11 +125,9 @@ static void split_recipients(struct sg_server *srv, struct sess_job *j, struct s
 				j->logins[j->nlogins++] = sg_strdup(owner);
 			continue;
 		}
-		sg_envelope_add_rcpt(&rt->env, addr, rt->rcpts[i].notify, rt->rcpts[i].orcpt);
+		sg_envelope_add_rcpt(&rt->env, addr, s->rcpts[i].notify, s->rcpts[i].orcpt);
 		rt->nremote++;
 	}
-	free(rt->rcpts);
-	rt->rcpts = NULL;
 }
 
 /* Marks a routed job after sg_route_work() released its route (a job whose
@@ -145,7 +140,7 @@ void sg_route_work(struct sess_job *j)
 	struct sg_route *rt = j->route;
 	j->store_rc = 0;
 	j->error = NULL;
-	split_recipients(s->srv, j, rt);
+	split_recipients(s, j, rt);
 	if (rt->nremote > 0) {
 		/* what leaves the machine: our Received line, not the sandbox's
 		 * Return-Path and X-Smtpgate-* (which name the Bcc recipients) */

@@ -407,7 +407,7 @@ static int write_body(int fd, const struct body_src *b)
  * system's own stamp is only as fine as a kernel tick, so messages
  * committed in the same tick would tie and come out in any order ("keep
  * the newest 100" could keep the 101st). */
-static void stamp_now(struct timespec *ts)
+static int stamp(int fd)
 {
 	static _Atomic int64_t last;
 	struct timespec now;
@@ -418,8 +418,9 @@ static void stamp_now(struct timespec *ts)
 		if (want <= prev)
 			want = prev + 1;
 	} while (!atomic_compare_exchange_weak(&last, &prev, want));
-	ts->tv_sec = want / 1000000000;
-	ts->tv_nsec = want % 1000000000;
+	struct timespec times[2] = {{want / 1000000000, want % 1000000000}};
+	times[1] = times[0];
+	return futimens(fd, times);
 }
 
 /* Write prefix+body to tmp/<id>, stamp, fsync, rename into new/<id>, fsync new/. */
@@ -439,16 +440,7 @@ static int deliver_file(struct mail_maildir *s, const char *login, const char *i
 		goto out;
 	}
 	if ((prefix != NULL && prefix->len > 0 && write_all(fd, prefix->data, prefix->len) != 0) ||
-	    write_body(fd, body) != 0) {
-		sg_set_err(error_r, sg_errf("cannot write %s: %s", tmp, strerror(errno)));
-		close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	struct timespec times[2];
-	stamp_now(&times[0]);
-	times[1] = times[0];
-	if (futimens(fd, times) != 0 || fsync(fd) != 0) {
+	    write_body(fd, body) != 0 || stamp(fd) != 0 || fsync(fd) != 0) {
 		sg_set_err(error_r, sg_errf("cannot write %s: %s", tmp, strerror(errno)));
 		close(fd);
 		unlink(tmp);
